@@ -1,0 +1,84 @@
+# luaws build. `make` builds luaws/core.so for Lua 5.4; LUA=luajit builds for LuaJIT.
+LUA ?= lua5.4
+ifeq ($(LUA),luajit)
+  LUA_PC ?= luajit
+  LUA_LIBDIR ?= 5.1
+else
+  LUA_PC ?= $(LUA)
+  LUA_LIBDIR ?= $(patsubst lua%,%,$(LUA))
+endif
+
+CC ?= cc
+OPT ?= -O2
+CFLAGS ?= $(OPT) -g
+WARN = -Wall -Wextra -Wno-unused-parameter
+LUA_CFLAGS := $(shell pkg-config --cflags $(LUA_PC) 2>/dev/null)
+DEP_LIBS := $(shell pkg-config --libs libuv openssl 2>/dev/null || echo -luv -lssl -lcrypto) -lz
+BUILD ?= build/$(LUA)
+SANFLAGS =
+
+CORE_SRC := $(wildcard csrc/core/*.c)
+IO_SRC := $(wildcard csrc/io/*.c)
+LUA_SRC := $(wildcard csrc/lua/*.c)
+ALL_SRC := $(CORE_SRC) $(IO_SRC) $(LUA_SRC)
+OBJ := $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(ALL_SRC))
+HDR := $(wildcard csrc/*/*.h)
+SO := $(BUILD)/luaws/core.so
+
+.PHONY: all build test test-c test-lua example asan valgrind fuzz deps clean bench bench-smoke rock
+
+all build: $(SO)
+
+$(BUILD)/obj/%.o: csrc/%.c $(HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SANFLAGS) $(WARN) -fPIC -Icsrc/core -Icsrc/io -Icsrc/lua $(LUA_CFLAGS) -c $< -o $@
+
+$(SO): $(OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SANFLAGS) -shared -o $@ $(OBJ) $(DEP_LIBS)
+
+# C unit tests of the protocol core: no Lua, no libuv.
+$(BUILD)/test_core: $(CORE_SRC) $(wildcard spec/c/*.c) $(wildcard spec/c/*.h) csrc/core/ws.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SANFLAGS) $(WARN) -Icsrc/core -Ispec/c -o $@ $(CORE_SRC) $(wildcard spec/c/*.c) -lcrypto -lz
+
+deps:
+	@sh scripts/deps.sh
+
+test-c: $(BUILD)/test_core
+	$(BUILD)/test_core
+
+test-lua: $(SO)
+	sh scripts/run_specs.sh $(LUA) $(BUILD)
+
+# The README's test command: installs what is missing, then runs every suite.
+test: deps
+	@sh scripts/test_all.sh
+
+example: deps
+	@$(MAKE) --no-print-directory build
+	LUA_CPATH="$(BUILD)/?.so;;" LUA_PATH="lua/?.lua;lua/?/init.lua;;" $(LUA) examples/echo_demo.lua
+
+asan:
+	@$(MAKE) --no-print-directory BUILD=build/asan-$(LUA) CC=clang \
+	  SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	  OPT=-O1 build build/asan-$(LUA)/test_core
+	build/asan-$(LUA)/test_core
+	LUAWS_SANITIZE=1 sh scripts/run_specs.sh $(LUA) build/asan-$(LUA)
+
+valgrind:
+	@$(MAKE) --no-print-directory BUILD=build/vg-$(LUA) OPT=-O1 build build/vg-$(LUA)/test_core
+	valgrind -q --error-exitcode=99 --leak-check=full build/vg-$(LUA)/test_core
+	LUAWS_VALGRIND=1 sh scripts/run_specs.sh $(LUA) build/vg-$(LUA)
+
+FUZZ_SECONDS ?= 30
+fuzz:
+	@mkdir -p build/fuzz
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -Icsrc/core -o build/fuzz/frame spec/fuzz/fuzz_frame.c $(CORE_SRC) -lcrypto -lz
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -Icsrc/core -o build/fuzz/http spec/fuzz/fuzz_http.c $(CORE_SRC) -lcrypto -lz
+	@mkdir -p build/fuzz/frame-corpus build/fuzz/http-corpus
+	build/fuzz/frame -max_total_time=$(FUZZ_SECONDS) build/fuzz/frame-corpus spec/fuzz/corpus/frame
+	build/fuzz/http -max_total_time=$(FUZZ_SECONDS) build/fuzz/http-corpus spec/fuzz/corpus/http
+
+clean:
+	rm -rf build

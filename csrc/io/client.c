@@ -1,0 +1,197 @@
+/* The client side: resolve without blocking, connect, TLS, the opening handshake. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "internal.h"
+#include "tls.h"
+
+struct ws__client_hs {
+  uv_getaddrinfo_t gai;
+  uv_connect_t connect;
+  ws_conn_t *conn;
+  char key[25];
+  char *offered;     /* subprotocols offered, comma-separated, or NULL */
+  char *request;     /* the whole request head, sent once connected (and secure) */
+  ws_buf_t early;    /* frames sent while connecting, as faye queues them */
+  size_t request_len;
+  int raw;
+};
+
+void ws__client_free_hs(ws_conn_t *c) {
+  ws__client_hs_t *hs = c->hs;
+  if (!hs) return;
+  free(hs->offered);
+  free(hs->request);
+  ws__buf_free(&hs->early);
+  free(hs);
+  c->hs = NULL;
+}
+
+static void fail_uv(ws_conn_t *c, const char *what, int err) {
+  char msg[160];
+  snprintf(msg, sizeof msg, "%s %s: %s", what, uv_err_name(err), uv_strerror(err));
+  ws__conn_fail(c, err, msg);
+}
+
+void ws__client_on_secure(ws_conn_t *c) {
+  ws__client_hs_t *hs = c->hs;
+  if (hs->raw) {
+    c->state = WS__S_RAW;
+    uv_timer_stop(&c->timer);
+    ws__client_free_hs(c);
+    if (c->loop->ev->on_open) c->loop->ev->on_open(c, NULL);
+    return;
+  }
+  c->state = WS__S_HANDSHAKE;
+  uv_buf_t b = uv_buf_init(hs->request, (unsigned)hs->request_len);
+  ws__conn_write(c, &b, 1);
+}
+
+static void on_connected(uv_connect_t *req, int status) {
+  ws_conn_t *c = req->data;
+  if (c->state == WS__S_CLOSED) return;
+  if (status < 0) {
+    fail_uv(c, "connect", status);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  int r = ws__conn_start_read(c);
+  if (r) {
+    fail_uv(c, "read", r);
+    return;
+  }
+  if (c->tp) {
+    if ((r = ws__tls_start(c)) != 0) ws__conn_fail(c, r, "TLS handshake could not start");
+    return;
+  }
+  ws__client_on_secure(c);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  ws_conn_t *c = req->data;
+  if (c->state == WS__S_CLOSED || status < 0) {
+    if (c->state != WS__S_CLOSED) fail_uv(c, "getaddrinfo", status);
+    if (res) uv_freeaddrinfo(res);
+    ws__conn_unref(c);
+    return;
+  }
+  /* Prefer IPv4 when a name has both: "localhost" servers usually listen there. */
+  struct addrinfo *a = res;
+  for (struct addrinfo *p = res; p; p = p->ai_next)
+    if (p->ai_family == AF_INET) {
+      a = p;
+      break;
+    }
+  c->hs->connect.data = c;
+  int r = uv_tcp_connect(&c->hs->connect, &c->tcp, a->ai_addr, on_connected);
+  uv_freeaddrinfo(res);
+  if (r) fail_uv(c, "connect", r);
+  ws__conn_unref(c);
+}
+
+int ws_conn_connect(ws_loop_t *l, ws_conn_t **out, const char *host, int port,
+                    const char *path, const char *host_header, const char *protocols,
+                    const char *extra_headers, const ws_conn_options_t *o,
+                    ws_tls_ctx_t *tls, const char *servername, int raw, void *data) {
+  ws_conn_t *c = ws__conn_new(l);
+  if (!c) return WS_ENOMEM;
+  ws__client_hs_t *hs = calloc(1, sizeof *hs);
+  int r = WS_ENOMEM;
+  if (!hs) goto fail;
+  c->hs = hs;
+  hs->conn = c;
+  hs->raw = raw;
+  c->flags |= WS__F_CLIENT | WS__F_SOCKET;
+  c->state = WS__S_CONNECTING;
+  c->data = data;
+  ws__conn_apply_options(c, o, WS_ROLE_CLIENT);
+  if ((r = ws_handshake_client_key(hs->key)) != 0) goto fail;
+  if (protocols && *protocols && !(hs->offered = strdup(protocols))) goto fail;
+  size_t cap = 256 + strlen(path) + strlen(host_header) + (protocols ? strlen(protocols) : 0) +
+               (extra_headers ? strlen(extra_headers) : 0);
+  if (!(hs->request = malloc(cap))) goto fail;
+  int n = snprintf(hs->request, cap,
+                   "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s%s%s%s\r\n",
+                   path, host_header, hs->key, hs->offered ? "Sec-WebSocket-Protocol: " : "",
+                   hs->offered ? hs->offered : "", hs->offered ? "\r\n" : "",
+                   extra_headers ? extra_headers : "");
+  hs->request_len = (size_t)n;
+  if (tls && (r = ws__tls_attach(c, tls, 0, servername ? servername : host)) != 0) goto fail;
+  char portstr[16];
+  snprintf(portstr, sizeof portstr, "%d", port);
+  struct addrinfo hints;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hs->gai.data = c;
+  if ((r = uv_getaddrinfo(l->uv, &hs->gai, on_resolved, host, portstr, &hints)) != 0) goto fail;
+  c->refs++;
+  if (o->handshake_timeout_ms)
+    uv_timer_start(&c->timer, ws__conn_on_timer, o->handshake_timeout_ms, 0);
+  *out = c;
+  return 0;
+fail:
+  c->flags &= ~WS__F_SOCKET;   /* the caller gets the error; no events follow */
+  c->data = NULL;
+  ws__conn_destroy(c, 1006, 0);
+  return r;
+}
+
+ssize_t ws__client_on_head(ws_conn_t *c, char *buf, size_t len) {
+  ws_header_t hdrs[256];
+  ws_http_head_t h;
+  memset(&h, 0, sizeof h);
+  h.headers = hdrs;
+  h.num_headers = c->max_headers > 256 ? 256 : c->max_headers;
+  int r = ws_http_parse_response(buf, len, &h);
+  if (r == WS_EAGAIN) {
+    if (len < c->max_head) return 0;
+    r = WS_EHEADTOOBIG;
+  }
+  if (r == WS_EHEADTOOBIG) {
+    ws__conn_fail(c, WS_EHANDSHAKE, "handshake response head too large");
+    return -1;
+  }
+  if (r < 0) {
+    ws__conn_fail(c, WS_EHANDSHAKE, "malformed handshake response");
+    return -1;
+  }
+  if (h.status != 101) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "unexpected response code: %d", h.status);
+    ws__conn_fail(c, WS_EHANDSHAKE, msg);
+    return -1;
+  }
+  const char *why = NULL;
+  if (ws_handshake_check_response(&h, c->hs->key, c->hs->offered, &why) != 0) {
+    ws__conn_fail(c, WS_EHANDSHAKE, why ? why : "bad handshake response");
+    return -1;
+  }
+  const ws_header_t *p = ws_http_find(&h, "sec-websocket-protocol");
+  if (p && p->value_len) {
+    c->protocol = malloc(p->value_len + 1);
+    if (c->protocol) {
+      memcpy(c->protocol, p->value, p->value_len);
+      c->protocol[p->value_len] = 0;
+    }
+  }
+  ws_buf_t early = c->hs->early;
+  memset(&c->hs->early, 0, sizeof early);
+  ws__client_free_hs(c);
+  if (early.len) {
+    uv_buf_t b = uv_buf_init(early.base + early.start, (unsigned)early.len);
+    ws__conn_write(c, &b, 1);
+  }
+  ws__buf_free(&early);
+  if (c->state == WS__S_CLOSED) return -1;
+  ws__conn_set_open(c, &h);
+  return r;
+}
+
+/* Queues a whole frame made while connecting; it is written right after the 101. */
+int ws__client_queue_early(ws_conn_t *c, const char *frame, size_t len) {
+  return ws__buf_append(&c->hs->early, frame, len);
+}
+
+size_t ws__client_early_len(const ws_conn_t *c) { return c->hs ? c->hs->early.len : 0; }

@@ -1,0 +1,133 @@
+/* Internals shared by the files of the I/O layer. */
+#ifndef LUAWS_IO_INTERNAL_H
+#define LUAWS_IO_INTERNAL_H
+
+#include "io.h"
+
+#define WS__READ_BUF (256 * 1024)   /* the loop's one read buffer */
+#define WS__CORK_BUF (64 * 1024)    /* batches small sends made inside a handler */
+#define WS__CORK_MAX (16 * 1024)    /* larger sends bypass the cork buffer */
+
+/* A byte queue: live bytes are base[start .. start+len). */
+typedef struct ws_buf {
+  char *base;
+  size_t start, len, cap;
+} ws_buf_t;
+
+int ws__buf_append(ws_buf_t *b, const char *data, size_t len);
+char *ws__buf_reserve(ws_buf_t *b, size_t len);   /* room for len more; NULL on ENOMEM */
+void ws__buf_consume(ws_buf_t *b, size_t len);
+void ws__buf_free(ws_buf_t *b);
+
+struct ws_loop {
+  uv_loop_t *uv;
+  const ws_io_events_t *ev;
+  char *rbuf;                /* the read buffer; a conn's input tail is put first */
+  size_t rprefix;            /* bytes of tail placed at rbuf by the last alloc */
+  ws_buf_t cork;             /* corked bytes of cork_owner */
+  ws_conn_t *cork_owner;
+  int cork_depth;
+  int nconns;
+};
+
+/* Connection states (readyState is derived from them). */
+enum {
+  WS__S_HTTP,        /* server: reading a request head */
+  WS__S_REQUEST,     /* server: head handed up; awaiting accept or an HTTP answer */
+  WS__S_RESPONDING,  /* server: answering plain HTTP */
+  WS__S_CONNECTING,  /* client: resolving / connecting / TLS */
+  WS__S_HANDSHAKE,   /* client: request sent, reading the 101 */
+  WS__S_OPEN,
+  WS__S_CLOSING,
+  WS__S_RAW,         /* tests: bytes in, bytes out */
+  WS__S_CLOSED
+};
+
+enum {
+  WS__F_CLIENT = 1 << 0,
+  WS__F_PAUSED = 1 << 1,
+  WS__F_CLOSE_SENT = 1 << 2,
+  WS__F_CLOSE_RECEIVED = 1 << 3,
+  WS__F_END_AFTER_FLUSH = 1 << 4,   /* shut down once the write queue is empty */
+  WS__F_SOCKET = 1 << 5,            /* reached Lua as a WebSocket: on_close owed */
+  WS__F_FAILED = 1 << 6,            /* failed: close is not clean */
+  WS__F_READING = 1 << 7,
+  WS__F_SHUTDOWN = 1 << 8,
+  WS__F_CLEAN = 1 << 9              /* close handshake done both ways */
+};
+
+typedef struct ws__client_hs ws__client_hs_t;
+
+/* Under the connection: plain TCP (tp == NULL) or TLS (tls.c). */
+typedef struct ws__transport {
+  void (*on_read)(ws_conn_t *c, char *data, size_t len);           /* from the socket */
+  int (*write)(ws_conn_t *c, const uv_buf_t *bufs, unsigned n);    /* to the peer */
+  void (*shutdown)(ws_conn_t *c);                                  /* before FIN */
+  void (*free)(ws_conn_t *c);
+} ws__transport_t;
+
+struct ws_conn {
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  ws_loop_t *loop;
+  ws_server_t *server;
+  ws_conn_t *next, *prev;          /* server's list of conns */
+  void *data;
+  const ws__transport_t *tp;
+  void *tls;
+  ws__client_hs_t *hs;             /* client handshake state, freed at open */
+  char *protocol;                  /* negotiated subprotocol, NULL if none */
+  char *close_reason;              /* the peer's close reason, if any */
+  ws_parser_t parser;
+  ws_buf_t in;                     /* unconsumed input (split header, paused) */
+  ws_buf_t msg;                    /* an unfinished message */
+  ws_buf_t pending;                /* queued, not yet handed to libuv */
+  ws_buf_t inflight;               /* handed to libuv by wreq */
+  uv_write_t wreq;
+  size_t max_buffered;
+  uint32_t ping_ms, close_timeout_ms;
+  uint16_t max_head, max_headers;
+  uint16_t flags;
+  uint16_t close_code;             /* for on_close */
+  uint8_t state;
+  uint8_t version;                 /* 13, 8, 7 */
+  uint8_t refs;                    /* handles and requests still out */
+  uint8_t msg_binary;
+};
+
+struct ws_server {
+  uv_tcp_t tcp;
+  ws_loop_t *loop;
+  void *data;
+  ws_tls_ctx_t *tls;
+  ws_server_options_t opt;
+  ws_conn_t *conns;
+  void (*on_closed)(ws_server_t *s);
+  int closing;
+};
+
+ws_conn_t *ws__conn_new(ws_loop_t *l);
+int ws__conn_start_read(ws_conn_t *c);
+void ws__conn_input(ws_conn_t *c, char *buf, size_t len);
+void ws__conn_destroy(ws_conn_t *c, unsigned code, int clean);
+void ws__conn_fail(ws_conn_t *c, int err, const char *message);
+void ws__conn_set_open(ws_conn_t *c, const ws_http_head_t *head);
+void ws__conn_apply_options(ws_conn_t *c, const ws_conn_options_t *o, int role);
+int ws__conn_write(ws_conn_t *c, const uv_buf_t *bufs, unsigned n);
+int ws__conn_write_raw(ws_conn_t *c, const uv_buf_t *bufs, unsigned n);
+void ws__conn_end(ws_conn_t *c);
+void ws__conn_on_timer(uv_timer_t *t);
+void ws__conn_flush_cork(ws_loop_t *l);
+
+/* Head handling in the HTTP states: returns bytes consumed, 0 to wait for more, or -1
+ * when the conn was failed/answered and input must stop. */
+ssize_t ws__server_on_head(ws_conn_t *c, char *buf, size_t len);
+ssize_t ws__client_on_head(ws_conn_t *c, char *buf, size_t len);
+void ws__client_free_hs(ws_conn_t *c);
+void ws__client_on_secure(ws_conn_t *c);   /* TCP (and TLS) ready: send the request */
+void ws__conn_unref(ws_conn_t *c);
+int ws__client_queue_early(ws_conn_t *c, const char *frame, size_t len);
+size_t ws__client_early_len(const ws_conn_t *c);
+void ws__server_unlink(ws_conn_t *c);
+
+#endif

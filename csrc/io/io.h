@@ -1,0 +1,140 @@
+/* luaws I/O layer: libuv sockets, the write queue, corking, timers and the connection
+ * state machine. It reports to the layer above through ws_io_events_t and knows nothing
+ * of Lua. */
+#ifndef LUAWS_IO_H
+#define LUAWS_IO_H
+
+#include <uv.h>
+#include "ws.h"
+
+typedef struct ws_loop ws_loop_t;
+typedef struct ws_conn ws_conn_t;
+typedef struct ws_server ws_server_t;
+typedef struct ws_tls_ctx ws_tls_ctx_t;   /* see tls.h; NULL for plain TCP */
+
+/* readyState, as browsers number it. */
+enum { WS_CONNECTING = 0, WS_OPEN = 1, WS_CLOSING = 2, WS_CLOSED = 3 };
+
+typedef struct ws_conn_options {
+  uint64_t max_length;            /* message limit, 0 = none; over it: close 1009 */
+  uint32_t ping_ms;               /* automatic ping interval, 0 = off */
+  uint32_t close_timeout_ms;      /* wait for the peer's close / TCP close */
+  uint32_t handshake_timeout_ms;  /* client: connect + TLS + HTTP handshake */
+  size_t max_buffered;            /* send() fails with EBACKPRESSURE beyond this */
+  size_t max_head;                /* client: bytes in the response head */
+  uint16_t max_headers;           /* client: header count in the response head */
+} ws_conn_options_t;
+
+void ws_conn_options_default(ws_conn_options_t *o);
+
+typedef struct ws_server_options {
+  size_t max_head;                /* bytes in a request head (431 beyond) */
+  uint16_t max_headers;           /* header count in a request head (431 beyond) */
+  uint32_t handshake_timeout_ms;  /* from accept to a whole request head */
+  int backlog;
+  int raw;                        /* tests: connections deliver raw bytes (on_raw) */
+} ws_server_options_t;
+
+void ws_server_options_default(ws_server_options_t *o);
+
+/* What the layer above is told. conn->data / server->data are its own pointers. */
+typedef struct ws_io_events {
+  /* Server: a whole request head. is_upgrade: a valid WebSocket upgrade request (an
+   * invalid one was answered 400/426 and never gets here). The head points into a
+   * buffer valid only during the call. Accept with ws_conn_accept() or answer with
+   * ws_conn_http_write()/ws_conn_http_end(), during the call or (plain HTTP) later. */
+  void (*on_request)(ws_server_t *s, ws_conn_t *c, const ws_http_head_t *head,
+                     int is_upgrade);
+  /* The socket is open. head: the client's view of the server's 101 response (valid only
+   * during the call), NULL on the server side. */
+  void (*on_open)(ws_conn_t *c, const ws_http_head_t *head);
+  void (*on_message)(ws_conn_t *c, int binary, const char *data, size_t len);
+  void (*on_pong)(ws_conn_t *c, const char *data, size_t len);
+  void (*on_error)(ws_conn_t *c, int err, const char *message);
+  /* Fires exactly once for every conn that reached on_open or was a client. */
+  void (*on_close)(ws_conn_t *c, unsigned code, const char *reason, size_t reason_len,
+                   int was_clean);
+  void (*on_raw)(ws_conn_t *c, const char *data, size_t len);  /* raw mode; len 0: EOF */
+  void (*on_drain)(ws_conn_t *c);      /* write queue emptied (HTTP responses) */
+  /* The conn's memory is about to be freed (after libuv's close callback). */
+  void (*on_free)(ws_conn_t *c);
+} ws_io_events_t;
+
+/* ---- loop ---------------------------------------------------------------- */
+
+ws_loop_t *ws_loop_get(uv_loop_t *uv, const ws_io_events_t *events);
+uv_loop_t *ws_loop_uv(ws_loop_t *l);
+/* Corking: sends made between cork and uncork (nested) are batched per connection and
+ * written when the outermost uncork runs. */
+void ws_loop_cork(ws_loop_t *l);
+void ws_loop_uncork(ws_loop_t *l);
+/* Builds the server frame for data once; sends it to every conn (broadcast). Returns
+ * how many it was queued for. */
+size_t ws_loop_broadcast(ws_loop_t *l, ws_conn_t **conns, size_t n, int opcode,
+                         const char *data, size_t len);
+
+/* ---- server -------------------------------------------------------------- */
+
+/* Listens on host:port (port 0: any). Returns 0 or a libuv/ws error. */
+int ws_server_listen(ws_loop_t *l, ws_server_t **out, const char *host, int port,
+                     const ws_server_options_t *o, ws_tls_ctx_t *tls, void *data);
+int ws_server_port(ws_server_t *s);
+void *ws_server_data(ws_server_t *s);
+/* Stops accepting; open sockets get close 1001. on_server_closed fires when done. */
+void ws_server_close(ws_server_t *s, void (*on_closed)(ws_server_t *s));
+
+/* ---- connections ----------------------------------------------------------- */
+
+/* Client: connect to ws(s)://host:port/path. host_header and extra_headers (CRLF-ended
+ * lines, may be NULL) go into the request; protocols is a comma-separated list or NULL.
+ * Events start on the next loop turns; on failure on_error then on_close(1006). */
+int ws_conn_connect(ws_loop_t *l, ws_conn_t **out, const char *host, int port,
+                    const char *path, const char *host_header, const char *protocols,
+                    const char *extra_headers, const ws_conn_options_t *o,
+                    ws_tls_ctx_t *tls, const char *servername, int raw, void *data);
+
+/* Server: answer the upgrade request being handled with 101; protocol may be NULL;
+ * extra_headers: CRLF-ended lines or NULL. on_open fires when the request handler has
+ * returned. Returns 0 or WS_EINVAL if the conn is not an unanswered upgrade. */
+int ws_conn_accept(ws_conn_t *c, const char *protocol, const char *extra_headers,
+                   const ws_conn_options_t *o);
+
+/* Plain HTTP answer (the layer above formats status line and headers). */
+int ws_conn_http_write(ws_conn_t *c, const char *data, size_t len);
+/* Flush, then close the TCP connection. */
+void ws_conn_http_end(ws_conn_t *c);
+
+/* Sends a data message (WS_OP_TEXT / WS_OP_BINARY) or PING / PONG. 0 or an error:
+ * WS_ECLOSED, WS_EBACKPRESSURE, WS_EINVAL (control payload > 125). */
+int ws_conn_send(ws_conn_t *c, int opcode, const char *data, size_t len);
+/* Raw mode: bytes as they are. */
+int ws_conn_write_raw(ws_conn_t *c, const char *data, size_t len);
+/* Starts the close handshake (code 0: none). Safe in any state, any number of times. */
+void ws_conn_close(ws_conn_t *c, unsigned code, const char *reason, size_t reason_len);
+/* Drops the TCP connection now; on_close(1006). */
+void ws_conn_terminate(ws_conn_t *c);
+void ws_conn_pause(ws_conn_t *c);
+void ws_conn_resume(ws_conn_t *c);
+
+int ws_conn_ready_state(const ws_conn_t *c);
+size_t ws_conn_buffered(const ws_conn_t *c);
+const char *ws_conn_protocol(const ws_conn_t *c);   /* "" if none */
+const char *ws_conn_version(const ws_conn_t *c);    /* "hybi-13", "hybi-8", ... */
+int ws_conn_is_client(const ws_conn_t *c);
+void *ws_conn_data(const ws_conn_t *c);
+void ws_conn_set_data(ws_conn_t *c, void *data);
+/* Peer address "ip" and port; 0 or a libuv error. */
+int ws_conn_peer(const ws_conn_t *c, char *ip, size_t iplen, int *port);
+
+/* ---- timers for scripts ---------------------------------------------------- */
+
+typedef struct ws_timer ws_timer_t;
+ws_timer_t *ws_timer_start(ws_loop_t *l, uint64_t ms, uint64_t repeat_ms,
+                           void (*cb)(ws_timer_t *t, void *data), void *data);
+/* Stops and frees (in libuv's close callback); t must not be used after. */
+void ws_timer_stop(ws_timer_t *t);
+
+/* Count of libuv handles not closing (tests: none may be left). */
+int ws_loop_active_handles(ws_loop_t *l);
+
+#endif

@@ -1,0 +1,259 @@
+/* The listener, the request head and the server side of the opening handshake. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "internal.h"
+#include "tls.h"
+
+#define WS__MAX_HEADERS_CAP 256
+
+void ws_server_options_default(ws_server_options_t *o) {
+  o->max_head = 16 * 1024;
+  o->max_headers = 64;
+  o->handshake_timeout_ms = 30000;
+  o->backlog = 511;
+  o->raw = 0;
+}
+
+/* The request being handed up, for ws_conn_accept (valid during on_request only). */
+static ws_conn_t *cur_conn;
+static const ws_http_head_t *cur_head;
+
+static const char *status_text(int status) {
+  switch (status) {
+  case 400: return "Bad Request";
+  case 426: return "Upgrade Required";
+  case 431: return "Request Header Fields Too Large";
+  default: return "Error";
+  }
+}
+
+/* Answers an HTTP error and closes; nothing reaches the layer above. */
+static void respond_error(ws_conn_t *c, int status, const char *why, const char *extra) {
+  char buf[512];
+  int n = snprintf(buf, sizeof buf,
+                   "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
+                   "Connection: close\r\n%s\r\n%s\n",
+                   status, status_text(status), strlen(why) + 1, extra ? extra : "", why);
+  if (n < 0 || (size_t)n >= sizeof buf) n = (int)strlen(buf);
+  c->state = WS__S_RESPONDING;
+  uv_buf_t b = uv_buf_init(buf, (unsigned)n);
+  ws__conn_write(c, &b, 1);
+  ws__conn_end(c);
+}
+
+ssize_t ws__server_on_head(ws_conn_t *c, char *buf, size_t len) {
+  ws_server_t *s = c->server;
+  if (!s) {
+    ws__conn_destroy(c, 1006, 0);
+    return -1;
+  }
+  ws_header_t hdrs[WS__MAX_HEADERS_CAP];
+  ws_http_head_t h;
+  memset(&h, 0, sizeof h);
+  h.headers = hdrs;
+  h.num_headers = s->opt.max_headers;
+  int r = ws_http_parse_request(buf, len, &h);
+  if (r == WS_EAGAIN) {
+    if (len < s->opt.max_head) return 0;
+    r = WS_EHEADTOOBIG;
+  }
+  if (r > 0 && (size_t)r > s->opt.max_head) r = WS_EHEADTOOBIG;
+  if (r == WS_EHEADTOOBIG) {
+    respond_error(c, 431, "request head too large", NULL);
+    return -1;
+  }
+  if (r < 0) {
+    respond_error(c, 400, "malformed HTTP request", NULL);
+    return -1;
+  }
+  uv_timer_stop(&c->timer);
+  int upgrade = ws_handshake_is_upgrade(&h);
+  if (upgrade) {
+    int version = 13;
+    const char *why = NULL;
+    int status = ws_handshake_check_request(&h, &version, &why);
+    if (status) {
+      respond_error(c, status, why ? why : "bad WebSocket handshake",
+                    status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
+      return -1;
+    }
+    c->version = (uint8_t)version;
+  }
+  c->state = WS__S_REQUEST;
+  c->flags |= WS__F_SOCKET;
+  cur_conn = c;
+  cur_head = &h;
+  if (s->loop->ev->on_request) s->loop->ev->on_request(s, c, &h, upgrade);
+  cur_conn = NULL;
+  cur_head = NULL;
+  if (c->state == WS__S_CLOSED) return -1;
+  if (upgrade) {
+    if (c->state == WS__S_OPEN) {
+      ws__conn_set_open(c, NULL);
+      return r;
+    }
+    if (c->state == WS__S_REQUEST) respond_error(c, 400, "WebSocket upgrade not accepted", NULL);
+    return -1;
+  }
+  return (ssize_t)len;   /* one request per connection: the rest (a body) is dropped */
+}
+
+int ws_conn_accept(ws_conn_t *c, const char *protocol, const char *extra_headers,
+                   const ws_conn_options_t *o) {
+  if (c != cur_conn || c->state != WS__S_REQUEST) return WS_EINVAL;
+  const ws_header_t *key = ws_http_find(cur_head, "sec-websocket-key");
+  if (!key) return WS_EINVAL;
+  char accept[29];
+  ws_handshake_accept(key->value, key->value_len, accept);
+  size_t extra = extra_headers ? strlen(extra_headers) : 0;
+  size_t plen = protocol ? strlen(protocol) : 0;
+  size_t cap = 160 + plen + extra;
+  char *buf = malloc(cap);
+  if (!buf) return WS_ENOMEM;
+  int n = snprintf(buf, cap,
+                   "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                   "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s%s%s%s\r\n",
+                   accept, plen ? "Sec-WebSocket-Protocol: " : "", plen ? protocol : "",
+                   plen ? "\r\n" : "", extra ? extra_headers : "");
+  if (plen && !(c->protocol = strdup(protocol))) {
+    free(buf);
+    return WS_ENOMEM;
+  }
+  ws__conn_apply_options(c, o, WS_ROLE_SERVER);
+  uv_buf_t b = uv_buf_init(buf, (unsigned)n);
+  int r = ws__conn_write(c, &b, 1);
+  free(buf);
+  if (r) return r;
+  c->state = WS__S_OPEN;   /* on_open fires when the request handler has returned */
+  return 0;
+}
+
+int ws_conn_http_write(ws_conn_t *c, const char *data, size_t len) {
+  if (c->state != WS__S_REQUEST && c->state != WS__S_RESPONDING) return WS_ECLOSED;
+  c->state = WS__S_RESPONDING;
+  uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+  return ws__conn_write(c, &b, 1);
+}
+
+void ws_conn_http_end(ws_conn_t *c) {
+  if (c->state != WS__S_REQUEST && c->state != WS__S_RESPONDING) return;
+  c->state = WS__S_RESPONDING;
+  ws__conn_end(c);
+}
+
+void ws__server_unlink(ws_conn_t *c) {
+  ws_server_t *s = c->server;
+  if (!s) return;
+  if (c->prev) c->prev->next = c->next;
+  else s->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  c->next = c->prev = NULL;
+  c->server = NULL;
+}
+
+static void on_connection(uv_stream_t *ls, int status) {
+  ws_server_t *s = ls->data;
+  if (status < 0 || s->closing) return;
+  ws_conn_t *c = ws__conn_new(s->loop);
+  if (!c) return;
+  if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
+    ws__conn_destroy(c, 1006, 0);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  c->server = s;
+  c->next = s->conns;
+  if (s->conns) s->conns->prev = c;
+  s->conns = c;
+  ws_conn_options_t o;
+  ws_conn_options_default(&o);
+  o.handshake_timeout_ms = s->opt.handshake_timeout_ms;
+  ws__conn_apply_options(c, &o, WS_ROLE_SERVER);
+  if (s->tls && ws__tls_attach(c, s->tls, 1, NULL) != 0) {
+    ws__conn_destroy(c, 1006, 0);
+    return;
+  }
+  if (s->opt.raw) {
+    c->state = WS__S_RAW;
+    c->flags |= WS__F_SOCKET;
+    if (s->loop->ev->on_request) s->loop->ev->on_request(s, c, NULL, 0);
+  } else {
+    c->state = WS__S_HTTP;
+    if (s->opt.handshake_timeout_ms)
+      uv_timer_start(&c->timer, ws__conn_on_timer, s->opt.handshake_timeout_ms, 0);
+  }
+  if (c->state != WS__S_CLOSED) ws__conn_start_read(c);
+}
+
+static int resolve(const char *host, int port, struct sockaddr_storage *ss) {
+  struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+  struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+  if (uv_ip4_addr(host, port, a4) == 0) return 0;
+  if (uv_ip6_addr(host, port, a6) == 0) return 0;
+  uv_getaddrinfo_t req;
+  struct addrinfo hints;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  int r = uv_getaddrinfo(uv_default_loop(), &req, NULL, host, NULL, &hints);
+  if (r) return r;
+  memcpy(ss, req.addrinfo->ai_addr, req.addrinfo->ai_addrlen);
+  uv_freeaddrinfo(req.addrinfo);
+  if (ss->ss_family == AF_INET6) a6->sin6_port = htons((uint16_t)port);
+  else a4->sin_port = htons((uint16_t)port);
+  return 0;
+}
+
+int ws_server_listen(ws_loop_t *l, ws_server_t **out, const char *host, int port,
+                     const ws_server_options_t *o, ws_tls_ctx_t *tls, void *data) {
+  struct sockaddr_storage ss;
+  int r = resolve(host, port, &ss);
+  if (r) return r;
+  ws_server_t *s = calloc(1, sizeof *s);
+  if (!s) return WS_ENOMEM;
+  s->loop = l;
+  s->opt = *o;
+  if (s->opt.max_headers > WS__MAX_HEADERS_CAP) s->opt.max_headers = WS__MAX_HEADERS_CAP;
+  s->tls = tls;
+  s->data = data;
+  uv_tcp_init(l->uv, &s->tcp);
+  s->tcp.data = s;
+  if ((r = uv_tcp_bind(&s->tcp, (struct sockaddr *)&ss, 0)) != 0 ||
+      (r = uv_listen((uv_stream_t *)&s->tcp, o->backlog, on_connection)) != 0) {
+    uv_close((uv_handle_t *)&s->tcp, (uv_close_cb)free);
+    return r;
+  }
+  *out = s;
+  return 0;
+}
+
+int ws_server_port(ws_server_t *s) {
+  struct sockaddr_storage ss;
+  int n = sizeof ss;
+  if (uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&ss, &n) != 0) return -1;
+  if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+void *ws_server_data(ws_server_t *s) { return s->data; }
+
+static void on_listener_closed(uv_handle_t *h) {
+  ws_server_t *s = h->data;
+  if (s->on_closed) s->on_closed(s);
+  free(s);
+}
+
+void ws_server_close(ws_server_t *s, void (*on_closed)(ws_server_t *s)) {
+  if (s->closing) return;
+  s->closing = 1;
+  s->on_closed = on_closed;
+  while (s->conns) {
+    ws_conn_t *c = s->conns;
+    ws__server_unlink(c);
+    if (c->state == WS__S_OPEN) ws_conn_close(c, 1001, "server closing", 14);
+    else if (c->state == WS__S_RESPONDING || c->state == WS__S_RAW) ws__conn_end(c);
+    else if (c->state != WS__S_CLOSING) ws__conn_destroy(c, 1006, 0);
+  }
+  uv_close((uv_handle_t *)&s->tcp, on_listener_closed);
+}

@@ -1,0 +1,25 @@
+/* TLS under a connection: OpenSSL with memory BIOs, pumped by the conn's reads and
+ * writes through the ws__transport_t seam. */
+#ifndef LUAWS_TLS_H
+#define LUAWS_TLS_H
+
+#include "internal.h"
+
+typedef struct ws_tls_options {
+  const char *cert, *key;       /* PEM paths: server certificate, or client certificate */
+  const char *cafile, *capath;  /* trust anchors; NULL: the system store */
+  const char *ciphers;          /* TLS 1.2 cipher list; NULL: OpenSSL's default */
+  int verify;                   /* client: verify the server (default 1); server: ask for
+                                   and require a client certificate */
+} ws_tls_options_t;
+
+/* Makes a context (server or client). Returns NULL and a message in err on failure. */
+ws_tls_ctx_t *ws_tls_ctx_new(int server, const ws_tls_options_t *o, char *err, size_t errlen);
+void ws_tls_ctx_free(ws_tls_ctx_t *ctx);
+
+/* Puts TLS under c; servername: SNI and the name to verify (client). 0 or an error. */
+int ws__tls_attach(ws_conn_t *c, ws_tls_ctx_t *ctx, int server, const char *servername);
+/* Client: begin the TLS handshake once TCP is connected; on done, ws__client_on_secure. */
+int ws__tls_start(ws_conn_t *c);
+
+#endif

@@ -1,0 +1,53 @@
+/* Shared by the files of the Lua binding: the only C that includes lua.h. */
+#ifndef LUAWS_BINDING_H
+#define LUAWS_BINDING_H
+
+#include "compat.h"
+#include "io.h"
+
+#define L_CONN_MT "luaws.socket"
+#define L_SERVER_MT "luaws.server"
+#define L_TIMER_MT "luaws.timer"
+
+typedef struct l_box {   /* a userdata: the C object is separately owned by libuv */
+  void *p;
+  int ref;               /* registry anchor while the C object lives */
+  int kind;              /* L_KIND_*: what the conn is to Lua */
+} l_box_t;
+
+enum { L_KIND_REQUEST = 0, L_KIND_SOCKET = 1, L_KIND_RAW = 2 };
+
+extern lua_State *l_main;   /* the state that runs the loop (set by run()) */
+ws_loop_t *l_loop(void);
+
+/* Protected call of the function below nargs arguments on the stack. On error the
+ * traceback goes to WebSocket.onhandlererror(err, target) or stderr; returns 0, or -1
+ * after an error (then the caller applies its own consequence: close 1011, answer 500).
+ * target: stack index of the object the handler belongs to, or 0. */
+int l_dispatch(lua_State *L, int nargs, int target);
+/* Pushes a registered Lua hook (see core.init) by name; nil if absent. */
+void l_push_hook(lua_State *L, const char *name);
+
+/* Pushes the userdata anchored by ref. */
+void l_push_ref(lua_State *L, int ref);
+l_box_t *l_box_new(lua_State *L, const char *mt, void *p);
+/* Raises a Lua error for misuse; returns nil, message, name for runtime failures. */
+int l_fail(lua_State *L, int err);
+uint64_t l_opt_u64(lua_State *L, int t, const char *name, uint64_t def);
+
+void l_conn_open(lua_State *L);      /* metatable + methods */
+void l_server_open(lua_State *L);
+int l_conn_push_new(lua_State *L, ws_conn_t *c);   /* wraps c (server side) */
+void l_conn_options(lua_State *L, int t, ws_conn_options_t *o);
+extern const ws_io_events_t l_events;
+
+/* module functions living in other files */
+int l_connect(lua_State *L);
+int l_accept(lua_State *L);
+int l_http_write(lua_State *L);
+int l_http_end(lua_State *L);
+int l_listen(lua_State *L);
+int l_broadcast(lua_State *L);
+int l_uservalue(lua_State *L);
+
+#endif

@@ -1,0 +1,482 @@
+/* The socket userdata: a box holding a ws_conn_t*, anchored while the conn lives;
+ * methods, live fields, and the I/O events turned into Lua handler calls. */
+#include <string.h>
+#include "binding.h"
+
+static l_box_t *check_box(lua_State *L) { return luaL_checkudata(L, 1, L_CONN_MT); }
+
+/* The conn, or NULL once it is gone (closed and freed). */
+static ws_conn_t *conn_of(lua_State *L) { return check_box(L)->p; }
+
+static l_box_t *box_of(ws_conn_t *c) {
+  lua_State *L = l_main;
+  l_push_ref(L, (int)(intptr_t)ws_conn_data(c));
+  return lua_touserdata(L, -1);
+}
+
+int l_conn_push_new(lua_State *L, ws_conn_t *c) {
+  l_box_t *b = l_box_new(L, L_CONN_MT, c);
+  lua_pushvalue(L, -1);
+  b->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  ws_conn_set_data(c, (void *)(intptr_t)b->ref);
+  return 1;
+}
+
+void l_conn_options(lua_State *L, int t, ws_conn_options_t *o) {
+  ws_conn_options_default(o);
+  if (lua_isnoneornil(L, t)) return;
+  luaL_checktype(L, t, LUA_TTABLE);
+  o->max_length = l_opt_u64(L, t, "maxLength", o->max_length);
+  o->ping_ms = (uint32_t)l_opt_u64(L, t, "ping_ms", o->ping_ms);
+  o->close_timeout_ms = (uint32_t)l_opt_u64(L, t, "close_timeout_ms", o->close_timeout_ms);
+  o->handshake_timeout_ms =
+      (uint32_t)l_opt_u64(L, t, "handshake_timeout_ms", o->handshake_timeout_ms);
+  o->max_buffered = (size_t)l_opt_u64(L, t, "max_buffered", o->max_buffered);
+  o->max_head = (size_t)l_opt_u64(L, t, "max_head", o->max_head);
+  o->max_headers = (uint16_t)l_opt_u64(L, t, "max_headers", o->max_headers);
+}
+
+/* ---- events --------------------------------------------------------------- */
+
+/* Calls ud's on<type> handler and its listeners with the event at the top; pops it.
+ * Stack: ..., ud, event. An error in a handler closes the socket with 1011. */
+static void emit(lua_State *L, const char *handler, const char *type) {
+  int ud = lua_gettop(L) - 1, ev = ud + 1;
+  l_box_t *b = lua_touserdata(L, ud);
+  int failed = 0;
+  ws_lua_getuv(L, ud);
+  int uv = lua_gettop(L);
+  lua_getfield(L, uv, handler);
+  if (lua_isfunction(L, -1)) {
+    lua_pushvalue(L, ev);
+    failed |= l_dispatch(L, 1, ud);
+  } else {
+    lua_pop(L, 1);
+  }
+  lua_getfield(L, uv, "listeners");
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, type);
+    if (lua_istable(L, -1)) {
+      /* Call a snapshot: listeners added or removed by a listener wait for next time. */
+      int list = lua_gettop(L), n = (int)ws_lua_rawlen(L, list);
+      for (int i = 1; i <= n; i++) lua_rawgeti(L, list, i);
+      for (int i = 0; i < n; i++) {
+        lua_pushvalue(L, list + 1 + i);
+        lua_pushvalue(L, ev);
+        failed |= l_dispatch(L, 1, ud);
+      }
+      lua_pop(L, n);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 3);   /* listeners, uv, event */
+  if (failed && b->p && strcmp(type, "close") != 0)
+    ws_conn_close(b->p, 1011, "handler error", 13);
+}
+
+/* Pushes a new event table {type=..., target=ud}; ud at index ud. */
+static void new_event(lua_State *L, int ud, const char *type, int extra) {
+  lua_createtable(L, 0, 2 + extra);
+  lua_pushstring(L, type);
+  lua_setfield(L, -2, "type");
+  lua_pushvalue(L, ud);
+  lua_setfield(L, -2, "target");
+}
+
+static void ev_open(ws_conn_t *c, const ws_http_head_t *head) {
+  lua_State *L = l_main;
+  l_box_t *b = box_of(c);
+  int ud = lua_gettop(L);
+  if (b->kind == L_KIND_REQUEST) b->kind = L_KIND_SOCKET;
+  if (head) {   /* client: the server's answer, as faye's statusCode and headers */
+    ws_lua_getuv(L, ud);
+    lua_pushinteger(L, head->status);
+    lua_setfield(L, -2, "statusCode");
+    lua_createtable(L, 0, (int)head->num_headers);
+    for (size_t i = 0; i < head->num_headers; i++) {
+      const ws_header_t *h = &head->headers[i];
+      luaL_Buffer lb;
+      luaL_buffinit(L, &lb);
+      for (size_t j = 0; j < h->name_len; j++) {
+        char ch = h->name[j];
+        luaL_addchar(&lb, (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch);
+      }
+      luaL_pushresult(&lb);
+      lua_pushlstring(L, h->value, h->value_len);
+      lua_rawset(L, -3);
+    }
+    lua_setfield(L, -2, "headers");
+    lua_pop(L, 1);
+  }
+  new_event(L, ud, "open", 0);
+  emit(L, "onopen", "open");
+  lua_pop(L, 1);
+}
+
+static void ev_message(ws_conn_t *c, int binary, const char *data, size_t len) {
+  lua_State *L = l_main;
+  box_of(c);
+  int ud = lua_gettop(L);
+  new_event(L, ud, "message", 2);
+  lua_pushlstring(L, data, len);   /* the one copy of the payload */
+  lua_setfield(L, -2, "data");
+  lua_pushboolean(L, binary);
+  lua_setfield(L, -2, "binary");
+  emit(L, "onmessage", "message");
+  lua_pop(L, 1);
+}
+
+static void ev_pong(ws_conn_t *c, const char *data, size_t len) {
+  lua_State *L = l_main;
+  box_of(c);
+  int ud = lua_gettop(L);
+  l_push_hook(L, "_onpong");
+  if (lua_isfunction(L, -1)) {
+    lua_pushvalue(L, ud);
+    lua_pushlstring(L, data, len);
+    if (l_dispatch(L, 2, ud) != 0 && ws_conn_ready_state(c) == WS_OPEN)
+      ws_conn_close(c, 1011, "handler error", 13);
+  } else {
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+static void ev_error(ws_conn_t *c, int err, const char *message) {
+  lua_State *L = l_main;
+  box_of(c);
+  int ud = lua_gettop(L);
+  new_event(L, ud, "error", 1);
+  lua_pushstring(L, message);
+  lua_setfield(L, -2, "message");
+  emit(L, "onerror", "error");
+  lua_pop(L, 1);
+}
+
+static void ev_close(ws_conn_t *c, unsigned code, const char *reason, size_t rlen, int clean) {
+  lua_State *L = l_main;
+  l_box_t *b = box_of(c);
+  int ud = lua_gettop(L);
+  if (b->kind == L_KIND_REQUEST) {   /* a plain HTTP exchange ended (res, EventSource) */
+    l_push_hook(L, "_onrequestclose");
+    if (lua_isfunction(L, -1)) {
+      lua_pushvalue(L, ud);
+      l_dispatch(L, 1, ud);
+    } else {
+      lua_pop(L, 1);
+    }
+  } else {
+    new_event(L, ud, "close", 3);
+    lua_pushinteger(L, code);
+    lua_setfield(L, -2, "code");
+    lua_pushlstring(L, reason, rlen);
+    lua_setfield(L, -2, "reason");
+    lua_pushboolean(L, clean);
+    lua_setfield(L, -2, "wasClean");
+    emit(L, "onclose", "close");
+  }
+  lua_pop(L, 1);
+}
+
+static void ev_raw(ws_conn_t *c, const char *data, size_t len) {
+  if (!len) return;   /* EOF: the close event follows */
+  lua_State *L = l_main;
+  box_of(c);
+  int ud = lua_gettop(L);
+  new_event(L, ud, "data", 1);
+  lua_pushlstring(L, data, len);
+  lua_setfield(L, -2, "data");
+  emit(L, "ondata", "data");
+  lua_pop(L, 1);
+}
+
+static void ev_free(ws_conn_t *c) {
+  lua_State *L = l_main;
+  if (!ws_conn_data(c)) return;   /* never reached Lua */
+  l_box_t *b = box_of(c);
+  b->p = NULL;
+  luaL_unref(L, LUA_REGISTRYINDEX, b->ref);
+  b->ref = LUA_NOREF;
+  lua_pop(L, 1);
+}
+
+void l_server_on_request(ws_server_t *s, ws_conn_t *c, const ws_http_head_t *head, int upgrade);
+
+const ws_io_events_t l_events = {
+  l_server_on_request, ev_open, ev_message, ev_pong, ev_error, ev_close, ev_raw, NULL, ev_free,
+};
+
+/* ---- methods -------------------------------------------------------------- */
+
+static int closed_result(lua_State *L) { return l_fail(L, WS_ECLOSED); }
+
+static int l_conn_send(lua_State *L) {
+  ws_conn_t *c = conn_of(L);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  int binary = 0;
+  if (lua_type(L, 3) == LUA_TSTRING) {
+    const char *kind = lua_tostring(L, 3);
+    if (strcmp(kind, "binary") == 0) binary = 1;
+    else if (strcmp(kind, "text") != 0) return luaL_argerror(L, 3, "expected \"binary\" or \"text\"");
+  } else if (lua_toboolean(L, 3)) {
+    binary = 1;
+  }
+  if (!c) return closed_result(L);
+  if (!binary) {   /* a text frame must be UTF-8 or the peer fails us with 1007 */
+    uint32_t st = WS_UTF8_ACCEPT;
+    if (ws_utf8_validate(&st, (const uint8_t *)data, len) != 0 || st != WS_UTF8_ACCEPT)
+      return luaL_argerror(L, 2, "text is not valid UTF-8 (send it as \"binary\")");
+  }
+  int r = ws_conn_send(c, binary ? WS_OP_BINARY : WS_OP_TEXT, data, len);
+  if (r) return l_fail(L, r);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_conn_ping_frame(lua_State *L) {
+  ws_conn_t *c = conn_of(L);
+  size_t len = 0;
+  const char *data = luaL_optlstring(L, 2, "", &len);
+  if (len > WS_MAX_CONTROL) return luaL_argerror(L, 2, "ping payload is over 125 bytes");
+  if (!c) return closed_result(L);
+  int r = ws_conn_send(c, WS_OP_PING, data, len);
+  if (r) return l_fail(L, r);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_conn_close(lua_State *L) {
+  ws_conn_t *c = conn_of(L);
+  lua_Integer code = 0;
+  size_t rlen = 0;
+  const char *reason = luaL_optlstring(L, 3, "", &rlen);
+  if (!lua_isnoneornil(L, 2)) {
+    code = luaL_checkinteger(L, 2);
+    /* As browsers: 1000 or 3000-4999 from the application. */
+    if (!ws_close_code_app_valid((unsigned)code))
+      return luaL_argerror(L, 2, "close code must be 1000 or in 3000-4999");
+  }
+  if (rlen > 123) return luaL_argerror(L, 3, "close reason is over 123 bytes");
+  uint32_t st = WS_UTF8_ACCEPT;
+  if (ws_utf8_validate(&st, (const uint8_t *)reason, rlen) != 0 || st != WS_UTF8_ACCEPT)
+    return luaL_argerror(L, 3, "close reason is not valid UTF-8");
+  if (rlen && !code) code = 1000;
+  if (c) ws_conn_close(c, (unsigned)code, reason, rlen);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_conn_terminate(lua_State *L) {
+  ws_conn_t *c = conn_of(L);
+  if (c) ws_conn_terminate(c);
+  return 0;
+}
+
+static int l_conn_pause(lua_State *L) {
+  ws_conn_t *c = conn_of(L);
+  if (c) ws_conn_pause(c);
+  return 0;
+}
+
+static int l_conn_resume(lua_State *L) {
+  ws_conn_t *c = conn_of(L);
+  if (c) ws_conn_resume(c);
+  return 0;
+}
+
+static int l_conn_raw_write(lua_State *L) {
+  ws_conn_t *c = conn_of(L);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  if (!c) return closed_result(L);
+  int r = ws_conn_write_raw(c, data, len);
+  if (r) return l_fail(L, r);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_conn_peer(lua_State *L) {
+  ws_conn_t *c = conn_of(L);
+  if (!c) return closed_result(L);
+  char ip[64];
+  int port = 0, r = ws_conn_peer(c, ip, sizeof ip, &port);
+  if (r) return l_fail(L, r);
+  lua_pushstring(L, ip);
+  lua_pushinteger(L, port);
+  return 2;
+}
+
+/* Fields read live from C; everything else lives in the uservalue table. */
+static int l_conn_index(lua_State *L) {
+  l_box_t *b = check_box(L);
+  lua_pushvalue(L, 2);
+  lua_rawget(L, lua_upvalueindex(1));   /* methods */
+  if (!lua_isnil(L, -1)) return 1;
+  lua_pop(L, 1);
+  ws_conn_t *c = b->p;
+  const char *k = lua_tostring(L, 2);
+  if (k && lua_type(L, 2) == LUA_TSTRING) {
+    if (strcmp(k, "readyState") == 0) {
+      lua_pushinteger(L, c ? ws_conn_ready_state(c) : WS_CLOSED);
+      return 1;
+    }
+    if (strcmp(k, "bufferedAmount") == 0) {
+      lua_pushinteger(L, c ? (lua_Integer)ws_conn_buffered(c) : 0);
+      return 1;
+    }
+    if (c && strcmp(k, "protocol") == 0) {
+      lua_pushstring(L, ws_conn_protocol(c));
+      return 1;
+    }
+    if (c && strcmp(k, "version") == 0) {
+      lua_pushstring(L, ws_conn_version(c));
+      return 1;
+    }
+  }
+  ws_lua_getuv(L, 1);
+  lua_pushvalue(L, 2);
+  lua_rawget(L, -2);
+  return 1;
+}
+
+static int l_conn_newindex(lua_State *L) {
+  check_box(L);
+  ws_lua_getuv(L, 1);
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 3);
+  lua_rawset(L, -3);
+  return 0;
+}
+
+static int l_conn_tostring(lua_State *L) {
+  l_box_t *b = check_box(L);
+  lua_pushfstring(L, "luaws.socket (%s)", b->p ? "open" : "closed");
+  return 1;
+}
+
+int l_uservalue(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TUSERDATA);
+  ws_lua_getuv(L, 1);
+  return 1;
+}
+
+static const luaL_Reg methods[] = {
+  {"send", l_conn_send},
+  {"_ping", l_conn_ping_frame},
+  {"close", l_conn_close},
+  {"terminate", l_conn_terminate},
+  {"pause", l_conn_pause},
+  {"resume", l_conn_resume},
+  {"_raw_write", l_conn_raw_write},
+  {"peer", l_conn_peer},
+  {NULL, NULL}
+};
+
+void l_conn_open(lua_State *L) {
+  luaL_newmetatable(L, L_CONN_MT);
+  lua_newtable(L);
+  ws_lua_setfuncs(L, methods, 0);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "__methods");
+  lua_pushcclosure(L, l_conn_index, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, l_conn_newindex);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushcfunction(L, l_conn_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+}
+
+/* core.connect{host=, port=, path=, host_header=, protocols=, headers=, raw=, options=} */
+int l_connect(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_getfield(L, 1, "host");
+  lua_getfield(L, 1, "port");
+  lua_getfield(L, 1, "path");
+  lua_getfield(L, 1, "host_header");
+  lua_getfield(L, 1, "protocols");
+  lua_getfield(L, 1, "headers");
+  lua_getfield(L, 1, "raw");
+  lua_getfield(L, 1, "options");
+  const char *host = luaL_checkstring(L, 2);
+  int port = (int)luaL_checkinteger(L, 3);
+  const char *path = luaL_optstring(L, 4, "/");
+  const char *host_header = luaL_optstring(L, 5, host);
+  const char *protocols = luaL_optstring(L, 6, NULL);
+  const char *headers = luaL_optstring(L, 7, NULL);
+  int raw = lua_toboolean(L, 8);
+  ws_conn_options_t o;
+  l_conn_options(L, 9, &o);
+  if (port < 1 || port > 65535) return luaL_error(L, "port out of range: %d", port);
+  l_box_t *b = l_box_new(L, L_CONN_MT, NULL);
+  b->kind = raw ? L_KIND_RAW : L_KIND_SOCKET;
+  lua_pushvalue(L, -1);
+  b->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  ws_conn_t *c;
+  int r = ws_conn_connect(l_loop(), &c, host, port, path, host_header, protocols, headers, &o,
+                          NULL, NULL, raw, (void *)(intptr_t)b->ref);
+  if (r) {
+    luaL_unref(L, LUA_REGISTRYINDEX, b->ref);
+    b->ref = LUA_NOREF;
+    return l_fail(L, r);
+  }
+  b->p = c;
+  return 1;
+}
+
+/* core.accept(conn, protocol, extra_headers, options) */
+int l_accept(lua_State *L) {
+  l_box_t *b = check_box(L);
+  const char *protocol = luaL_optstring(L, 2, NULL);
+  const char *headers = luaL_optstring(L, 3, NULL);
+  ws_conn_options_t o;
+  l_conn_options(L, 4, &o);
+  if (!b->p) return l_fail(L, WS_ECLOSED);
+  int r = ws_conn_accept(b->p, protocol, headers, &o);
+  if (r == WS_EINVAL)
+    return luaL_error(L, "this request is not an unanswered upgrade request "
+                         "(accept it inside onupgrade)");
+  if (r) return l_fail(L, r);
+  b->kind = L_KIND_SOCKET;
+  lua_settop(L, 1);
+  return 1;
+}
+
+int l_broadcast(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  int binary = lua_toboolean(L, 3);
+  int n = (int)ws_lua_rawlen(L, 1);
+  ws_conn_t *stackbuf[64];
+  ws_conn_t **conns = n <= 64 ? stackbuf : lua_newuserdata(L, sizeof(ws_conn_t *) * (size_t)n);
+  int k = 0;
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    l_box_t *b = luaL_testudata(L, -1, L_CONN_MT);
+    if (b && b->p && ws_conn_ready_state(b->p) == WS_OPEN) conns[k++] = b->p;
+    lua_pop(L, 1);
+  }
+  size_t sent = ws_loop_broadcast(l_loop(), conns, (size_t)k, binary ? WS_OP_BINARY : WS_OP_TEXT,
+                                  data, len);
+  lua_pushinteger(L, (lua_Integer)sent);
+  return 1;
+}
+
+int l_http_write(lua_State *L) {
+  ws_conn_t *c = conn_of(L);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  if (!c) return closed_result(L);
+  int r = ws_conn_http_write(c, data, len);
+  if (r) return l_fail(L, r);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+int l_http_end(lua_State *L) {
+  ws_conn_t *c = conn_of(L);
+  if (c) ws_conn_http_end(c);
+  return 0;
+}

@@ -1,0 +1,170 @@
+/* The server userdata and the hand-off of requests to Lua. */
+#include <string.h>
+#include "binding.h"
+
+static l_box_t *check_server(lua_State *L) { return luaL_checkudata(L, 1, L_SERVER_MT); }
+
+/* Pushes the request as a table: method, url, httpVersion, headers (lower-case names;
+ * repeated headers joined with ", ", as Node does). */
+static void push_request(lua_State *L, const ws_http_head_t *h) {
+  lua_createtable(L, 0, 4);
+  lua_pushlstring(L, h->method, h->method_len);
+  lua_setfield(L, -2, "method");
+  lua_pushlstring(L, h->target, h->target_len);
+  lua_setfield(L, -2, "url");
+  lua_pushfstring(L, "1.%d", h->minor_version);
+  lua_setfield(L, -2, "httpVersion");
+  lua_createtable(L, 0, (int)h->num_headers);
+  for (size_t i = 0; i < h->num_headers; i++) {
+    const ws_header_t *hd = &h->headers[i];
+    luaL_Buffer lb;
+    luaL_buffinit(L, &lb);
+    for (size_t j = 0; j < hd->name_len; j++) {
+      char ch = hd->name[j];
+      luaL_addchar(&lb, (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch);
+    }
+    luaL_pushresult(&lb);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, -3);
+    if (lua_isstring(L, -1)) {
+      lua_pushliteral(L, ", ");
+      lua_pushlstring(L, hd->value, hd->value_len);
+      lua_concat(L, 3);
+    } else {
+      lua_pop(L, 1);
+      lua_pushlstring(L, hd->value, hd->value_len);
+    }
+    lua_rawset(L, -3);
+  }
+  lua_setfield(L, -2, "headers");
+}
+
+void l_server_on_request(ws_server_t *s, ws_conn_t *c, const ws_http_head_t *head, int upgrade) {
+  lua_State *L = l_main;
+  int top = lua_gettop(L);
+  l_push_ref(L, (int)(intptr_t)ws_server_data(s));
+  int sv = lua_gettop(L);
+  l_conn_push_new(L, c);
+  int cv = lua_gettop(L);
+  l_box_t *b = lua_touserdata(L, cv);
+  b->kind = head ? L_KIND_REQUEST : L_KIND_RAW;
+  l_push_hook(L, head ? "_onrequest" : "_onconnection");
+  lua_pushvalue(L, sv);
+  lua_pushvalue(L, cv);
+  if (head) {
+    push_request(L, head);
+    lua_pushboolean(L, upgrade);
+  }
+  if (l_dispatch(L, head ? 4 : 2, cv) != 0 && b->p) {
+    if (!head || upgrade) {
+      ws_conn_close(b->p, 1011, "handler error", 13);
+    } else if (ws_conn_http_write(b->p, "HTTP/1.1 500 Internal Server Error\r\n"
+                                        "Content-Type: text/plain\r\nContent-Length: 22\r\n"
+                                        "Connection: close\r\n\r\nInternal Server Error\n",
+                                  122) == 0) {
+      ws_conn_http_end(b->p);
+    } else {
+      ws_conn_http_end(b->p);   /* the head was already out: just end it */
+    }
+  }
+  lua_settop(L, top);
+}
+
+static void on_server_closed(ws_server_t *s) {
+  lua_State *L = l_main;
+  int ref = (int)(intptr_t)ws_server_data(s);
+  l_push_ref(L, ref);
+  l_box_t *b = lua_touserdata(L, -1);
+  b->p = NULL;
+  b->ref = LUA_NOREF;
+  luaL_unref(L, LUA_REGISTRYINDEX, ref);
+  ws_lua_getuv(L, -1);
+  lua_getfield(L, -1, "onclose");
+  if (lua_isfunction(L, -1)) {
+    lua_pushvalue(L, -3);
+    l_dispatch(L, 1, lua_gettop(L));
+  } else {
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
+}
+
+static int l_server_close(lua_State *L) {
+  l_box_t *b = check_server(L);
+  if (b->p) {
+    ws_server_close(b->p, on_server_closed);
+    b->p = NULL;   /* the anchor stays until the listener is closed */
+  }
+  return 0;
+}
+
+static int l_server_index(lua_State *L) {
+  l_box_t *b = check_server(L);
+  lua_pushvalue(L, 2);
+  lua_rawget(L, lua_upvalueindex(1));
+  if (!lua_isnil(L, -1)) return 1;
+  lua_pop(L, 1);
+  if (lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "port") == 0 && b->p) {
+    lua_pushinteger(L, ws_server_port(b->p));
+    return 1;
+  }
+  ws_lua_getuv(L, 1);
+  lua_pushvalue(L, 2);
+  lua_rawget(L, -2);
+  return 1;
+}
+
+static int l_server_newindex(lua_State *L) {
+  check_server(L);
+  ws_lua_getuv(L, 1);
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 3);
+  lua_rawset(L, -3);
+  return 0;
+}
+
+static const luaL_Reg server_methods[] = {
+  {"close", l_server_close},
+  {NULL, NULL}
+};
+
+void l_server_open(lua_State *L) {
+  luaL_newmetatable(L, L_SERVER_MT);
+  lua_newtable(L);
+  ws_lua_setfuncs(L, server_methods, 0);
+  lua_pushcclosure(L, l_server_index, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, l_server_newindex);
+  lua_setfield(L, -2, "__newindex");
+  lua_pop(L, 1);
+}
+
+/* core.listen{host=, port=, max_head=, max_headers=, handshake_timeout_ms=, backlog=, raw=} */
+int l_listen(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  ws_server_options_t o;
+  ws_server_options_default(&o);
+  lua_getfield(L, 1, "host");
+  const char *host = luaL_optstring(L, -1, "127.0.0.1");
+  lua_getfield(L, 1, "port");
+  int port = (int)luaL_optinteger(L, -1, 0);
+  if (port < 0 || port > 65535) return luaL_error(L, "port out of range: %d", port);
+  o.max_head = (size_t)l_opt_u64(L, 1, "max_head", o.max_head);
+  o.max_headers = (uint16_t)l_opt_u64(L, 1, "max_headers", o.max_headers);
+  o.handshake_timeout_ms = (uint32_t)l_opt_u64(L, 1, "handshake_timeout_ms", o.handshake_timeout_ms);
+  o.backlog = (int)l_opt_u64(L, 1, "backlog", (uint64_t)o.backlog);
+  lua_getfield(L, 1, "raw");
+  o.raw = lua_toboolean(L, -1);
+  l_box_t *b = l_box_new(L, L_SERVER_MT, NULL);
+  lua_pushvalue(L, -1);
+  b->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  ws_server_t *s;
+  int r = ws_server_listen(l_loop(), &s, host, port, &o, NULL, (void *)(intptr_t)b->ref);
+  if (r) {
+    luaL_unref(L, LUA_REGISTRYINDEX, b->ref);
+    b->ref = LUA_NOREF;
+    return l_fail(L, r);
+  }
+  b->p = s;
+  return 1;
+}

@@ -1,0 +1,244 @@
+/* luaws.core: the loop, the protected dispatcher, script timers, module functions. */
+#include <stdio.h>
+#include <string.h>
+#include "binding.h"
+
+lua_State *l_main;
+static ws_loop_t *loop;
+static int traceback_ref = LUA_NOREF;   /* debug.traceback, the message handler */
+static int hooks_ref = LUA_NOREF;       /* the Lua module table: onhandlererror, hooks */
+static int pending_error_ref = LUA_NOREF; /* raised by onhandlererror: run() re-raises */
+
+ws_loop_t *l_loop(void) { return loop; }
+
+void l_push_ref(lua_State *L, int ref) { lua_rawgeti(L, LUA_REGISTRYINDEX, ref); }
+
+void l_push_hook(lua_State *L, const char *name) {
+  if (hooks_ref == LUA_NOREF) {
+    lua_pushnil(L);
+    return;
+  }
+  l_push_ref(L, hooks_ref);
+  lua_getfield(L, -1, name);
+  lua_remove(L, -2);
+}
+
+l_box_t *l_box_new(lua_State *L, const char *mt, void *p) {
+  l_box_t *b = lua_newuserdata(L, sizeof *b);
+  b->p = p;
+  b->ref = LUA_NOREF;
+  b->kind = 0;
+  luaL_getmetatable(L, mt);
+  lua_setmetatable(L, -2);
+  lua_newtable(L);
+  ws_lua_setuv(L, -2);
+  return b;
+}
+
+int l_fail(lua_State *L, int err) {
+  lua_pushnil(L);
+  const char *name = ws_err_name(err);
+  const char *msg = ws_strerror(err);
+  if (!name) {   /* a libuv error */
+    name = uv_err_name(err);
+    msg = uv_strerror(err);
+  }
+  lua_pushfstring(L, "%s: %s", name, msg);
+  lua_pushstring(L, name);
+  return 3;
+}
+
+uint64_t l_opt_u64(lua_State *L, int t, const char *name, uint64_t def) {
+  lua_getfield(L, t, name);
+  uint64_t v = def;
+  if (!lua_isnil(L, -1)) {
+    lua_Number n = luaL_checknumber(L, -1);
+    if (n < 0) luaL_error(L, "option %s must not be negative", name);
+    v = (uint64_t)n;
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+/* After a handler error: the hook decides; a hook that raises stops the loop and run()
+ * raises its error. Expects the error at the top; pops it. */
+static void handler_error(lua_State *L, int target) {
+  l_push_hook(L, "onhandlererror");
+  if (lua_isfunction(L, -1)) {
+    lua_pushvalue(L, -2);
+    if (target) lua_pushvalue(L, target);
+    else lua_pushnil(L);
+    l_push_ref(L, traceback_ref);
+    lua_insert(L, -4);
+    if (lua_pcall(L, 2, 0, -4) != 0) {
+      if (pending_error_ref == LUA_NOREF) pending_error_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+      else lua_pop(L, 1);
+      uv_stop(ws_loop_uv(loop));
+    }
+    lua_pop(L, 1);   /* traceback */
+  } else {
+    lua_pop(L, 1);
+    fprintf(stderr, "luaws: error in handler: %s\n", lua_tostring(L, -1));
+    fflush(stderr);
+  }
+  lua_pop(L, 1);
+}
+
+int l_dispatch(lua_State *L, int nargs, int target) {
+  int fn = lua_gettop(L) - nargs;
+  if (target) lua_pushvalue(L, target);
+  else lua_pushnil(L);
+  lua_insert(L, fn);                          /* target, fn, args */
+  l_push_ref(L, traceback_ref);
+  lua_insert(L, fn + 1);                      /* target, traceback, fn, args */
+  ws_loop_cork(loop);                         /* sends made in the handler leave together */
+  int r = lua_pcall(L, nargs, 0, fn + 1);
+  if (r != 0) handler_error(L, fn);
+  lua_pop(L, 2);
+  ws_loop_uncork(loop);
+  return r ? -1 : 0;
+}
+
+static int l_run(lua_State *L) {
+  l_main = L;
+  uv_run(ws_loop_uv(loop), UV_RUN_DEFAULT);
+  if (pending_error_ref != LUA_NOREF) {
+    l_push_ref(L, pending_error_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, pending_error_ref);
+    pending_error_ref = LUA_NOREF;
+    return lua_error(L);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* One turn of the loop without blocking (or blocking once, with `true`). */
+static int l_step(lua_State *L) {
+  l_main = L;
+  int more = uv_run(ws_loop_uv(loop), lua_toboolean(L, 1) ? UV_RUN_ONCE : UV_RUN_NOWAIT);
+  lua_pushboolean(L, more);
+  return 1;
+}
+
+static int l_stop(lua_State *L) {
+  uv_stop(ws_loop_uv(loop));
+  return 0;
+}
+
+static int l_init(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_pushvalue(L, 1);
+  if (hooks_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, hooks_ref);
+  hooks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+static int l_active_handles(lua_State *L) {
+  lua_pushinteger(L, ws_loop_active_handles(loop));
+  return 1;
+}
+
+/* ---- timers ---------------------------------------------------------------- */
+
+static void timer_fire(ws_timer_t *t, void *data) {
+  l_box_t *b = data;
+  lua_State *L = l_main;
+  int ref = b->ref;
+  l_push_ref(L, ref);                 /* keep the box alive during the call */
+  ws_lua_getuv(L, -1);
+  lua_getfield(L, -1, "fn");
+  lua_getfield(L, -2, "repeating");
+  int repeating = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  lua_remove(L, -2);
+  if (!repeating) {                   /* one-shot: done before the call, so a handler
+                                         that clears it changes nothing */
+    ws_timer_stop(t);
+    b->p = NULL;
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    b->ref = LUA_NOREF;
+  }
+  l_dispatch(L, 0, 0);
+  lua_pop(L, 1);
+}
+
+static int l_set_timer(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_Number ms = luaL_checknumber(L, 2);
+  int repeating = lua_toboolean(L, 3);
+  if (ms < 0) ms = 0;
+  l_box_t *b = l_box_new(L, L_TIMER_MT, NULL);
+  ws_lua_getuv(L, -1);
+  lua_pushvalue(L, 1);
+  lua_setfield(L, -2, "fn");
+  lua_pushboolean(L, repeating);
+  lua_setfield(L, -2, "repeating");
+  lua_pop(L, 1);
+  uint64_t t = (uint64_t)ms;
+  b->p = ws_timer_start(loop, t, repeating ? (t ? t : 1) : 0, timer_fire, b);
+  if (!b->p) return luaL_error(L, "out of memory");
+  lua_pushvalue(L, -1);
+  b->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 1;
+}
+
+static int l_clear_timer(lua_State *L) {
+  l_box_t *b = luaL_testudata(L, 1, L_TIMER_MT);
+  if (!b || !b->p) return 0;   /* nil, fired or cleared: fine, as in browsers */
+  ws_timer_stop(b->p);
+  b->p = NULL;
+  luaL_unref(L, LUA_REGISTRYINDEX, b->ref);
+  b->ref = LUA_NOREF;
+  return 0;
+}
+
+static int l_strerror(lua_State *L) {
+  int e = (int)luaL_checkinteger(L, 1);
+  const char *m = ws_strerror(e);
+  lua_pushstring(L, m ? m : uv_strerror(e));
+  return 1;
+}
+
+static const luaL_Reg funcs[] = {
+  {"run", l_run},
+  {"step", l_step},
+  {"stop", l_stop},
+  {"init", l_init},
+  {"active_handles", l_active_handles},
+  {"set_timer", l_set_timer},
+  {"clear_timer", l_clear_timer},
+  {"listen", l_listen},
+  {"connect", l_connect},
+  {"accept", l_accept},
+  {"http_write", l_http_write},
+  {"http_end", l_http_end},
+  {"broadcast", l_broadcast},
+  {"uservalue", l_uservalue},
+  {"strerror", l_strerror},
+  {NULL, NULL}
+};
+
+int luaopen_luaws_core(lua_State *L) {
+  if (!loop) {
+    loop = ws_loop_get(uv_default_loop(), &l_events);
+    if (!loop) return luaL_error(L, "luaws: out of memory");
+  }
+  if (!l_main) l_main = L;
+  if (traceback_ref == LUA_NOREF) {
+    lua_getglobal(L, "debug");
+    lua_getfield(L, -1, "traceback");
+    traceback_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pop(L, 1);
+  }
+  luaL_newmetatable(L, L_TIMER_MT);
+  lua_pop(L, 1);
+  l_conn_open(L);
+  l_server_open(L);
+  lua_newtable(L);
+  ws_lua_setfuncs(L, funcs, 0);
+  luaL_getmetatable(L, L_CONN_MT);
+  lua_getfield(L, -1, "__methods");
+  lua_setfield(L, -3, "socket_methods");
+  lua_pop(L, 1);
+  return 1;
+}

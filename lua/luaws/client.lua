@@ -1,0 +1,60 @@
+--- The client: WebSocket.Client(url, protocols, options), as a browser's WebSocket.
+local core = require "luaws.core"
+local options = require "luaws.options"
+
+local M = {}
+
+--- Parses ws://, wss:// URLs: scheme, host (IPv6 without brackets), port, path (with
+--- query), and the Host header. Raises on anything else, as browsers do.
+function M.parse_url(url, level)
+  level = (level or 1) + 1
+  if type(url) ~= "string" then error("URL must be a string", level) end
+  local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
+  scheme = scheme and scheme:lower()
+  if scheme ~= "ws" and scheme ~= "wss" then
+    error("URL scheme must be ws or wss: " .. url, level)
+  end
+  if rest:find("#", 1, true) then error("URL must not have a fragment: " .. url, level) end
+  local authority, path = rest:match("^([^/?]*)(.*)$")
+  if path == "" then path = "/" elseif path:sub(1, 1) == "?" then path = "/" .. path end
+  if authority:find("@", 1, true) then error("URL must not carry credentials: " .. url, level) end
+  local host, port
+  if authority:sub(1, 1) == "[" then
+    host, port = authority:match("^%[([%x:.]+)%]:?(%d*)$")
+  else
+    host, port = authority:match("^([^:]+):?(%d*)$")
+  end
+  if not host or host == "" then error("URL has no valid host: " .. url, level) end
+  local default = scheme == "wss" and 443 or 80
+  port = tonumber(port ~= "" and port or nil) or default
+  if port < 1 or port > 65535 then error("URL port out of range: " .. url, level) end
+  local hosthdr = host:find(":", 1, true) and ("[" .. host .. "]") or host
+  if port ~= default then hosthdr = hosthdr .. ":" .. port end
+  if path:find("[%s%c]") then error("URL path has spaces or control characters", level) end
+  return { scheme = scheme, host = host, port = port, path = path, host_header = hosthdr,
+           secure = scheme == "wss" }
+end
+
+function M.new(url, protocols, opts)
+  local u = M.parse_url(url, 2)
+  local o = options.socket(opts, 2)
+  local list = options.protocol_list(protocols or o.protocols, 2)
+  if u.secure or o.tls then error("wss:// needs TLS, which is not available in this build", 2) end
+  local ws, err, name = core.connect {
+    host = u.host, port = u.port, path = u.path, host_header = u.host_header,
+    protocols = #list > 0 and table.concat(list, ", ") or nil,
+    headers = options.header_lines(o.headers, 2), options = o.core,
+  }
+  if not ws then return nil, err, name end
+  local uv = core.uservalue(ws)
+  uv.url = url
+  uv.extensions = ""
+  return ws
+end
+
+--- A raw TCP connection for tests: ondata(event), onopen, onclose; ws:_raw_write(bytes).
+function M.raw(host, port)
+  return core.connect { host = host, port = port, raw = true }
+end
+
+return M

@@ -1,0 +1,140 @@
+--- luaws: a WebSocket client and server for Lua, with its core in C.
+--
+-- Design criteria (see also ../../README.md):
+--  * the browser WebSocket API, as faye-websocket offers it to Node: onopen, onmessage,
+--    onerror, onclose, addEventListener, send, ping, close; nothing more abstract;
+--  * the C core does the sockets and the protocol; this file checks options, parses URLs
+--    and adds the EventTarget sugar;
+--  * misuse raises; runtime failures return nil, message, name.
+local core = require "luaws.core"
+local options = require "luaws.options"
+
+local M = {
+  CONNECTING = 0, OPEN = 1, CLOSING = 2, CLOSED = 3,
+  _VERSION = "luaws scm",
+}
+
+local methods = core.socket_methods
+local hooks = setmetatable({}, { __index = M })   -- what C calls back, beside M's own
+core.init(hooks)
+
+-- A request handed to onupgrade / onrequest -> its connection userdata.
+local requests = setmetatable({}, { __mode = "k" })
+
+-- ---- the socket ---------------------------------------------------------------
+
+function methods.addEventListener(ws, kind, fn)
+  if type(kind) ~= "string" then error("event type must be a string", 2) end
+  if type(fn) ~= "function" then error("listener must be a function", 2) end
+  local uv = core.uservalue(ws)
+  local all = uv.listeners
+  if not all then all = {}; uv.listeners = all end
+  local list = all[kind]
+  if not list then list = {}; all[kind] = list end
+  for i = 1, #list do if list[i] == fn then return end end
+  list[#list + 1] = fn
+end
+
+function methods.removeEventListener(ws, kind, fn)
+  local all = core.uservalue(ws).listeners
+  local list = all and all[kind]
+  if not list then return end
+  for i = #list, 1, -1 do
+    if list[i] == fn then table.remove(list, i) end
+  end
+end
+
+local cping = methods._ping
+--- ping([data] [, callback]): callback runs when the matching pong arrives.
+function methods.ping(ws, data, callback)
+  if type(data) == "function" then data, callback = nil, data end
+  data = data or ""
+  local ok, err, name = cping(ws, data)
+  if ok and callback then
+    local uv = core.uservalue(ws)
+    local waiting = uv.pongs
+    if not waiting then waiting = {}; uv.pongs = waiting end
+    local list = waiting[data]
+    if not list then list = {}; waiting[data] = list end
+    list[#list + 1] = callback
+  end
+  return ok, err, name
+end
+
+function hooks._onpong(ws, data)
+  local waiting = core.uservalue(ws).pongs
+  local list = waiting and waiting[data]
+  if not list then return end            -- an unsolicited pong is ignored
+  local cb = table.remove(list, 1)
+  if #list == 0 then waiting[data] = nil end
+  cb(data)
+end
+
+-- ---- server side ------------------------------------------------------------------
+
+local server = require "luaws.server"
+server.init(M, hooks, requests)
+
+--- WebSocket.isWebSocket(req): is this request a WebSocket upgrade?
+function M.isWebSocket(req)
+  if type(req) ~= "table" or req.method ~= "GET" then return false end
+  local up = req.headers and req.headers.upgrade
+  if type(up) ~= "string" then return false end
+  for token in up:gmatch("[^,%s]+") do
+    if token:lower() == "websocket" then return true end
+  end
+  return false
+end
+
+--- WebSocket(req, protocols, options): accept an upgrade request inside onupgrade.
+local function accept(req, protocols, opts)
+  local conn = requests[req]
+  if not conn then error("WebSocket(req): req is not a request from a luaws server", 2) end
+  local o = options.socket(opts, 3)
+  local chosen
+  local offered = req.headers["sec-websocket-protocol"]
+  if offered and protocols then
+    local supported = {}
+    for _, p in ipairs(options.protocol_list(protocols, 3)) do supported[p] = true end
+    for p in offered:gmatch("[^,%s]+") do
+      if supported[p] then chosen = p; break end
+    end
+  end
+  local ws, err, name = core.accept(conn, chosen, options.header_lines(o.headers, 3), o.core)
+  if not ws then return nil, err, name end
+  local uv = core.uservalue(ws)
+  uv.url = (o.secure and "wss://" or "ws://") .. (req.headers.host or "localhost") .. req.url
+  uv.extensions = ""
+  requests[req] = nil
+  return ws
+end
+
+-- ---- client -------------------------------------------------------------------------
+
+local client = require "luaws.client"
+M.Client = client.new
+
+-- ---- loop, timers, broadcast --------------------------------------------------------
+
+M.run = core.run
+M.stop = core.stop
+--- step([block]): run one turn of the loop; true while there is more to do.
+M.step = core.step
+M.listen = server.listen
+
+function M.setTimeout(fn, ms) return core.set_timer(fn, ms or 0, false) end
+function M.setInterval(fn, ms) return core.set_timer(fn, ms or 0, true) end
+M.clearTimeout = core.clear_timer
+M.clearInterval = core.clear_timer
+
+--- broadcast(sockets, data [, "binary"]): frame data once, send to every open socket.
+function M.broadcast(sockets, data, kind)
+  return core.broadcast(sockets, data, kind == "binary" or kind == true)
+end
+
+--- active_handles(): libuv handles still open (tests check it drops to zero).
+M.active_handles = core.active_handles
+
+return setmetatable(M, {
+  __call = function(_, req, protocols, opts) return accept(req, protocols, opts) end,
+})

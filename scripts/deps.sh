@@ -1,0 +1,31 @@
+#!/bin/sh
+# Installs what luaws needs to build and test, only when it is missing: Debian packages
+# (Lua 5.4, LuaJIT, libuv, OpenSSL, zlib, busted, LuaRocks, Python websockets) and the
+# npm `ws` package used as an interop peer (into spec/peers/node_modules).
+set -e
+cd "$(dirname "$0")/.."
+
+PKGS="build-essential pkg-config clang valgrind lua5.4 liblua5.4-dev luajit libluajit-5.1-dev
+libuv1-dev libssl-dev openssl zlib1g-dev lua-busted luarocks python3 python3-websockets
+nodejs npm"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+# nodejs/npm may come from outside Debian's packages (as on these machines): a working
+# node and npm on PATH is enough.
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+  missing=$(echo "$missing" | tr ' ' '\n' | grep -v -x -e nodejs -e npm | tr '\n' ' ')
+fi
+missing=$(echo $missing)
+if [ -n "$missing" ]; then
+  echo "deps: installing $missing"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+
+if [ ! -d spec/peers/node_modules/ws ]; then
+  echo "deps: npm install (spec/peers)"
+  (cd spec/peers && npm install --no-audit --no-fund --silent >/dev/null)
+fi
