@@ -354,7 +354,7 @@ static int on_control(void *ud, int opcode, char *data, size_t len) {
     return c->state == WS__S_CLOSED;
   }
   if (opcode == WS_OP_PONG) {
-    if (c->state == WS__S_OPEN && c->loop->ev->on_pong) c->loop->ev->on_pong(c, data, len);
+    if (c->loop->ev->on_pong) c->loop->ev->on_pong(c, data, len);
     return c->state == WS__S_CLOSED || (c->flags & WS__F_PAUSED);
   }
   unsigned code;

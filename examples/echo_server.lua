@@ -1,0 +1,23 @@
+-- An echo server: every message comes back to its sender.
+--   lua5.4 examples/echo_server.lua [port]     (port 0, the default here: any free port)
+local WebSocket = require "luaws"
+
+local port = tonumber(arg and arg[1]) or 8000
+local server = assert(WebSocket.listen { host = "127.0.0.1", port = port })
+
+server.onrequest = function(req, res)
+  res:writeHead(200, { ["Content-Type"] = "text/plain" })
+  res:finish("luaws echo server: connect with a WebSocket client\n")
+end
+
+server.onupgrade = function(req)
+  if not WebSocket.isWebSocket(req) then return end
+  local ws = WebSocket(req, { "echo" })
+  ws.onmessage = function(event)
+    ws:send(event.data, event.binary and "binary" or nil)
+  end
+end
+
+io.stdout:write("listening on ", server.port, "\n")
+io.stdout:flush()
+WebSocket.run()
