@@ -1,0 +1,42 @@
+package = "luaws"
+version = "scm-1"
+source = {
+  url = "git+file:///work/main",   -- `luarocks make` builds the checkout it is run in
+}
+description = {
+  summary = "A standards-compliant WebSocket client and server for Lua, with its core in C",
+  detailed = [[
+luaws speaks RFC 6455 as a server and as a client, over libuv, with the browser's
+WebSocket API (onopen, onmessage, onclose, onerror, send, close), in the manner of
+faye-websocket.
+]],
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.1",
+}
+external_dependencies = {
+  LIBUV = { header = "uv.h", library = "uv" },
+  OPENSSL = { header = "openssl/ssl.h", library = "ssl" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["luaws.core"] = {
+      sources = {
+        "csrc/core/close.c", "csrc/core/errors.c", "csrc/core/frame.c",
+        "csrc/core/handshake.c", "csrc/core/http.c", "csrc/core/utf8.c",
+        "csrc/io/client.c", "csrc/io/conn.c", "csrc/io/loop.c", "csrc/io/server.c",
+        "csrc/io/tls.c",
+        "csrc/lua/l_conn.c", "csrc/lua/l_server.c", "csrc/lua/module.c",
+      },
+      incdirs = { "csrc/core", "csrc/io", "csrc/lua", "$(LIBUV_INCDIR)", "$(OPENSSL_INCDIR)" },
+      libdirs = { "$(LIBUV_LIBDIR)", "$(OPENSSL_LIBDIR)" },
+      libraries = { "uv", "ssl", "crypto", "z" },
+    },
+    ["luaws"] = "lua/luaws/init.lua",
+    ["luaws.options"] = "lua/luaws/options.lua",
+    ["luaws.server"] = "lua/luaws/server.lua",
+    ["luaws.client"] = "lua/luaws/client.lua",
+  },
+}

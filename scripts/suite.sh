@@ -1,0 +1,26 @@
+#!/bin/sh
+# Runs one suite and adds its counts to $TALLY (a file of "passed failed" lines).
+#   sh scripts/suite.sh NAME COMMAND...
+# A suite's output is TAP ("ok"/"not ok" lines) or ends with "N passed, N failed".
+# A command that fails without reporting a failure counts as one failure.
+name=$1; shift
+log=$(mktemp)
+echo "== $name"
+"$@" >"$log" 2>&1
+status=$?
+cat "$log"
+pass=$(grep -cE '^ok [0-9]+' "$log")
+fail=$(grep -cE '^not ok [0-9]+' "$log")
+line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+if [ -n "$line" ]; then
+  pass=$((pass + $(echo "$line" | sed -E 's/^([0-9]+) passed.*/\1/')))
+  fail=$((fail + $(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')))
+fi
+if [ "$status" -ne 0 ] && [ "$fail" -eq 0 ]; then
+  echo "!! $name exited with status $status"
+  fail=1
+fi
+echo "-- $name: $pass passed, $fail failed"
+[ -n "$TALLY" ] && echo "$pass $fail" >>"$TALLY"
+rm -f "$log"
+[ "$fail" -eq 0 ]

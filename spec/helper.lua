@@ -1,0 +1,267 @@
+-- Shared by the specs: run the loop until something happens (bounded), raw peers,
+-- external peer processes, and the end-of-test check that nothing is left open.
+local WebSocket = require "luaws"
+local client = require "luaws.client"
+
+local H = { WebSocket = WebSocket }
+
+-- Scale for slow runs (valgrind): fewer iterations, longer timeouts.
+H.slow = os.getenv("LUAWS_VALGRIND") ~= nil
+H.timeout_scale = H.slow and 20 or (os.getenv("LUAWS_SANITIZE") and 4 or 1)
+
+--- Runs the loop until cond() is true; fails the test after `seconds`.
+function H.wait(cond, seconds, what)
+  seconds = (seconds or 5) * H.timeout_scale
+  local expired = false
+  local t = WebSocket.setTimeout(function() expired = true end, seconds * 1000)
+  while not cond() do
+    if expired then
+      error(("timed out after %gs waiting for %s"):format(seconds, what or "a condition"), 2)
+    end
+    WebSocket.step(true)
+  end
+  WebSocket.clearTimeout(t)
+end
+
+--- Runs the loop for the events due now, without blocking.
+function H.drain(rounds)
+  for _ = 1, rounds or 10 do WebSocket.step(false) end
+end
+
+local open_servers = {}
+
+--- A server on 127.0.0.1, port 0; closed by H.cleanup().
+function H.server(opts)
+  opts = opts or {}
+  opts.host = opts.host or "127.0.0.1"
+  opts.port = opts.port or 0
+  local s = assert(WebSocket.listen(opts))
+  open_servers[#open_servers + 1] = s
+  return s
+end
+
+--- An echo server: returns server, and a record of what its sockets saw.
+function H.echo_server(protocols, options)
+  local s = H.server()
+  local rec = { sockets = {}, messages = {}, closes = {}, errors = {} }
+  s.onupgrade = function(req)
+    local ws = WebSocket(req, protocols, options)
+    rec.sockets[#rec.sockets + 1] = ws
+    rec.last_request = req
+    ws.onmessage = function(e)
+      rec.messages[#rec.messages + 1] = e
+      ws:send(e.data, e.binary and "binary" or nil)
+    end
+    ws.onerror = function(e) rec.errors[#rec.errors + 1] = e.message end
+    ws.onclose = function(e) rec.closes[#rec.closes + 1] = e end
+  end
+  return s, rec
+end
+
+--- A client that records its events.
+function H.client(url, protocols, options)
+  local ws = assert(WebSocket.Client(url, protocols, options))
+  local rec = { messages = {}, errors = {}, closes = {}, opens = 0 }
+  ws.onopen = function() rec.opens = rec.opens + 1 end
+  ws.onmessage = function(e) rec.messages[#rec.messages + 1] = e end
+  ws.onerror = function(e) rec.errors[#rec.errors + 1] = e.message end
+  ws.onclose = function(e) rec.closes[#rec.closes + 1] = e end
+  return ws, rec
+end
+
+--- A raw TCP client: collects what it receives in rec.data; rec.closed on EOF.
+function H.raw(port, host)
+  local c = assert(client.raw(host or "127.0.0.1", port))
+  local rec = { data = "", closed = false, opened = false }
+  c.onopen = function() rec.opened = true end
+  c.ondata = function(e) rec.data = rec.data .. e.data end
+  c.onclose = function() rec.closed = true end
+  return c, rec
+end
+
+--- A raw TCP server: for each connection, calls handler(conn, rec).
+function H.raw_server(handler)
+  local s = H.server { raw = true }
+  s.onconnection = function(conn)
+    local rec = { data = "", closed = false }
+    conn.ondata = function(e)
+      rec.data = rec.data .. e.data
+      if rec.ondata then rec.ondata(e.data) end
+    end
+    conn.onclose = function() rec.closed = true end
+    handler(conn, rec)
+  end
+  return s
+end
+
+-- ---- frames, as a peer writes them -------------------------------------------------
+
+local function u16(n) return string.char(math.floor(n / 256) % 256, n % 256) end
+local function u64(n)
+  local t = {}
+  for i = 7, 0, -1 do t[#t + 1] = string.char(math.floor(n / 2 ^ (8 * i)) % 256) end
+  return table.concat(t)
+end
+
+local function xor_bytes(a, b)
+  if bit32 then return bit32.bxor(a, b) end
+  local ok, bit = pcall(require, "bit")
+  if ok then return bit.bxor(a, b) end
+  return load("local a, b = ... return a ~ b")(a, b)
+end
+local bxor = xor_bytes
+do   -- a fast path where the interpreter has ~ or the bit library
+  local ok, bit = pcall(require, "bit")
+  if ok then bxor = bit.bxor
+  else
+    local f = load and load("return function(a, b) return a ~ b end")
+    if f then bxor = f() end
+  end
+end
+
+--- A frame as bytes. opts: fin (default true), rsv (bits 0x70), mask (4-byte key or
+--- false; default a fixed key, as a client sends), len (override the length field).
+function H.frame(opcode, payload, opts)
+  opts = opts or {}
+  payload = payload or ""
+  local fin = opts.fin == nil and true or opts.fin
+  local b0 = (fin and 0x80 or 0) + (opts.rsv or 0) + opcode
+  local key = opts.mask
+  if key == nil then key = "\55\250\33\61" end
+  local n = opts.len or #payload
+  local hdr
+  local mbit = key and 0x80 or 0
+  if n < 126 and not opts.len16 and not opts.len64 then
+    hdr = string.char(b0, mbit + n)
+  elseif n < 65536 and not opts.len64 then
+    hdr = string.char(b0, mbit + 126) .. u16(n)
+  else
+    hdr = string.char(b0, mbit + 127) .. u64(n)
+  end
+  if not key then return hdr .. payload end
+  local out, k = {}, { key:byte(1, 4) }
+  for i = 1, #payload do
+    out[i] = string.char(bxor(payload:byte(i), k[(i - 1) % 4 + 1]))
+  end
+  return hdr .. key .. table.concat(out)
+end
+
+--- Parses unmasked frames from a byte string: list of {opcode, fin, payload}, rest.
+function H.parse_frames(s)
+  local frames, pos = {}, 1
+  while #s - pos + 1 >= 2 do
+    local b0, b1 = s:byte(pos, pos + 1)
+    local n, hl = b1 % 128, 2
+    if n == 126 then
+      if #s - pos + 1 < 4 then break end
+      n = s:byte(pos + 2) * 256 + s:byte(pos + 3); hl = 4
+    elseif n == 127 then
+      if #s - pos + 1 < 10 then break end
+      n = 0
+      for i = 2, 9 do n = n * 256 + s:byte(pos + i) end
+      hl = 10
+    end
+    if #s - pos + 1 < hl + n then break end
+    frames[#frames + 1] = { opcode = b0 % 16, fin = b0 >= 128, payload = s:sub(pos + hl, pos + hl + n - 1) }
+    pos = pos + hl + n
+  end
+  return frames, s:sub(pos)
+end
+
+--- The close code in a close frame's payload (nil if empty).
+function H.close_code(payload)
+  if #payload < 2 then return nil end
+  return payload:byte(1) * 256 + payload:byte(2)
+end
+
+H.upgrade_request = table.concat({
+  "GET /chat HTTP/1.1",
+  "Host: 127.0.0.1",
+  "Upgrade: websocket",
+  "Connection: Upgrade",
+  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+  "Sec-WebSocket-Version: 13",
+  "", "" }, "\r\n")
+
+--- Opens a raw connection to server s, completes the upgrade; returns conn, rec with
+--- rec.data holding what came after the 101 head.
+function H.raw_upgraded(port, request)
+  local c, rec = H.raw(port)
+  H.wait(function() return rec.opened or rec.closed end, 5, "raw connect")
+  c:_raw_write(request or H.upgrade_request)
+  H.wait(function() return rec.data:find("\r\n\r\n", 1, true) or rec.closed end, 5, "101 response")
+  local head_end = rec.data:find("\r\n\r\n", 1, true)
+  rec.head = rec.data:sub(1, head_end + 3)
+  rec.data = rec.data:sub(head_end + 4)
+  return c, rec
+end
+
+-- ---- external peers ---------------------------------------------------------------
+
+local procs = {}
+
+local function tmpname()
+  local n = os.tmpname()
+  return n
+end
+
+--- Starts a command in the background; output to a file. Returns a handle with
+--- :output(), :wait_line(pattern, seconds) and :kill().
+function H.spawn(cmd)
+  local out = tmpname()
+  local f = io.popen(("(%s) >%s 2>&1 & echo $!"):format(cmd, out))
+  local pid = tonumber(f:read("*l"))
+  f:close()
+  local p = { pid = pid, out = out }
+  function p:output()
+    local fh = io.open(self.out, "rb")
+    if not fh then return "" end
+    local s = fh:read("*a")
+    fh:close()
+    return s
+  end
+  function p:running()
+    return os.execute(("kill -0 %d 2>/dev/null"):format(self.pid)) == true
+      or os.execute(("kill -0 %d 2>/dev/null"):format(self.pid)) == 0
+  end
+  --- Runs the loop until the output matches pattern; returns the captures.
+  function p:wait_for(pattern, seconds)
+    local caps
+    local t = WebSocket.setInterval(function() end, 20)   -- wakes the loop to poll
+    local ok, err = pcall(H.wait, function()
+      caps = { self:output():match(pattern) }
+      return #caps > 0
+    end, seconds or 10, "peer output matching " .. pattern)
+    WebSocket.clearInterval(t)
+    if not ok then error(err .. "\npeer output:\n" .. self:output(), 2) end
+    return table.unpack and table.unpack(caps) or unpack(caps)
+  end
+  function p:kill()
+    if self.pid then os.execute(("kill %d 2>/dev/null"):format(self.pid)) end
+    self.pid = nil
+    os.remove(self.out)
+  end
+  procs[#procs + 1] = p
+  return p
+end
+
+H.node = "node"
+H.python = "/usr/bin/python3"
+H.peers = "spec/peers"
+
+--- Closes what a test left, runs the loop until every handle is gone, and checks it.
+function H.cleanup()
+  for _, p in ipairs(procs) do p:kill() end
+  procs = {}
+  for _, s in ipairs(open_servers) do s:close() end
+  open_servers = {}
+  -- The wait's own timer is the one handle allowed while waiting.
+  pcall(H.wait, function() return WebSocket.active_handles() <= 1 end, 5)
+  H.drain(3)
+  collectgarbage()
+  collectgarbage()
+  assert(WebSocket.active_handles() == 0,
+    ("%d libuv handles left open after the test"):format(WebSocket.active_handles()))
+end
+
+return H

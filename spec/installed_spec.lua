@@ -1,0 +1,23 @@
+-- Run by scripts/rock_smoke.sh against the copy `luarocks make` installed.
+local H = require "helper"
+
+describe("the installed rock", function()
+  after_each(H.cleanup)
+
+  it("loads luaws.core from the LuaRocks tree", function()
+    local path = package.searchpath("luaws.core", package.cpath)
+    assert.truthy(path and path:find("rocktree", 1, true), path)
+    assert.truthy(package.searchpath("luaws", package.path):find("rocktree", 1, true))
+  end)
+
+  it("echoes a message", function()
+    local s = H.echo_server()
+    local ws, rec = H.client("ws://127.0.0.1:" .. s.port .. "/")
+    H.wait(function() return rec.opens == 1 end, 5, "open")
+    ws:send("from the rock")
+    H.wait(function() return #rec.messages == 1 end, 5, "echo")
+    assert.equal("from the rock", rec.messages[1].data)
+    ws:close()
+    H.wait(function() return #rec.closes == 1 end, 5, "close")
+  end)
+end)
