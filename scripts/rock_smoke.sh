@@ -1,7 +1,7 @@
 #!/bin/sh
 # Builds and installs luaws with `luarocks make` into a local tree (offline), then runs
-# the smoke spec against that installed copy only. Also checks that the rockspec names
-# every C source and Lua module of the checkout.
+# spec/installed_smoke.lua against that installed copy only. Also checks that the
+# rockspec names every C source and Lua module of the checkout.
 set -e
 cd "$(dirname "$0")/.."
 SPEC=rockspec/luaws-scm-1.rockspec
@@ -16,4 +16,4 @@ luarocks --lua-version=5.4 make --tree "$TREE" "$SPEC" >build/rock.log 2>&1 || {
 echo "ok 2 - luarocks make --tree build/rocktree"
 LUA_PATH="$TREE/share/lua/5.4/?.lua;$TREE/share/lua/5.4/?/init.lua;spec/?.lua;/usr/share/lua/5.4/?.lua;/usr/share/lua/5.4/?/init.lua" \
 LUA_CPATH="$TREE/lib/lua/5.4/?.so;/usr/lib/x86_64-linux-gnu/lua/5.4/?.so" \
-  lua5.4 /usr/bin/busted -o TAP spec/installed_spec.lua | awk '/^(not )?ok [0-9]+/ { sub(/ok [0-9]+/, "ok " NR + 2) } { print }'
+  lua5.4 /usr/bin/busted -o TAP --pattern=installed_smoke spec/installed_smoke.lua | awk '/^(not )?ok [0-9]+/ { sub(/ok [0-9]+/, "ok " NR + 2) } { print }'

@@ -1,0 +1,183 @@
+-- RFC 6455 rules, server role: a raw peer sends the offending bytes and we check the
+-- close code that comes back, and that the server then drops the TCP connection.
+local H = require "helper"
+local WebSocket = H.WebSocket
+
+local function serve(options)
+  local s, rec = H.echo_server(nil, options)
+  return s, rec
+end
+
+-- Sends bytes after the handshake; returns the frames received until TCP closes.
+local function exchange(bytes, options)
+  local s, srec = serve(options)
+  local c, rec = H.raw_upgraded(s.port)
+  assert.truthy(rec.head:find("^HTTP/1.1 101"), rec.head)
+  c:_raw_write(bytes)
+  H.wait(function() return rec.closed end, 5, "server to close TCP")
+  return H.parse_frames(rec.data), srec
+end
+
+local function expect_close(bytes, code, options)
+  local frames, srec = exchange(bytes, options)
+  local last = frames[#frames]
+  assert.truthy(last, "no frame came back")
+  assert.equal(8, last.opcode)
+  assert.equal(code, H.close_code(last.payload))
+  return frames, srec
+end
+
+local F = H.frame
+
+describe("server framing rules", function()
+  after_each(H.cleanup)
+
+  it("echoes the RFC 6455 5.7 masked 'Hello'", function()
+    local frames = exchange("\129\133\55\250\33\61\127\159\77\81\88" .. F(8, "\3\232"))
+    assert.equal(1, frames[1].opcode)
+    assert.equal("Hello", frames[1].payload)
+    assert.equal(8, frames[2].opcode)
+    assert.equal(1000, H.close_code(frames[2].payload))
+  end)
+
+  it("fails an unmasked client frame with 1002", function()
+    expect_close(F(1, "hi", { mask = false }), 1002)
+  end)
+
+  it("fails RSV bits without an extension with 1002", function()
+    expect_close(F(1, "hi", { rsv = 0x40 }), 1002)
+    expect_close(F(1, "hi", { rsv = 0x20 }), 1002)
+    expect_close(F(1, "hi", { rsv = 0x10 }), 1002)
+  end)
+
+  it("fails unknown opcodes with 1002", function()
+    for _, op in ipairs { 3, 4, 5, 6, 7, 11, 12, 13, 14, 15 } do
+      expect_close(F(op, "x"), 1002)
+    end
+  end)
+
+  it("fails a fragmented control frame with 1002", function()
+    expect_close(F(9, "x", { fin = false }), 1002)
+  end)
+
+  it("fails a control frame over 125 bytes with 1002", function()
+    expect_close(F(9, string.rep("x", 126)), 1002)
+  end)
+
+  it("fails a continuation with nothing to continue with 1002", function()
+    expect_close(F(0, "x"), 1002)
+  end)
+
+  it("fails a new data frame inside a fragmented message with 1002", function()
+    expect_close(F(1, "a", { fin = false }) .. F(1, "b"), 1002)
+  end)
+
+  it("fails a non-minimal length encoding with 1002", function()
+    expect_close(F(1, "abc", { len16 = true }), 1002)
+  end)
+
+  it("handles control frames interleaved in a fragmented message", function()
+    local frames, srec = exchange(F(1, "Hel", { fin = false }) .. F(9, "ping!") ..
+      F(0, "lo", { fin = false }) .. F(10, "unsolicited") .. F(0, ", world") .. F(8, "\3\232"))
+    assert.equal(10, frames[1].opcode)
+    assert.equal("ping!", frames[1].payload)
+    assert.equal(1, frames[2].opcode)
+    assert.equal("Hello, world", frames[2].payload)
+    assert.equal(1, #srec.messages)
+  end)
+
+  it("fails invalid UTF-8 with 1007 as soon as the bad byte arrives", function()
+    local s, srec = serve()
+    local c, rec = H.raw_upgraded(s.port)
+    -- First fragment of a longer message: the message never ends, yet the close comes.
+    c:_raw_write(F(1, "ok \255", { fin = false }))
+    H.wait(function() return rec.closed end, 5, "close on the invalid byte")
+    local frames = H.parse_frames(rec.data)
+    assert.equal(1007, H.close_code(frames[#frames].payload))
+    assert.equal(0, #srec.messages)
+  end)
+
+  it("fails UTF-8 split badly across fragments with 1007", function()
+    expect_close(F(1, "\206", { fin = false }) .. F(0, "a"), 1007)
+  end)
+
+  it("accepts UTF-8 split across fragments", function()
+    local frames = exchange(F(1, "\206", { fin = false }) .. F(0, "\186\225\189\185") .. F(8, "\3\232"))
+    assert.equal("\206\186\225\189\185", frames[1].payload)
+  end)
+
+  it("fails a text message ending mid-character with 1007", function()
+    expect_close(F(1, "\226\130"), 1007)
+  end)
+
+  describe("close frames", function()
+    it("fails a 1-byte close payload with 1002", function()
+      expect_close(F(8, "\3"), 1002)
+    end)
+    for _, code in ipairs { 0, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65535 } do
+      it("fails invalid close code " .. code .. " with 1002", function()
+        expect_close(F(8, string.char(math.floor(code / 256), code % 256)), 1002)
+      end)
+    end
+    for _, code in ipairs { 1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4999 } do
+      it("echoes valid close code " .. code, function()
+        local frames, srec = expect_close(F(8, string.char(math.floor(code / 256), code % 256) .. "why"), code)
+        assert.equal("why", frames[#frames].payload:sub(3))
+        assert.equal(code, srec.closes[1].code)
+        assert.equal("why", srec.closes[1].reason)
+        assert.is_true(srec.closes[1].wasClean)
+      end)
+    end
+    it("fails a close reason that is not UTF-8 with 1007", function()
+      expect_close(F(8, "\3\232\255"), 1007)
+    end)
+    it("answers an empty close with an empty close and reports 1005", function()
+      local frames, srec = exchange(F(8, ""))
+      assert.equal(8, frames[1].opcode)
+      assert.equal("", frames[1].payload)
+      assert.equal(1005, srec.closes[1].code)
+    end)
+  end)
+
+  describe("maxLength", function()
+    it("fails with 1009 as soon as a header announces too much", function()
+      -- Only the header is sent: the close must come without any payload.
+      local s, srec = serve { maxLength = 1000 }
+      local c, rec = H.raw_upgraded(s.port)
+      c:_raw_write(F(2, "", { len = 1001 }):sub(1, 8))
+      H.wait(function() return rec.closed end, 5, "close")
+      local frames = H.parse_frames(rec.data)
+      assert.equal(1009, H.close_code(frames[#frames].payload))
+    end)
+    it("counts the fragments of a message together", function()
+      expect_close(F(2, string.rep("a", 600), { fin = false }) .. F(0, string.rep("b", 600)), 1009,
+        { maxLength = 1000 })
+    end)
+    it("accepts a message of exactly maxLength", function()
+      local frames = exchange(F(2, string.rep("a", 1000)) .. F(8, "\3\232"), { maxLength = 1000 })
+      assert.equal(1000, #frames[1].payload)
+    end)
+  end)
+
+  it("answers a ping with a pong of the same payload", function()
+    local frames = exchange(F(9, "are you there") .. F(8, "\3\232"))
+    assert.equal(10, frames[1].opcode)
+    assert.equal("are you there", frames[1].payload)
+  end)
+
+  it("parses frames fed one byte at a time", function()
+    local s, srec = serve()
+    local c, rec = H.raw_upgraded(s.port)
+    local bytes = F(1, "Hel", { fin = false }) .. F(9, "p") .. F(0, "lo") .. F(2, string.rep("z", 300)) .. F(8, "\3\232")
+    for i = 1, #bytes do
+      c:_raw_write(bytes:sub(i, i))
+      H.drain(1)
+    end
+    H.wait(function() return rec.closed end, 5, "close")
+    local frames = H.parse_frames(rec.data)
+    assert.equal("p", frames[1].payload)
+    assert.equal("Hello", frames[2].payload)
+    assert.equal(string.rep("z", 300), frames[3].payload)
+    assert.equal(2, #srec.messages)
+  end)
+end)
