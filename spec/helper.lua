@@ -146,11 +146,12 @@ function H.frame(opcode, payload, opts)
   return hdr .. key .. table.concat(out)
 end
 
---- Parses unmasked frames from a byte string: list of {opcode, fin, payload}, rest.
+--- Parses frames (masked or not) from a byte string: list of {opcode, fin, payload}, rest.
 function H.parse_frames(s)
   local frames, pos = {}, 1
   while #s - pos + 1 >= 2 do
     local b0, b1 = s:byte(pos, pos + 1)
+    local masked = b1 >= 128
     local n, hl = b1 % 128, 2
     if n == 126 then
       if #s - pos + 1 < 4 then break end
@@ -161,8 +162,17 @@ function H.parse_frames(s)
       for i = 2, 9 do n = n * 256 + s:byte(pos + i) end
       hl = 10
     end
+    local key
+    if masked then key = s:sub(pos + hl, pos + hl + 3); hl = hl + 4 end
     if #s - pos + 1 < hl + n then break end
-    frames[#frames + 1] = { opcode = b0 % 16, fin = b0 >= 128, payload = s:sub(pos + hl, pos + hl + n - 1) }
+    local payload = s:sub(pos + hl, pos + hl + n - 1)
+    if key then
+      local k, out = { key:byte(1, 4) }, {}
+      for i = 1, #payload do out[i] = string.char(bxor(payload:byte(i), k[(i - 1) % 4 + 1])) end
+      payload = table.concat(out)
+    end
+    frames[#frames + 1] = { opcode = b0 % 16, fin = b0 >= 128, rsv = math.floor(b0 / 16) % 8,
+                            masked = masked, key = key, payload = payload }
     pos = pos + hl + n
   end
   return frames, s:sub(pos)
@@ -194,6 +204,36 @@ function H.raw_upgraded(port, request)
   rec.head = rec.data:sub(1, head_end + 3)
   rec.data = rec.data:sub(head_end + 4)
   return c, rec
+end
+
+local core = require "luaws.core"
+
+--- A raw server that completes the opening handshake of whatever request arrives, then
+--- calls on_open(conn, rec, request_head) and records later bytes in rec.data.
+--- response_extra: lines added to the 101 (e.g. "Sec-WebSocket-Protocol: x\r\n"), or a
+--- function(request_head) returning the whole response head.
+function H.handshake_server(on_open, response_extra)
+  return H.raw_server(function(conn, rec)
+    local done = false
+    rec.ondata = function()
+      if done then return end
+      local e = rec.data:find("\r\n\r\n", 1, true)
+      if not e then return end
+      done = true
+      local head = rec.data:sub(1, e + 3)
+      rec.data = rec.data:sub(e + 4)
+      local key = head:match("[Ss]ec%-[Ww]eb[Ss]ocket%-[Kk]ey: *([^\r]+)")
+      local resp
+      if type(response_extra) == "function" then
+        resp = response_extra(head, core.handshake_accept(key or ""))
+      else
+        resp = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" ..
+          "Sec-WebSocket-Accept: " .. core.handshake_accept(key or "") .. "\r\n" .. (response_extra or "") .. "\r\n"
+      end
+      if resp then conn:_raw_write(resp) end
+      if on_open then on_open(conn, rec, head) end
+    end
+  end)
 end
 
 -- ---- external peers ---------------------------------------------------------------

@@ -199,7 +199,18 @@ static int l_strerror(lua_State *L) {
   return 1;
 }
 
+/* Pure helper, exported for specs: Sec-WebSocket-Accept for a key. */
+static int l_handshake_accept(lua_State *L) {
+  size_t len;
+  const char *key = luaL_checklstring(L, 1, &len);
+  char out[29];
+  ws_handshake_accept(key, len, out);
+  lua_pushstring(L, out);
+  return 1;
+}
+
 static const luaL_Reg funcs[] = {
+  {"handshake_accept", l_handshake_accept},
   {"run", l_run},
   {"step", l_step},
   {"stop", l_stop},

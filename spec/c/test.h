@@ -1,0 +1,50 @@
+/* A tiny test framework for the protocol core: CHECK macros that count passes and
+ * failures and print where a failure happened. */
+#ifndef WS_TEST_H
+#define WS_TEST_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+extern long test_passed, test_failed;
+
+void test_fail(const char *file, int line, const char *what);
+/* Deterministic PRNG (splitmix64), so a failing random case can be run again. */
+uint64_t test_rand(uint64_t *state);
+
+/* Input placed right before an unreadable page, so that any read past its end
+ * crashes at once (as picohttpparser's tests do). The copy is writable. */
+#define TEST_GUARD_SIZE (4u << 20)
+char *test_guard_end(void);
+char *test_guard_copy(const void *data, size_t len);
+
+#define CHECK(cond)                                                           \
+  do {                                                                        \
+    if (cond) test_passed++;                                                  \
+    else test_fail(__FILE__, __LINE__, #cond);                                \
+  } while (0)
+
+#define CHECK_INT(a, b) \
+  test_check_int(__FILE__, __LINE__, #a, #b, (long long)(a), (long long)(b))
+
+#define CHECK_MEM(a, alen, b, blen)                                           \
+  test_check_mem(__FILE__, __LINE__, #a, #b, (a), (alen), (b), (blen))
+
+#define CHECK_STR(a, b) test_check_str(__FILE__, __LINE__, #a, #b, (a), (b))
+
+void test_check_int(const char *file, int line, const char *as, const char *bs, long long a,
+                    long long b);
+void test_check_mem(const char *file, int line, const char *as, const char *bs,
+                    const void *a, size_t alen, const void *b, size_t blen);
+void test_check_str(const char *file, int line, const char *as, const char *bs,
+                    const char *a, const char *b);
+
+void test_errors(void);
+void test_frame(void);
+void test_utf8(void);
+void test_close(void);
+void test_http(void);
+void test_handshake(void);
+
+#endif

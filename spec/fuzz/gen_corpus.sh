@@ -1,0 +1,28 @@
+#!/bin/sh
+# Writes the seed corpora of the fuzzers. For fuzz_frame the first byte's low 3 bits say
+# how many chunk-size bytes follow before the frames (its high bits set a size limit).
+set -e
+cd "$(dirname "$0")"
+mkdir -p corpus/frame corpus/http
+f=corpus/frame
+# RFC 6455 5.7 examples
+printf '\000\201\005Hello' > $f/text-unmasked
+printf '\000\201\205\067\372\041\075\177\237\115\121\130' > $f/text-masked
+printf '\002\001\002\001\003Hel\200\002lo' > $f/fragmented
+printf '\000\211\005Hello\212\205\067\372\041\075\177\237\115\121\130' > $f/ping-pong
+printf '\003\007\001\377\202\176\001\000' > $f/len126
+head -c 256 /dev/zero | tr '\000' 'x' >> $f/len126
+printf '\000\202\177\000\000\000\000\000\001\000\000' > $f/len127
+# a fragmented text message with a ping between, masked; a close frame; compressed
+printf '\000\001\202\000\000\000\000\316\272\211\200\001\002\003\004\200\201\000\000\000\000\341' > $f/interleaved
+printf '\000\210\202\001\002\003\004\002\352' > $f/close-1000
+printf '\020\301\205\000\000\000\000\362\110\315\311\007' > $f/rsv1
+printf '\000\201\203\000\000\000\000\355\240\200' > $f/bad-utf8
+
+h=corpus/http
+printf 'GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: http://example.com\r\nSec-WebSocket-Protocol: chat, superchat\r\nSec-WebSocket-Version: 13\r\n\r\n' > $h/rfc-request
+printf 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: chat\r\n\r\n' > $h/rfc-response
+printf '\r\nPOST /x?y=1 HTTP/1.0\nA: b\nC:\n\n' > $h/lf-only
+printf 'HTTP/1.1 404\r\nX:   a b  \r\n\r\n' > $h/no-reason
+printf 'GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n' > $h/obs-fold
+printf 'GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\nSec-WebSocket-Version: 8\r\n\r\n' > $h/version8
