@@ -29,6 +29,13 @@ function H.drain(rounds)
 end
 
 local open_servers = {}
+local open_sockets = {}   -- what the helpers made; terminated by H.cleanup()
+
+--- Registers a socket for H.cleanup() to terminate if the test leaves it open.
+function H.track(ws)
+  open_sockets[#open_sockets + 1] = ws
+  return ws
+end
 
 --- A server on 127.0.0.1, port 0; closed by H.cleanup().
 function H.server(opts)
@@ -45,7 +52,7 @@ function H.echo_server(protocols, options)
   local s = H.server()
   local rec = { sockets = {}, messages = {}, closes = {}, errors = {} }
   s.onupgrade = function(req)
-    local ws = WebSocket(req, protocols, options)
+    local ws = H.track(WebSocket(req, protocols, options))
     rec.sockets[#rec.sockets + 1] = ws
     rec.last_request = req
     ws.onmessage = function(e)
@@ -60,7 +67,7 @@ end
 
 --- A client that records its events.
 function H.client(url, protocols, options)
-  local ws = assert(WebSocket.Client(url, protocols, options))
+  local ws = H.track(assert(WebSocket.Client(url, protocols, options)))
   local rec = { messages = {}, errors = {}, closes = {}, opens = 0 }
   ws.onopen = function() rec.opens = rec.opens + 1 end
   ws.onmessage = function(e) rec.messages[#rec.messages + 1] = e end
@@ -71,7 +78,7 @@ end
 
 --- A raw TCP client: collects what it receives in rec.data; rec.closed on EOF.
 function H.raw(port, host)
-  local c = assert(client.raw(host or "127.0.0.1", port))
+  local c = H.track(assert(client.raw(host or "127.0.0.1", port)))
   local rec = { data = "", closed = false, opened = false }
   c.onopen = function() rec.opened = true end
   c.ondata = function(e) rec.data = rec.data .. e.data end
@@ -83,6 +90,7 @@ end
 function H.raw_server(handler)
   local s = H.server { raw = true }
   s.onconnection = function(conn)
+    H.track(conn)
     local rec = { data = "", closed = false }
     conn.ondata = function(e)
       rec.data = rec.data .. e.data
@@ -295,6 +303,8 @@ function H.cleanup()
   procs = {}
   for _, s in ipairs(open_servers) do s:close() end
   open_servers = {}
+  for _, ws in ipairs(open_sockets) do ws:terminate() end
+  open_sockets = {}
   -- The wait's own timer is the one handle allowed while waiting.
   pcall(H.wait, function() return WebSocket.active_handles() <= 1 end, 5)
   H.drain(3)

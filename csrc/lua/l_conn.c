@@ -432,8 +432,7 @@ int l_accept(lua_State *L) {
   const char *headers = luaL_optstring(L, 3, NULL);
   ws_conn_options_t o;
   l_conn_options(L, 4, &o);
-  if (!b->p) return l_fail(L, WS_ECLOSED);
-  int r = ws_conn_accept(b->p, protocol, headers, &o);
+  int r = b->p ? ws_conn_accept(b->p, protocol, headers, &o) : WS_EINVAL;
   if (r == WS_EINVAL)
     return luaL_error(L, "this request is not an unanswered upgrade request "
                          "(accept it inside onupgrade)");

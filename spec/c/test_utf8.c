@@ -67,11 +67,26 @@ static int ref_valid(const uint8_t *s, size_t n) {
   return 1;
 }
 
+/* Encodes cp in exactly n bytes (1-4), overlong or out of range if asked to. */
+static size_t encode(uint32_t cp, size_t n, uint8_t *b) {
+  static const uint8_t lead[] = {0, 0x00, 0xC0, 0xE0, 0xF0};
+  size_t i;
+  for (i = n - 1; i > 0; i--) {
+    b[i] = (uint8_t)(0x80 | (cp & 0x3F));
+    cp >>= 6;
+  }
+  b[0] = (uint8_t)(lead[n] | cp);
+  return n;
+}
+
+static size_t min_len(uint32_t cp) { return cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4; }
+
 #define V(lit, expect)                                                        \
   do {                                                                        \
     CHECK_INT(validate_all(lit, sizeof(lit) - 1), expect);                    \
     CHECK_INT(validate_bytewise(lit, sizeof(lit) - 1), expect);               \
     CHECK_INT(ref_valid((const uint8_t *)lit, sizeof(lit) - 1), expect);      \
+    CHECK_INT(validate_all(lit "abcd", sizeof(lit) + 3), (expect) ? (expect) : -1); \
   } while (0)
 
 void test_utf8(void) {
@@ -160,24 +175,40 @@ void test_utf8(void) {
     CHECK_INT(ws_utf8_validate(&st, (const uint8_t *)"abc", 3), -1);
   }
 
-  /* Random strings biased towards the interesting bytes, against the reference, whole
-   * and split at every point. */
+  /* Random strings of characters, some overlong, surrogate or too large, some with a
+   * byte changed or cut short, against the reference, whole and split at every point. */
   {
+    static const uint32_t edges[] = {0,      0x7F,   0x80,    0x7FF,    0x800,   0xD7FF,
+                                     0xD800, 0xDFFF, 0xE000,  0xFFFD,   0xFFFF,  0x10000,
+                                     0xFFFFF, 0x10FFFF, 0x110000, 0x13FFFF, 0x7C0, 0x40};
     static const uint8_t pool[] = {'a', 0x00, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF,
                                    0xC0, 0xC1, 0xC2, 0xDF, 0xE0, 0xE1, 0xEC, 0xED, 0xEE,
                                    0xEF, 0xF0, 0xF1, 0xF3, 0xF4, 0xF5, 0xFF};
     uint64_t seed = 12345;
-    int iter, mismatches = 0, splits = 0;
-    for (iter = 0; iter < 20000; iter++) {
-      uint8_t s[24];
-      size_t n = test_rand(&seed) % sizeof s, i, cut;
+    int iter, mismatches = 0, splits = 0, valid = 0;
+    for (iter = 0; iter < 30000; iter++) {
+      uint8_t s[64];
+      size_t n = 0, cut, chars = test_rand(&seed) % 8, i;
       int want, got;
-      for (i = 0; i < n; i++) {
+      for (i = 0; i < chars; i++) {
         uint64_t r = test_rand(&seed);
-        /* Mostly well-formed characters, so deep states are reached too. */
-        s[i] = (r & 3) ? pool[(r >> 8) % sizeof pool] : (uint8_t)(0x80 | ((r >> 16) & 0x3F));
+        uint32_t cp = (r & 1) ? edges[(r >> 8) % (sizeof edges / sizeof edges[0])]
+                              : (uint32_t)((r >> 8) % 0x110000);
+        size_t len = min_len(cp);
+        if ((r >> 40) % 8 == 0 && len < 4) len++; /* overlong */
+        if (cp >= 0x110000) len = 4;
+        if ((r >> 44) % 4 == 0) { /* some ASCII between */
+          s[n++] = 'a';
+        }
+        n += encode(cp, len, s + n);
+      }
+      switch (test_rand(&seed) % 4) {
+      case 0: if (n) s[test_rand(&seed) % n] = pool[test_rand(&seed) % sizeof pool]; break;
+      case 1: if (n) n -= test_rand(&seed) % 4 % (n + 1); break;
+      default: break;
       }
       want = ref_valid(s, n);
+      valid += want == 1;
       got = validate_all((const char *)s, n);
       if (got != want) mismatches++;
       for (cut = 0; cut <= n; cut++) {
@@ -190,6 +221,7 @@ void test_utf8(void) {
     }
     CHECK_INT(mismatches, 0);
     CHECK_INT(splits, 0);
+    CHECK(valid > 3000 && valid < 27000); /* both kinds were tried */
   }
 
   /* Every code point, encoded by hand, is accepted iff it is a scalar value. */
@@ -200,16 +232,20 @@ void test_utf8(void) {
       uint8_t b[4];
       size_t n;
       int want = !(cp >= 0xD800 && cp <= 0xDFFF);
-      if (cp < 0x80) { b[0] = (uint8_t)cp; n = 1; }
-      else if (cp < 0x800) { b[0] = (uint8_t)(0xC0 | cp >> 6); b[1] = (uint8_t)(0x80 | (cp & 0x3F)); n = 2; }
-      else if (cp < 0x10000) {
-        b[0] = (uint8_t)(0xE0 | cp >> 12); b[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
-        b[2] = (uint8_t)(0x80 | (cp & 0x3F)); n = 3;
-      } else {
-        b[0] = (uint8_t)(0xF0 | cp >> 18); b[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3F));
-        b[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F)); b[3] = (uint8_t)(0x80 | (cp & 0x3F)); n = 4;
-      }
+      n = encode(cp, min_len(cp), b);
       if ((validate_all((const char *)b, n) == 1) != want) bad++;
+      /* Again with room after it (whole characters are checked another way then), and
+       * with its last byte changed into one that cannot continue it. */
+      {
+        uint8_t pad[8] = {0};
+        memcpy(pad, b, n);
+        memcpy(pad + n, "abc", 3);
+        if ((validate_all((const char *)pad, n + 3) == 1) != want) bad++;
+        if (n > 1) {
+          pad[n - 1] = 'x';
+          if (validate_all((const char *)pad, n + 3) != -1) bad++;
+        }
+      }
     }
     CHECK_INT(bad, 0);
   }

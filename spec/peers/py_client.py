@@ -44,9 +44,10 @@ async def receive(ws):
     return msg
 
 
-async def run(url, protocols, summary):
+async def run(url, protocols, summary, conn):
     async with websockets.connect(url, subprotocols=protocols or None, max_size=MAX_SIZE,
                                   compression=None) as ws:
+        conn.append(ws)
         summary["protocol"] = ws.subprotocol
         log(event="open", protocol=ws.subprotocol)
 
@@ -75,21 +76,24 @@ async def run(url, protocols, summary):
 
         await ws.close(4000, "bye")
         await ws.wait_closed()
-        log(event="close", code=ws.close_code, reason=ws.close_reason)
-        summary["close_code"] = ws.close_code
-        summary["close_reason"] = ws.close_reason
-    summary["ok"] = all(summary.get(k) for k in ("text", "binary", "big", "fragmented", "pong")) \
-        and summary["close_code"] == 4000 and summary["close_reason"] == "bye"
 
 
 def main():
     url, protocols = sys.argv[1], sys.argv[2:]
-    summary = {"event": "summary"}
+    summary, conn = {"event": "summary"}, []
     try:
-        asyncio.run(asyncio.wait_for(run(url, protocols, summary), 120))
+        asyncio.run(asyncio.wait_for(run(url, protocols, summary, conn), 120))
     except Exception as err:   # reported in the summary; the spec shows it
         summary["error"] = f"{type(err).__name__}: {err}"
-        summary["ok"] = False
+    # The close code and reason the other side sent are in the summary however we end.
+    if conn and conn[0].closed:
+        ws = conn[0]
+        log(event="close", code=ws.close_code, reason=ws.close_reason)
+        summary["close_code"] = ws.close_code
+        summary["close_reason"] = ws.close_reason
+    summary["ok"] = "error" not in summary \
+        and all(summary.get(k) for k in ("text", "binary", "big", "fragmented", "pong")) \
+        and summary.get("close_code") == 4000 and summary.get("close_reason") == "bye"
     log(**summary)
     sys.exit(0 if summary["ok"] else 1)
 

@@ -24,12 +24,14 @@ function bigMessage() {
 const summary = { event: 'summary' };
 const ws = new WebSocket(url, protocols, { maxPayload: BIG + 64 * 1024, perMessageDeflate: false });
 
-// Received messages are queued; each step takes the next one.
+// Received messages are queued; each step takes the next one (or fails once closed).
 const inbox = [];
 let waiter = null;
+let isClosed = false;
 function nextMessage() {
   if (inbox.length) return Promise.resolve(inbox.shift());
-  return new Promise((resolve) => { waiter = resolve; });
+  if (isClosed) return Promise.reject(new Error('closed before the script ended'));
+  return new Promise((resolve, reject) => { waiter = { resolve, reject }; });
 }
 
 ws.on('message', (data, isBinary) => {
@@ -38,15 +40,21 @@ ws.on('message', (data, isBinary) => {
   else ev.sha256 = crypto.createHash('sha256').update(data).digest('hex');
   print(ev);
   const msg = { data, isBinary };
-  if (waiter) { const w = waiter; waiter = null; w(msg); } else inbox.push(msg);
+  if (waiter) { const w = waiter; waiter = null; w.resolve(msg); } else inbox.push(msg);
 });
 ws.on('pong', (data) => print({ event: 'pong', data: data.toString('latin1') }));
 ws.on('error', (err) => { print({ event: 'error', message: err.message }); summary.error = err.message; });
 
+// The close code and reason the other side sent are in the summary however we end.
 const closed = new Promise((resolve) => {
   ws.on('close', (code, reason) => {
-    print({ event: 'close', code, reason: reason.toString('utf8') });
-    resolve({ code, reason: reason.toString('utf8') });
+    reason = reason.toString('utf8');
+    print({ event: 'close', code, reason });
+    summary.close_code = code;
+    summary.close_reason = reason;
+    isClosed = true;
+    if (waiter) { const w = waiter; waiter = null; w.reject(new Error('closed before the script ended')); }
+    resolve({ code, reason });
   });
 });
 
@@ -78,20 +86,22 @@ async function run() {
   m = await nextMessage();
   summary.fragmented = !m.isBinary && m.data.toString('utf8') === 'Hello, world';
 
-  const pong = new Promise((resolve) => ws.once('pong', (data) => resolve(data.toString('latin1'))));
+  const pong = new Promise((resolve, reject) => {
+    ws.once('pong', (data) => resolve(data.toString('latin1')));
+    closed.then(() => reject(new Error('closed before the pong')));
+  });
   ws.ping('p1');
   summary.pong = (await pong) === 'p1';
 
   ws.close(4000, 'bye');
   const c = await closed;
-  summary.close_code = c.code;
-  summary.close_reason = c.reason;
   summary.ok = summary.text && summary.binary && summary.big && summary.fragmented &&
     summary.pong && c.code === 4000 && c.reason === 'bye' && !summary.error;
 }
 
 const guard = setTimeout(() => {
   summary.error = summary.error || 'timed out';
+  summary.ok = false;
   print(summary);
   process.exit(1);
 }, 120000);
@@ -103,6 +113,7 @@ run().then(() => {
 }, (err) => {
   clearTimeout(guard);
   summary.error = summary.error || String(err && err.message || err);
+  summary.ok = false;
   print(summary);
   process.exit(1);
 });

@@ -1,0 +1,364 @@
+-- Socket lifetimes: garbage collection, close from handlers, handler errors, server
+-- close, many cycles; and the socket surface (fields, methods, events, timers).
+local H = require "helper"
+local WebSocket = H.WebSocket
+
+local function pair(server_setup, protocols, options)
+  local s = H.server()
+  local server_ws
+  s.onupgrade = function(req)
+    server_ws = H.track(WebSocket(req, protocols, options))
+    if server_setup then server_setup(server_ws, req) end
+  end
+  local ws, rec = H.client("ws://127.0.0.1:" .. s.port .. "/p", protocols)
+  H.wait(function() return rec.opens == 1 or #rec.closes > 0 end, 5, "open")
+  return ws, rec, function() return server_ws end, s
+end
+
+describe("lifecycle", function()
+  after_each(H.cleanup)
+
+  it("keeps a socket that Lua forgot working, through collectgarbage()", function()
+    local got = {}
+    local s = H.server()
+    s.onupgrade = function(req)
+      local ws = WebSocket(req)   -- no reference kept anywhere
+      ws.onmessage = function(e)
+        collectgarbage()
+        collectgarbage()
+        ws:send("echo " .. e.data)
+      end
+    end
+    do
+      local ws = WebSocket.Client("ws://127.0.0.1:" .. s.port .. "/")
+      H.track(ws)
+      ws.onopen = function() ws:send("a") end
+      ws.onmessage = function(e)
+        got[#got + 1] = e.data
+        collectgarbage()
+        if #got < 3 then ws:send("again") end
+      end
+    end
+    collectgarbage()
+    collectgarbage()
+    H.wait(function() return #got == 3 end, 5, "three echoes")
+    assert.same({ "echo a", "echo again", "echo again" }, got)
+  end)
+
+  it("closes from inside onmessage: onclose fires later, exactly once", function()
+    local closes, during = 0, nil
+    local ws, rec = pair(function(sws)
+      sws.onmessage = function()
+        sws:close(4002, "from handler")
+        during = closes
+        sws:close()            -- twice is fine
+        assert.is_nil((sws:send("after close")))
+      end
+      sws.onclose = function() closes = closes + 1 end
+    end)
+    ws:send("x")
+    H.wait(function() return #rec.closes == 1 and closes == 1 end, 5, "close")
+    H.drain()
+    assert.equal(0, during)
+    assert.equal(1, closes)
+    assert.equal(4002, rec.closes[1].code)
+    assert.equal("from handler", rec.closes[1].reason)
+    assert.is_true(rec.closes[1].wasClean)
+  end)
+
+  it("closes a socket with 1011 when its handler raises; others do not notice", function()
+    local errors = {}
+    WebSocket.onhandlererror = function(err, target) errors[#errors + 1] = { err, target } end
+    local s, srec = H.server(), nil
+    local sockets = {}
+    s.onupgrade = function(req)
+      local ws = H.track(WebSocket(req))
+      sockets[#sockets + 1] = ws
+      ws.onmessage = function(e)
+        if e.data == "boom" then error("handler failed") end
+        ws:send(e.data)
+      end
+    end
+    local a, arec = H.client("ws://127.0.0.1:" .. s.port .. "/")
+    local b, brec = H.client("ws://127.0.0.1:" .. s.port .. "/")
+    a:send("boom")
+    b:send("fine")
+    H.wait(function() return #arec.closes == 1 and #brec.messages == 1 end, 5, "1011 and echo")
+    WebSocket.onhandlererror = nil
+    assert.equal(1011, arec.closes[1].code)
+    assert.equal(1, #errors)
+    assert.truthy(errors[1][1]:find("handler failed"))
+    assert.truthy(errors[1][1]:find("traceback"))
+    assert.equal(sockets[1], errors[1][2])
+    assert.equal(WebSocket.OPEN, b.readyState)
+    b:send("still here")
+    H.wait(function() return #brec.messages == 2 end, 5, "second echo")
+  end)
+
+  it("lets onhandlererror stop the loop and re-raise from run()", function()
+    WebSocket.onhandlererror = function(err) error("fatal: " .. err, 0) end
+    local t = WebSocket.setTimeout(function() error("in a timer") end, 1)
+    local ok, err = pcall(WebSocket.run)
+    WebSocket.onhandlererror = nil
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("fatal: .*in a timer"))
+  end)
+
+  it("closes open sockets with 1001 when the server closes", function()
+    local s, srec = H.echo_server()
+    local ws1, r1 = H.client("ws://127.0.0.1:" .. s.port .. "/")
+    local ws2, r2 = H.client("ws://127.0.0.1:" .. s.port .. "/")
+    H.wait(function() return r1.opens == 1 and r2.opens == 1 end, 5, "opens")
+    local server_closed = false
+    local port = s.port
+    s.onclose = function() server_closed = true end
+    s:close()
+    H.wait(function() return #r1.closes == 1 and #r2.closes == 1 and server_closed end, 5, "closes")
+    assert.equal(1001, r1.closes[1].code)
+    assert.is_true(r1.closes[1].wasClean)
+    assert.equal(1001, r2.closes[1].code)
+    local ws3, r3 = H.client("ws://127.0.0.1:" .. port .. "/")
+    H.wait(function() return #r3.closes == 1 end, 5, "refused")
+    assert.equal(1006, r3.closes[1].code)
+  end)
+
+  it("reports 1006 when the peer vanishes", function()
+    local ws, rec, sws = pair()
+    sws():terminate()
+    H.wait(function() return #rec.closes == 1 end, 5, "close")
+    assert.equal(1006, rec.closes[1].code)
+    assert.is_false(rec.closes[1].wasClean)
+    assert.equal(WebSocket.CLOSED, ws.readyState)
+  end)
+
+  it("survives many open/close cycles with nothing left behind", function()
+    local s = H.echo_server()
+    local n = H.slow and 50 or 1000
+    local done, batch = 0, 50
+    local function one()
+      local ws = WebSocket.Client("ws://127.0.0.1:" .. s.port .. "/")
+      ws.onopen = function() ws:send("hi") end
+      ws.onmessage = function() ws:close() end
+      ws.onclose = function(e)
+        assert(e.code == 1005 and e.wasClean, "unclean close " .. e.code)
+        done = done + 1
+      end
+    end
+    for _ = 1, n / batch do
+      local target = done + batch
+      for _ = 1, batch do one() end
+      H.wait(function() return done >= target end, 10, "a batch of cycles")
+    end
+    assert.equal(n, done)
+  end)
+end)
+
+describe("socket surface", function()
+  after_each(H.cleanup)
+
+  it("has the browser's fields", function()
+    local ws, rec, sws = pair(nil, { "chat" })
+    assert.equal(WebSocket.OPEN, ws.readyState)
+    assert.equal(1, WebSocket.OPEN)
+    assert.equal("chat", ws.protocol)
+    assert.equal("chat", sws().protocol)
+    assert.equal("", ws.extensions)
+    assert.equal("hybi-13", ws.version)
+    assert.equal("hybi-13", sws().version)
+    assert.truthy(ws.url:find("^ws://127%.0%.0%.1:%d+/p$"))
+    assert.truthy(sws().url:find("^ws://127%.0%.0%.1:%d+/p$"))
+    assert.equal(0, ws.bufferedAmount)
+    assert.equal(101, ws.statusCode)
+    assert.equal("websocket", ws.headers.upgrade:lower())
+  end)
+
+  it("counts real queued bytes in bufferedAmount", function()
+    local ws, rec, sws = pair(function(sws) sws:pause() end)
+    local chunk = string.rep("x", 1024 * 1024)
+    local total = 0
+    for _ = 1, 32 do ws:send(chunk, "binary"); total = total + #chunk end
+    -- The kernel takes some; the rest is ours and counted.
+    assert.is_true(ws.bufferedAmount > 0 and ws.bufferedAmount <= total + 32 * 14)
+    local got = 0
+    sws().onmessage = function(e) got = got + #e.data end
+    sws():resume()
+    H.wait(function() return got == total end, 10, "all bytes")
+    H.wait(function() return ws.bufferedAmount == 0 end, 5, "the queue to drain")
+  end)
+
+  it("pause() holds messages back and resume() delivers them in order", function()
+    local got = {}
+    local ws, rec, sws = pair(function(sws)
+      sws.onmessage = function(e) got[#got + 1] = e.data end
+    end)
+    sws():pause()
+    for i = 1, 5 do ws:send("m" .. i) end
+    local t = false
+    WebSocket.setTimeout(function() t = true end, 50)
+    H.wait(function() return t end, 5, "a while")
+    assert.equal(0, #got)
+    sws():resume()
+    H.wait(function() return #got == 5 end, 5, "messages after resume")
+    assert.same({ "m1", "m2", "m3", "m4", "m5" }, got)
+  end)
+
+  it("pause() inside onmessage stops delivery of the rest of the same read", function()
+    local got = {}
+    local ws, rec, sws = pair(function(sws)
+      sws.onmessage = function(e)
+        got[#got + 1] = e.data
+        if #got == 1 then sws:pause() end
+      end
+    end)
+    for i = 1, 4 do ws:send("m" .. i) end
+    local t = false
+    WebSocket.setTimeout(function() t = true end, 50)
+    H.wait(function() return t end, 5, "a while")
+    assert.same({ "m1" }, got)
+    sws():resume()
+    H.wait(function() return #got == 4 end, 5, "the rest")
+    assert.same({ "m1", "m2", "m3", "m4" }, got)
+  end)
+
+  it("calls ping callbacks on the matching pong", function()
+    local ws, rec = pair()
+    local pongs = {}
+    ws:ping("one", function() pongs[#pongs + 1] = "one" end)
+    ws:ping(function() pongs[#pongs + 1] = "empty" end)
+    ws:ping("two", function() pongs[#pongs + 1] = "two" end)
+    H.wait(function() return #pongs == 3 end, 5, "pongs")
+    assert.same({ "one", "empty", "two" }, pongs)
+    assert.has_error(function() ws:ping(string.rep("x", 126)) end)
+  end)
+
+  it("sends automatic pings with the ping option", function()
+    local s = H.raw_server(function() end)
+    local pings = 0
+    local srv = H.handshake_server(function(conn, rec)
+      rec.ondata = function()
+        local frames = H.parse_frames(rec.data)
+        pings = #frames
+      end
+    end)
+    local ws, rec = H.client("ws://127.0.0.1:" .. srv.port .. "/", nil, { ping = 0.02 })
+    H.wait(function() return pings >= 3 end, 5, "three pings")
+  end)
+
+  it("dispatches to addEventListener listeners, and removeEventListener removes", function()
+    local ws, rec, sws = pair()
+    local a, b = {}, {}
+    local fa = function(e) a[#a + 1] = e.data end
+    local fb = function(e) b[#b + 1] = e.type end
+    sws().onmessage = function(e) sws():send(e.data) end
+    ws:addEventListener("message", fa)
+    ws:addEventListener("message", fb)
+    ws:addEventListener("message", fa)   -- once only
+    ws:send("1")
+    H.wait(function() return #a == 1 and #b == 1 and #rec.messages == 1 end, 5, "first")
+    ws:removeEventListener("message", fa)
+    ws:send("2")
+    H.wait(function() return #b == 2 end, 5, "second")
+    assert.same({ "1" }, a)
+    assert.same({ "message", "message" }, b)
+    local closed = {}
+    ws:addEventListener("close", function(e) closed[#closed + 1] = e.code end)
+    ws:close(1000)
+    H.wait(function() return #closed == 1 end, 5, "close listener")
+    assert.same({ 1000 }, closed)
+    assert.equal(ws, rec.closes[1].target)
+  end)
+
+  it("checks close() arguments as browsers do", function()
+    local ws = pair()
+    assert.has_error(function() ws:close(1001) end)
+    assert.has_error(function() ws:close(2999) end)
+    assert.has_error(function() ws:close(5000) end)
+    assert.has_error(function() ws:close(1000, string.rep("r", 124)) end)
+    assert.has_error(function() ws:close(1000, "\255") end)
+    assert.has_no_error(function() ws:close(3000, string.rep("r", 123)) end)
+  end)
+
+  it("returns nil, message, name from send on a closed socket", function()
+    local ws, rec = pair()
+    ws:terminate()
+    H.wait(function() return #rec.closes == 1 end, 5, "close")
+    local ok, msg, name = ws:send("late")
+    assert.is_nil(ok)
+    assert.equal("ECLOSED", name)
+    assert.truthy(msg:find("ECLOSED"))
+    assert.has_no_error(function() ws:close() end)
+    assert.has_no_error(function() ws:terminate() end)
+  end)
+
+  it("raises on text that is not UTF-8, and sends it as binary", function()
+    local ws, rec = pair(function(sws) sws.onmessage = function(e) sws:send(e.data, "binary") end end)
+    assert.has_error(function() ws:send("\255\254") end)
+    ws:send("\255\254", "binary")
+    H.wait(function() return #rec.messages == 1 end, 5, "echo")
+    assert.equal("\255\254", rec.messages[1].data)
+  end)
+
+  it("fails send with EBACKPRESSURE beyond max_buffered", function()
+    local s = H.handshake_server(function(conn) conn:pause() end)   -- never reads
+    local ws, rec = H.client("ws://127.0.0.1:" .. s.port .. "/", nil, { max_buffered = 1024 * 1024 })
+    H.wait(function() return rec.opens == 1 end, 5, "open")
+    local results = {}
+    local big = string.rep("z", 64 * 1024)
+    for i = 1, 2000 do
+      local ok, _, name = ws:send(big)
+      if not ok then results.name = name; break end
+    end
+    assert.equal("EBACKPRESSURE", results.name)
+  end)
+
+  it("raises on unknown options and bad URLs", function()
+    assert.has_error(function() WebSocket.Client("ws://127.0.0.1:1/", nil, { bogus = 1 }) end)
+    assert.has_error(function() WebSocket.Client("http://127.0.0.1/") end)
+    assert.has_error(function() WebSocket.Client("ws://127.0.0.1/#frag") end)
+    assert.has_error(function() WebSocket.Client("ws://:80/") end)
+    assert.has_error(function() WebSocket.Client("ws://127.0.0.1:99999/") end)
+    assert.has_error(function() WebSocket.Client("ws://127.0.0.1/", { "bad name" }) end)
+    assert.has_error(function() WebSocket.listen { port = 0, nope = true } end)
+  end)
+end)
+
+describe("URL parsing", function()
+  local parse = require("luaws.client").parse_url
+  it("splits ws and wss URLs, with defaults", function()
+    assert.same({ scheme = "ws", host = "example.com", port = 80, path = "/", host_header = "example.com", secure = false },
+      parse("ws://example.com"))
+    assert.same({ scheme = "wss", host = "example.com", port = 443, path = "/a?b=c", host_header = "example.com", secure = true },
+      parse("wss://example.com/a?b=c"))
+    assert.same({ scheme = "ws", host = "::1", port = 8080, path = "/", host_header = "[::1]:8080", secure = false },
+      parse("ws://[::1]:8080/"))
+    assert.equal("/?x", parse("ws://h?x").path)
+  end)
+end)
+
+describe("timers", function()
+  after_each(H.cleanup)
+
+  it("runs setTimeout once, setInterval until cleared, and clearTimeout cancels", function()
+    local once, every, never = 0, 0, 0
+    WebSocket.setTimeout(function() once = once + 1 end, 1)
+    local iv
+    iv = WebSocket.setInterval(function()
+      every = every + 1
+      if every == 3 then WebSocket.clearInterval(iv) end
+    end, 1)
+    local t = WebSocket.setTimeout(function() never = never + 1 end, 1)
+    WebSocket.clearTimeout(t)
+    WebSocket.clearTimeout(t)
+    H.wait(function() return once == 1 and every == 3 end, 5, "timers")
+    H.drain()
+    assert.equal(0, never)
+    assert.equal(3, every)
+  end)
+
+  it("stop() ends run()", function()
+    WebSocket.setTimeout(function() WebSocket.stop() end, 1)
+    local long = WebSocket.setTimeout(function() end, 60000)
+    assert.is_true(WebSocket.run())
+    WebSocket.clearTimeout(long)
+  end)
+end)

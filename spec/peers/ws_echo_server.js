@@ -1,0 +1,42 @@
+// The benchmarks' reference peer (bench/run.sh): Node's `ws` package as a plain echo
+// server, the counterpart of examples/echo_server.lua.
+//   node spec/peers/ws_echo_server.js [port]    (port 0, the default: any free port)
+// Prints "listening on PORT". Echoes text as text and binary as binary, with no
+// compression. GET /broadcast sends "broadcast" to every open socket and answers
+// "count=N ms=T", as bench/broadcast_server.lua does, for the broadcast test.
+'use strict';
+const http = require('http');
+const path = require('path');
+const { WebSocketServer, WebSocket } = require(path.join(__dirname, 'node_modules', 'ws'));
+
+const port = Number(process.argv[2] || 0);
+
+const server = http.createServer((req, res) => {
+  if (req.url === '/broadcast') {
+    const t0 = process.hrtime.bigint();
+    let count = 0;
+    for (const ws of wss.clients) {
+      if (ws.readyState === WebSocket.OPEN) {
+        ws.send('broadcast');
+        count++;
+      }
+    }
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    res.writeHead(200, { 'Content-Type': 'text/plain' });
+    res.end(`count=${count} ms=${ms.toFixed(3)}\n`);
+    return;
+  }
+  res.writeHead(200, { 'Content-Type': 'text/plain' });
+  res.end('ws echo server: connect with a WebSocket client\n');
+});
+
+const wss = new WebSocketServer({ server, perMessageDeflate: false });
+
+wss.on('connection', (ws) => {
+  ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
+  ws.on('error', () => {});   // a client that vanishes mid-run is not a crash
+});
+
+server.listen(port, '127.0.0.1', () => {
+  console.log(`listening on ${server.address().port}`);
+});
