@@ -466,6 +466,11 @@ static void on_eof(ws_conn_t *c) {
   ws__conn_destroy(c, clean ? c->close_code : 1006, clean);
 }
 
+/* The transport saw the end of the peer's stream (TLS close_notify). */
+void ws__conn_eof(ws_conn_t *c) {
+  if (c->state != WS__S_CLOSED) on_eof(c);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   ws_conn_t *c = s->data;
   ws_loop_t *l = c->loop;

@@ -116,6 +116,7 @@ void ws__conn_apply_options(ws_conn_t *c, const ws_conn_options_t *o, int role);
 int ws__conn_write(ws_conn_t *c, const uv_buf_t *bufs, unsigned n);
 int ws__conn_write_raw(ws_conn_t *c, const uv_buf_t *bufs, unsigned n);
 void ws__conn_end(ws_conn_t *c);
+void ws__conn_eof(ws_conn_t *c);   /* the peer's stream ended inside the transport */
 void ws__conn_on_timer(uv_timer_t *t);
 void ws__conn_flush_cork(ws_loop_t *l);
 

@@ -6,14 +6,19 @@
 #include "internal.h"
 
 typedef struct ws_tls_options {
-  const char *cert, *key;       /* PEM paths: server certificate, or client certificate */
-  const char *cafile, *capath;  /* trust anchors; NULL: the system store */
+  const char *cert, *key;       /* PEM paths: server certificate, or client certificate;
+                                   key NULL: the key is in the cert file */
+  const char *cafile, *capath;  /* trust anchors (server: for client certificates);
+                                   NULL: the system store */
   const char *ciphers;          /* TLS 1.2 cipher list; NULL: OpenSSL's default */
-  int verify;                   /* client: verify the server (default 1); server: ask for
-                                   and require a client certificate */
+  const char *ciphersuites;     /* TLS 1.3 suites; NULL: OpenSSL's default */
+  int verify;                   /* client: verify the server (default 1); server: require
+                                   a client certificate */
 } ws_tls_options_t;
 
-/* Makes a context (server or client). Returns NULL and a message in err on failure. */
+/* Makes a context (server or client). Returns NULL and a message in err on failure.
+ * Connections take their own reference to the OpenSSL context, so the context may be
+ * freed while connections made with it are still open. */
 ws_tls_ctx_t *ws_tls_ctx_new(int server, const ws_tls_options_t *o, char *err, size_t errlen);
 void ws_tls_ctx_free(ws_tls_ctx_t *ctx);
 
@@ -21,5 +26,18 @@ void ws_tls_ctx_free(ws_tls_ctx_t *ctx);
 int ws__tls_attach(ws_conn_t *c, ws_tls_ctx_t *ctx, int server, const char *servername);
 /* Client: begin the TLS handshake once TCP is connected; on done, ws__client_on_secure. */
 int ws__tls_start(ws_conn_t *c);
+
+/* What a TLS connection negotiated, and the peer's certificate (if it sent one). */
+typedef struct ws_tls_info {
+  const char *version;          /* "TLSv1.3", ... */
+  const char *cipher;
+  char alpn[32];                /* "" if none was negotiated */
+  int peer_cert;                /* the peer sent a certificate */
+  int verified;                 /* ... and it passed verification */
+  char subject[512], issuer[512];   /* RFC 2253 ("CN=x,O=y"); "" without a certificate */
+} ws_tls_info_t;
+
+/* 0 and *info for a TLS connection whose handshake is done; WS_EINVAL otherwise. */
+int ws_conn_tls_info(const ws_conn_t *c, ws_tls_info_t *info);
 
 #endif

@@ -37,6 +37,7 @@ uint64_t l_opt_u64(lua_State *L, int t, const char *name, uint64_t def);
 
 void l_conn_open(lua_State *L);      /* metatable + methods */
 void l_server_open(lua_State *L);
+void l_tls_open(lua_State *L);
 int l_conn_push_new(lua_State *L, ws_conn_t *c);   /* wraps c (server side) */
 void l_conn_options(lua_State *L, int t, ws_conn_options_t *o);
 extern const ws_io_events_t l_events;
@@ -49,5 +50,11 @@ int l_http_end(lua_State *L);
 int l_listen(lua_State *L);
 int l_broadcast(lua_State *L);
 int l_uservalue(lua_State *L);
+int l_tls_context(lua_State *L);
+
+/* TLS (l_tls.c): the context at idx (NULL for nil; raises for anything else), and
+ * req.tls for a TLS connection's request table at the top. */
+ws_tls_ctx_t *l_tls_opt(lua_State *L, int idx);
+void l_tls_push_info(lua_State *L, ws_conn_t *c);
 
 #endif

@@ -388,7 +388,8 @@ void l_conn_open(lua_State *L) {
   lua_pop(L, 1);
 }
 
-/* core.connect{host=, port=, path=, host_header=, protocols=, headers=, raw=, options=} */
+/* core.connect{host=, port=, path=, host_header=, protocols=, headers=, raw=, options=,
+ * tls=, servername=} */
 int l_connect(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_getfield(L, 1, "host");
@@ -399,6 +400,8 @@ int l_connect(lua_State *L) {
   lua_getfield(L, 1, "headers");
   lua_getfield(L, 1, "raw");
   lua_getfield(L, 1, "options");
+  lua_getfield(L, 1, "tls");
+  lua_getfield(L, 1, "servername");
   const char *host = luaL_checkstring(L, 2);
   int port = (int)luaL_checkinteger(L, 3);
   const char *path = luaL_optstring(L, 4, "/");
@@ -408,6 +411,8 @@ int l_connect(lua_State *L) {
   int raw = lua_toboolean(L, 8);
   ws_conn_options_t o;
   l_conn_options(L, 9, &o);
+  ws_tls_ctx_t *tls = l_tls_opt(L, 10);
+  const char *servername = luaL_optstring(L, 11, NULL);
   if (port < 1 || port > 65535) return luaL_error(L, "port out of range: %d", port);
   l_box_t *b = l_box_new(L, L_CONN_MT, NULL);
   b->kind = raw ? L_KIND_RAW : L_KIND_SOCKET;
@@ -415,7 +420,7 @@ int l_connect(lua_State *L) {
   b->ref = luaL_ref(L, LUA_REGISTRYINDEX);
   ws_conn_t *c;
   int r = ws_conn_connect(l_loop(), &c, host, port, path, host_header, protocols, headers, &o,
-                          NULL, NULL, raw, (void *)(intptr_t)b->ref);
+                          tls, servername, raw, (void *)(intptr_t)b->ref);
   if (r) {
     luaL_unref(L, LUA_REGISTRYINDEX, b->ref);
     b->ref = LUA_NOREF;

@@ -53,6 +53,7 @@ void l_server_on_request(ws_server_t *s, ws_conn_t *c, const ws_http_head_t *hea
   lua_pushvalue(L, cv);
   if (head) {
     push_request(L, head);
+    l_tls_push_info(L, c);
     lua_pushboolean(L, upgrade);
   }
   if (l_dispatch(L, head ? 4 : 2, cv) != 0 && b->p) {
@@ -139,7 +140,8 @@ void l_server_open(lua_State *L) {
   lua_pop(L, 1);
 }
 
-/* core.listen{host=, port=, max_head=, max_headers=, handshake_timeout_ms=, backlog=, raw=} */
+/* core.listen{host=, port=, max_head=, max_headers=, handshake_timeout_ms=, backlog=, raw=,
+ * tls=} (tls: a server context from core.tls_context, kept alive by the server) */
 int l_listen(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   ws_server_options_t o;
@@ -155,11 +157,20 @@ int l_listen(lua_State *L) {
   o.backlog = (int)l_opt_u64(L, 1, "backlog", (uint64_t)o.backlog);
   lua_getfield(L, 1, "raw");
   o.raw = lua_toboolean(L, -1);
+  lua_getfield(L, 1, "tls");
+  int tls_idx = lua_gettop(L);
+  ws_tls_ctx_t *tls = l_tls_opt(L, tls_idx);
   l_box_t *b = l_box_new(L, L_SERVER_MT, NULL);
+  if (tls) {
+    ws_lua_getuv(L, -1);
+    lua_pushvalue(L, tls_idx);
+    lua_setfield(L, -2, "tls_context");
+    lua_pop(L, 1);
+  }
   lua_pushvalue(L, -1);
   b->ref = luaL_ref(L, LUA_REGISTRYINDEX);
   ws_server_t *s;
-  int r = ws_server_listen(l_loop(), &s, host, port, &o, NULL, (void *)(intptr_t)b->ref);
+  int r = ws_server_listen(l_loop(), &s, host, port, &o, tls, (void *)(intptr_t)b->ref);
   if (r) {
     luaL_unref(L, LUA_REGISTRYINDEX, b->ref);
     b->ref = LUA_NOREF;

@@ -226,6 +226,7 @@ static const luaL_Reg funcs[] = {
   {"broadcast", l_broadcast},
   {"uservalue", l_uservalue},
   {"strerror", l_strerror},
+  {"tls_context", l_tls_context},
   {NULL, NULL}
 };
 
@@ -245,6 +246,7 @@ int luaopen_luaws_core(lua_State *L) {
   lua_pop(L, 1);
   l_conn_open(L);
   l_server_open(L);
+  l_tls_open(L);
   lua_newtable(L);
   ws_lua_setfuncs(L, funcs, 0);
   luaL_getmetatable(L, L_CONN_MT);

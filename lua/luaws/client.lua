@@ -35,15 +35,42 @@ function M.parse_url(url, level)
            secure = scheme == "wss" }
 end
 
+-- Client TLS contexts by their options: loading a CA store costs milliseconds, so
+-- sockets with the same options share one. Weak: an unused context is collected (each
+-- connection holds OpenSSL's own reference to it).
+local contexts = setmetatable({}, { __mode = "v" })
+
+local function tls_context(t)
+  local key = table.concat({ t.cafile or "", t.capath or "", t.cert or "", t.key or "",
+    t.ciphers or "", t.ciphersuites or "", tostring(t.verify) }, "\0")
+  local ctx = contexts[key]
+  if ctx then return ctx end
+  local err, name
+  ctx, err, name = core.tls_context(t)
+  if ctx then contexts[key] = ctx end
+  return ctx, err, name
+end
+
+--- WebSocket.Client(url, protocols, options). For wss:// (port 443 by default) the
+--- server's certificate chain is verified against the system's CA store and its name
+--- against the URL's host; options.tls = { cafile, capath, servername, cert, key,
+--- verify, ciphers, ciphersuites } changes that (verify = false: no checks at all).
 function M.new(url, protocols, opts)
   local u = M.parse_url(url, 2)
   local o = options.socket(opts, 2)
   local list = options.protocol_list(protocols or o.protocols, 2)
-  if u.secure or o.tls then error("wss:// needs TLS, which is not available in this build", 2) end
-  local ws, err, name = core.connect {
+  local tls, servername = options.tls(o.tls or (u.secure and {}) or nil, "client", 2)
+  local ctx, err, name
+  if u.secure then
+    ctx, err, name = tls_context(tls)
+    if not ctx then return nil, err, name end
+  end
+  local ws
+  ws, err, name = core.connect {
     host = u.host, port = u.port, path = u.path, host_header = u.host_header,
     protocols = #list > 0 and table.concat(list, ", ") or nil,
     headers = options.header_lines(o.headers, 2), options = o.core,
+    tls = ctx, servername = servername,
   }
   if not ws then return nil, err, name end
   local uv = core.uservalue(ws)
@@ -53,8 +80,15 @@ function M.new(url, protocols, opts)
 end
 
 --- A raw TCP connection for tests: ondata(event), onopen, onclose; ws:_raw_write(bytes).
-function M.raw(host, port)
-  return core.connect { host = host, port = port, raw = true }
+--- With tls (client TLS options), the bytes go through TLS, opened once it is up.
+function M.raw(host, port, tls)
+  local ctx, servername, err, name
+  if tls then
+    tls, servername = options.tls(tls, "client", 2)
+    ctx, err, name = tls_context(tls)
+    if not ctx then return nil, err, name end
+  end
+  return core.connect { host = host, port = port, raw = true, tls = ctx, servername = servername }
 end
 
 return M

@@ -103,7 +103,7 @@ local function accept(req, protocols, opts)
   local ws, err, name = core.accept(conn, chosen, options.header_lines(o.headers, 3), o.core)
   if not ws then return nil, err, name end
   local uv = core.uservalue(ws)
-  uv.url = (o.secure and "wss://" or "ws://") .. (req.headers.host or "localhost") .. req.url
+  uv.url = (req.tls and "wss://" or "ws://") .. (req.headers.host or "localhost") .. req.url
   uv.extensions = ""
   requests[req] = nil
   return ws

@@ -53,6 +53,39 @@ function M.socket(o, level)
   return { core = c, headers = o.headers, tls = o.tls, protocols = o.protocols }
 end
 
+-- TLS options and their types. Paths name PEM files and folders, as in luasec and
+-- OpenSSL's own tools.
+local TLS = {
+  client = { cafile = "string", capath = "string", servername = "string", cert = "string",
+             key = "string", verify = "boolean", ciphers = "string", ciphersuites = "string" },
+  server = { cert = "string", key = "string", ca = "string", verify = "boolean",
+             ciphers = "string", ciphersuites = "string" },
+}
+
+--- Checks the tls option of a client or a server (role "client" or "server"). Returns
+--- nil for nil, else the table core.tls_context takes, and (client) the servername.
+--- A client verifies unless verify = false; a server asks for client certificates when
+--- given ca, and requires one when verify = true.
+function M.tls(t, role, level)
+  level = (level or 1) + 1
+  if t == nil then return nil end
+  if type(t) ~= "table" then fail(level, "option tls must be a table") end
+  local types = TLS[role]
+  for k, v in pairs(t) do
+    if not types[k] then fail(level, "unknown TLS option %q", tostring(k)) end
+    if type(v) ~= types[k] then fail(level, "TLS option %s must be a %s", k, types[k]) end
+  end
+  if t.key and not t.cert then fail(level, "TLS option key needs cert") end
+  local c = { cert = t.cert, key = t.key, ciphers = t.ciphers, ciphersuites = t.ciphersuites }
+  if role == "server" then
+    if not t.cert then fail(level, "option tls needs cert and key for a server") end
+    c.server, c.cafile, c.verify = true, t.ca, t.verify == true
+    return c
+  end
+  c.cafile, c.capath, c.verify = t.cafile, t.capath, t.verify ~= false
+  return c, t.servername
+end
+
 local SERVER = {
   host = true, port = true, tls = true, max_head = true, max_headers = true,
   handshake_timeout = true, backlog = true, raw = true,
@@ -76,7 +109,7 @@ function M.server(o, level)
     handshake_timeout_ms = ht and math.floor(ht * 1000),
     backlog = number(o, "backlog", level, 1),
     raw = o.raw and true or nil,
-    tls = o.tls,
+    tls = M.tls(o.tls, "server", level),
   }
 end
 

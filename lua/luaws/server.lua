@@ -88,9 +88,18 @@ end
 
 --- WebSocket.listen{ host =, port =, ... }: a listening server; server.port tells the
 --- port (useful with port = 0).
+--- tls = { cert =, key = [, ca =, verify =, ciphers =, ciphersuites =] } terminates TLS on
+--- the port: https:// requests reach onrequest and wss:// upgrades onupgrade. Their req
+--- has req.tls = { version, cipher, alpn, verified [, subject, issuer] }; subject and
+--- issuer (RFC 2253, "CN=...,O=...") are the client certificate's, when ca is given and
+--- the client sent one (verify = true: a client without one is refused).
 function M.listen(opts)
   local o = options.server(opts, 2)
-  if o.tls then error("option tls: TLS is not available in this build", 2) end
+  if o.tls then
+    local ctx, err, name = core.tls_context(o.tls)
+    if not ctx then return nil, err, name end
+    o.tls = ctx
+  end
   return core.listen(o)
 end
 
