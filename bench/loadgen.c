@@ -1,0 +1,901 @@
+/* loadgen: a WebSocket load generator for luaws' benchmarks (bench/run.sh).
+ *
+ *   loadgen echo    [opts]   closed loop: -c conns, -m messages in flight each, -s bytes
+ *   loadgen idle    [opts]   open -c conns, hold them -d seconds (or until SIGINT/SIGUSR1),
+ *                            counting any message the server pushes (broadcast)
+ *   loadgen connect [opts]   -c workers: connect, handshake, close frame, TCP close; repeat
+ *
+ * Each run prints one summary line of key=value pairs on stdout.
+ *
+ * Design criteria: the generator must not be what it measures. So: epoll, level
+ * triggered, one read buffer per thread; the client frames (masked, as RFC 6455 5.3
+ * requires) are built once per run and written straight from a buffer of m copies, so a
+ * reply costs one read share and one write share; replies are parsed just far enough to
+ * count messages (no unmasking, no UTF-8 check); one clock read per read() call. Its own
+ * CPU time is printed so a saturated generator shows. The handshake uses the protocol
+ * core (csrc/core) to parse and check the server's response. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ws.h"
+
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24
+#endif
+
+enum { MODE_ECHO, MODE_IDLE, MODE_CONNECT };
+static const char *mode_names[] = {"echo", "idle", "connect"};
+
+/* Connection states. */
+enum { C_FREE, C_CONNECTING, C_HANDSHAKE, C_OPEN, C_CLOSING, C_DEAD };
+
+#define MAX_ADDRS 64
+#define HS_BUF 1024           /* a 101 response is ~130 bytes; anything bigger is odd */
+#define READ_BUF (256 * 1024)
+#define SMALL_READ 1024       /* header reads when replies are large (see conn_event) */
+#define HIST_SUB 32           /* 32 sub-buckets per power of two: ~3% resolution */
+#define HIST_N (64 + 58 * HIST_SUB)
+
+/* ---- options ------------------------------------------------------------ */
+
+static struct {
+  int mode;
+  const char *host;
+  int port;
+  const char *path;
+  int conns;            /* echo/idle: connections; connect: concurrent workers */
+  int inflight;
+  size_t size;
+  int binary;
+  double seconds;
+  int threads;
+  int open_parallel;    /* handshakes in progress at once while opening (idle/echo) */
+  double max_fail_pct;  /* exit 2 when handshake failures exceed this share */
+  long expect_msgs;     /* idle: stop once this many messages arrived (0: never) */
+  int rss_pid;          /* idle: report this process's VmRSS growth per connection */
+  int ready_fd;         /* idle: write "ready\n" here once all conns are open (-1: none) */
+  int verbose;
+  struct sockaddr_in dst;
+  struct sockaddr_in src[MAX_ADDRS];
+  int nsrc;
+} opt = {
+    .mode = MODE_ECHO, .host = "127.0.0.1", .port = 8000, .path = "/", .conns = 100,
+    .inflight = 1, .size = 16, .seconds = 10, .threads = 1, .open_parallel = 256,
+    .max_fail_pct = 1.0, .ready_fd = -1,
+};
+
+static volatile sig_atomic_t stop_flag;
+
+static void on_signal(int sig) {
+  (void)sig;
+  stop_flag = 1;
+}
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- latency histogram (log-linear, nanoseconds) ------------------------- */
+
+typedef struct hist {
+  uint64_t count[HIST_N];
+  uint64_t total;
+} hist_t;
+
+static int hist_index(uint64_t v) {
+  if (v < 64) return (int)v;
+  int e = 63 - __builtin_clzll(v);                  /* 6..63 */
+  int sub = (int)((v >> (e - 5)) & (HIST_SUB - 1)); /* the 5 bits after the top one */
+  return 64 + (e - 6) * HIST_SUB + sub;
+}
+
+static uint64_t hist_value(int i) {   /* the middle of bucket i */
+  if (i < 64) return (uint64_t)i;
+  int e = (i - 64) / HIST_SUB + 6, sub = (i - 64) % HIST_SUB;
+  uint64_t lo = ((uint64_t)(HIST_SUB + sub)) << (e - 5);
+  return lo + (((uint64_t)1 << (e - 5)) >> 1);
+}
+
+static void hist_add(hist_t *h, uint64_t v) {
+  h->count[hist_index(v)]++;
+  h->total++;
+}
+
+static double hist_pct_us(const hist_t *h, double pct) {
+  if (!h->total) return 0;
+  uint64_t want = (uint64_t)(pct / 100.0 * (double)h->total + 0.5), seen = 0;
+  if (want < 1) want = 1;
+  for (int i = 0; i < HIST_N; i++) {
+    seen += h->count[i];
+    if (seen >= want) return (double)hist_value(i) / 1000.0;
+  }
+  return 0;
+}
+
+/* ---- per-thread state ----------------------------------------------------- */
+
+typedef struct conn {
+  int fd;
+  uint8_t state;
+  uint8_t hdr_have;      /* bytes of a split frame header kept in hdr */
+  uint8_t opcode;        /* opcode of the frame being skipped */
+  uint8_t fin;           /* FIN of the current data frame */
+  uint8_t ctl;           /* 1 while skipping the rest of a control frame's payload */
+  uint8_t hdr[WS_MAX_HEADER];
+  uint16_t hs_len;
+  int src;               /* index into opt.src */
+  uint64_t remaining;    /* payload bytes of the current frame still to come */
+  uint64_t msg_len;      /* payload bytes of the current message so far */
+  uint64_t t_start;      /* connect: when the connection was started */
+  /* echo: frames in flight, their send times (a ring of opt.inflight), pending output */
+  uint32_t ring_head, ring_n;
+  uint64_t *ring;
+  size_t wpos, wleft;
+  char *hs;              /* the handshake response so far; freed once open */
+  struct worker *w;
+} conn_t;
+
+typedef struct worker {
+  int id;
+  int epfd;
+  conn_t *conns;
+  int nconns;            /* conns (echo/idle) or workers (connect) of this thread */
+  int next_src;
+  int opening;           /* echo/idle: handshakes in progress */
+  int opened_ok;         /* connections whose handshake succeeded */
+  int next_to_open;
+  int open_now;          /* connections currently open */
+  char *rbuf;
+  hist_t hist;
+  uint64_t msgs, bytes, errors, hs_fail, hs_ok, closed_by_peer;
+  uint64_t first_rx, last_rx;   /* idle: monotonic times of the first/last message */
+  int measuring;                /* echo: every thread has opened its connections */
+  pthread_t tid;
+} worker_t;
+
+static char *frames;          /* echo: opt.inflight copies of the masked client frame */
+static size_t frame_len;
+static char close_frame[8];   /* masked close frame, code 1000 */
+static size_t close_len;
+static char request[1024];
+static size_t request_len;
+static char client_key[25];
+static int large_replies;     /* echo with messages >= 4 * SMALL_READ: discard payloads */
+static uint64_t t_run_start, t_run_end;
+
+/* ---- connection plumbing --------------------------------------------------- */
+
+static void conn_close(conn_t *c) {
+  if (c->fd >= 0) {
+    close(c->fd);   /* close() also takes it out of the epoll set */
+    c->fd = -1;
+  }
+  if (c->state == C_OPEN || c->state == C_CLOSING) c->w->open_now--;
+  if (c->state == C_CONNECTING || c->state == C_HANDSHAKE) c->w->opening--;
+  c->state = C_DEAD;
+  free(c->hs);
+  c->hs = NULL;
+}
+
+static int set_events(conn_t *c, uint32_t ev) {
+  struct epoll_event e = {.events = ev, .data.ptr = c};
+  return epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &e);
+}
+
+/* Starts a non-blocking connect from the next source address. 0 or -1. */
+static int conn_start(conn_t *c) {
+  worker_t *w = c->w;
+  c->state = C_DEAD;
+  c->hdr_have = 0;
+  c->remaining = c->msg_len = 0;
+  c->hs_len = 0;
+  c->ring_head = c->ring_n = 0;
+  c->wpos = c->wleft = 0;
+  c->t_start = now_ns();
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (opt.nsrc) {
+    /* The port is picked at connect() time, per destination, so each source address
+     * gives a full ephemeral range (~28k) towards the server. */
+    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    c->src = w->next_src++ % opt.nsrc;
+    if (bind(fd, (struct sockaddr *)&opt.src[c->src], sizeof opt.src[0]) < 0) {
+      close(fd);
+      return -1;
+    }
+  }
+  if (connect(fd, (struct sockaddr *)&opt.dst, sizeof opt.dst) < 0 && errno != EINPROGRESS) {
+    close(fd);
+    return -1;
+  }
+  c->fd = fd;
+  c->state = C_CONNECTING;
+  w->opening++;
+  struct epoll_event e = {.events = EPOLLOUT, .data.ptr = c};
+  if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &e) < 0) {
+    conn_close(c);
+    return -1;
+  }
+  return 0;
+}
+
+static void hs_failed(conn_t *c, const char *why) {
+  if (opt.verbose) fprintf(stderr, "loadgen: handshake failed: %s\n", why);
+  c->w->hs_fail++;
+  conn_close(c);
+}
+
+static void conn_opened(conn_t *c);
+static void conn_got_data(conn_t *c, char *p, size_t n, uint64_t t);
+
+/* Connected: send the upgrade request (it fits the socket buffer of a fresh socket). */
+static void on_connected(conn_t *c) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+  if (err) {
+    hs_failed(c, strerror(err));
+    return;
+  }
+  ssize_t n = write(c->fd, request, request_len);
+  if (n != (ssize_t)request_len) {
+    hs_failed(c, "short write of the upgrade request");
+    return;
+  }
+  c->state = C_HANDSHAKE;
+  set_events(c, EPOLLIN);
+}
+
+/* Handshake bytes arrived: check the response with the protocol core. */
+static void on_handshake_data(conn_t *c, uint64_t t) {
+  if (!c->hs && !(c->hs = malloc(HS_BUF))) {
+    hs_failed(c, "out of memory");
+    return;
+  }
+  ssize_t n = read(c->fd, c->hs + c->hs_len, HS_BUF - c->hs_len);
+  if (n <= 0) {
+    if (n < 0 && errno == EAGAIN) return;
+    hs_failed(c, n == 0 ? "connection closed during the handshake" : strerror(errno));
+    return;
+  }
+  c->hs_len += (uint16_t)n;
+  ws_header_t headers[32];
+  ws_http_head_t head = {.headers = headers, .num_headers = 32};
+  int r = ws_http_parse_response(c->hs, c->hs_len, &head);
+  if (r == WS_EAGAIN) {
+    if (c->hs_len == HS_BUF) hs_failed(c, "response head too large");
+    return;
+  }
+  const char *why = "malformed response";
+  if (r < 0 || ws_handshake_check_response(&head, client_key, NULL, &why) != 0) {
+    hs_failed(c, why);
+    return;
+  }
+  /* Frames the server sent right behind the head go to the frame reader. */
+  size_t rest = c->hs_len - (size_t)r;
+  char tail[HS_BUF];
+  memcpy(tail, c->hs + r, rest);
+  free(c->hs);
+  c->hs = NULL;
+  c->w->opening--;
+  c->w->open_now++;
+  c->state = C_OPEN;
+  c->w->hs_ok++;
+  conn_opened(c);
+  if (rest && c->state == C_OPEN) conn_got_data(c, tail, rest, t);
+}
+
+/* ---- echo ----------------------------------------------------------------- */
+
+/* Writes what is pending; keeps EPOLLOUT on while some is left. */
+static void echo_flush(conn_t *c) {
+  ssize_t n = write(c->fd, frames + c->wpos, c->wleft);
+  if (n < 0) {
+    if (errno != EAGAIN) {
+      c->w->errors++;
+      conn_close(c);
+      return;
+    }
+    n = 0;
+  }
+  c->wleft -= (size_t)n;
+  c->wpos = (c->wpos + (size_t)n) % frame_len;
+  set_events(c, c->wleft ? EPOLLIN | EPOLLOUT : EPOLLIN);
+}
+
+/* Queues k more frames; all frames are equal, so pending output is always a suffix of
+ * the prebuilt buffer starting at wpos, at most inflight frames long. */
+static void echo_send(conn_t *c, uint32_t k, uint64_t t) {
+  for (uint32_t i = 0; i < k; i++) {
+    c->ring[(c->ring_head + c->ring_n) % (uint32_t)opt.inflight] = t;
+    c->ring_n++;
+  }
+  int idle_before = c->wleft == 0;
+  c->wleft += (size_t)k * frame_len;
+  if (idle_before) {
+    ssize_t n = write(c->fd, frames + c->wpos, c->wleft);
+    if (n < 0) {
+      if (errno != EAGAIN) {
+        c->w->errors++;
+        conn_close(c);
+        return;
+      }
+      n = 0;
+    }
+    c->wleft -= (size_t)n;
+    c->wpos = (c->wpos + (size_t)n) % frame_len;
+    if (c->wleft) set_events(c, EPOLLIN | EPOLLOUT);
+  }
+  /* else EPOLLOUT is already on and echo_flush sends the lot */
+}
+
+static void echo_start(conn_t *c) { echo_send(c, (uint32_t)opt.inflight, now_ns()); }
+
+/* A whole message came back. */
+static void on_message(conn_t *c, uint64_t t) {
+  worker_t *w = c->w;
+  if (opt.mode == MODE_CONNECT) return;   /* it only counts closing handshakes */
+  if (opt.mode == MODE_ECHO) {
+    if (c->msg_len != opt.size || !c->ring_n) w->errors++;
+    if (c->ring_n) {
+      uint64_t sent = c->ring[c->ring_head];
+      c->ring_head = (c->ring_head + 1) % (uint32_t)opt.inflight;
+      c->ring_n--;
+      if (w->measuring) {
+        hist_add(&w->hist, t - sent);
+        w->msgs++;
+        w->bytes += c->msg_len;
+      }
+    }
+  } else {
+    w->msgs++;
+    w->bytes += c->msg_len;
+    if (!w->first_rx) w->first_rx = t;
+    w->last_rx = t;
+  }
+}
+
+/* ---- connect ---------------------------------------------------------------- */
+
+static void connect_next(conn_t *c) {
+  while (!stop_flag && conn_start(c) < 0) {
+    c->w->errors++;
+    c->w->hs_fail++;
+    if (errno == EMFILE || errno == EADDRNOTAVAIL) {
+      /* out of descriptors or ports: back off instead of spinning */
+      struct timespec ts = {0, 1000000};
+      nanosleep(&ts, NULL);
+    }
+  }
+}
+
+static void connect_done(conn_t *c, uint64_t t, int ok) {
+  worker_t *w = c->w;
+  if (ok) {
+    w->msgs++;
+    hist_add(&w->hist, t - c->t_start);
+  } else {
+    w->errors++;
+  }
+  conn_close(c);
+  if (!stop_flag) connect_next(c);
+}
+
+/* ---- frame reader (server frames: unmasked) -------------------------------- */
+
+/* Length of the frame header starting with these two bytes. */
+static size_t header_len(const uint8_t *h) {
+  size_t n = 2 + ((h[1] & 0x7f) == 126 ? 2 : (h[1] & 0x7f) == 127 ? 8 : 0);
+  return n + ((h[1] & 0x80) ? 4 : 0);
+}
+
+static uint64_t header_payload(const uint8_t *h) {
+  uint64_t len = h[1] & 0x7f;
+  if (len == 126) return ((uint64_t)h[2] << 8) | h[3];
+  if (len == 127) {
+    len = 0;
+    for (int i = 2; i < 10; i++) len = (len << 8) | h[i];
+  }
+  return len;
+}
+
+/* Counts messages in n bytes of frames; payloads are skipped, not looked at. p is NULL
+ * when the n bytes were payload discarded in the kernel. */
+static void conn_got_data(conn_t *c, char *p, size_t n, uint64_t t) {
+  uint32_t done = 0;
+  while (n) {
+    if (c->remaining) {
+      size_t k = c->remaining < n ? (size_t)c->remaining : n;
+      c->remaining -= k;
+      if (p) p += k;
+      n -= k;
+      if (!c->ctl) c->msg_len += k;
+      if (c->remaining) break;
+      if (c->ctl) {
+        c->ctl = 0;
+        continue;
+      }
+    } else {
+      /* a frame header, perhaps split across reads */
+      const uint8_t *h;
+      size_t need;
+      if (c->hdr_have == 0 && n >= 2 && n >= header_len((const uint8_t *)p)) {
+        h = (const uint8_t *)p;
+        need = header_len(h);
+        p += need;
+        n -= need;
+      } else {
+        while (n && (c->hdr_have < 2 || c->hdr_have < header_len(c->hdr))) {
+          c->hdr[c->hdr_have++] = (uint8_t)*p++;
+          n--;
+        }
+        if (c->hdr_have < 2 || c->hdr_have < header_len(c->hdr)) break;
+        h = c->hdr;
+        c->hdr_have = 0;
+      }
+      if (h[1] & 0x80) {   /* RFC 6455 5.1: a server must not mask */
+        c->w->errors++;
+        conn_close(c);
+        return;
+      }
+      int op = h[0] & 0x0f;
+      c->remaining = header_payload(h);
+      if (op >= WS_OP_CLOSE) {
+        /* a control frame: skip its payload (<= 125 bytes) whole or in parts */
+        size_t k = c->remaining < n ? (size_t)c->remaining : n;
+        c->remaining -= k;
+        p += k;
+        n -= k;
+        if (op == WS_OP_CLOSE) {
+          if (opt.mode == MODE_CONNECT && c->state == C_CLOSING) {
+            connect_done(c, t, 1);
+          } else {
+            c->w->closed_by_peer++;
+            c->w->errors++;
+            conn_close(c);
+          }
+          return;
+        }
+        c->ctl = c->remaining != 0;   /* a ping or pong split across reads */
+        continue;
+      }
+      c->fin = h[0] & 0x80;
+      if (op) {
+        c->opcode = (uint8_t)op;
+        c->msg_len = 0;
+      }
+    }
+    if (!c->remaining && c->fin) {
+      on_message(c, t);
+      done++;
+      c->msg_len = 0;
+    }
+  }
+  if (done && opt.mode == MODE_ECHO && c->state == C_OPEN && !stop_flag) echo_send(c, done, t);
+}
+
+/* ---- per-connection events ---------------------------------------------------- */
+
+static void conn_opened(conn_t *c) {
+  if (opt.mode == MODE_CONNECT) {
+    ssize_t n = write(c->fd, close_frame, close_len);
+    if (n != (ssize_t)close_len) {
+      connect_done(c, now_ns(), 0);
+      return;
+    }
+    c->state = C_CLOSING;
+  } else if (opt.mode == MODE_ECHO && c->w->measuring) {
+    echo_start(c);
+  }
+}
+
+static void conn_event(conn_t *c, uint32_t ev) {
+  worker_t *w = c->w;
+  if (c->state == C_CONNECTING) {
+    on_connected(c);
+    if (opt.mode == MODE_CONNECT && c->state == C_DEAD) connect_next(c);
+    return;
+  }
+  if (c->state == C_HANDSHAKE) {
+    on_handshake_data(c, now_ns());
+    if (opt.mode == MODE_CONNECT && c->state == C_DEAD && !stop_flag) connect_next(c);
+    return;
+  }
+  if ((ev & EPOLLOUT) && c->wleft) {
+    echo_flush(c);
+    if (c->state == C_DEAD) return;
+  }
+  if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+    ssize_t n;
+    uint64_t t = now_ns();
+    if (large_replies) {
+      /* Big payloads are never looked at, so they are dropped in the kernel
+       * (MSG_TRUNC on TCP discards without copying): a small read for the header,
+       * then one discard for the payload. */
+      n = read(c->fd, w->rbuf, SMALL_READ);
+      if (n > 0) {
+        conn_got_data(c, w->rbuf, (size_t)n, t);
+        if (c->state == C_OPEN && c->remaining >= SMALL_READ && !c->ctl) {
+          ssize_t k = recv(c->fd, NULL, (size_t)c->remaining, MSG_TRUNC | MSG_DONTWAIT);
+          if (k > 0) conn_got_data(c, NULL, (size_t)k, t);
+        }
+        return;
+      }
+    } else {
+      n = read(c->fd, w->rbuf, READ_BUF);
+      if (n > 0) {
+        conn_got_data(c, w->rbuf, (size_t)n, t);
+        return;
+      }
+    }
+    if (n == 0 || errno != EAGAIN) {
+      if (opt.mode == MODE_CONNECT && c->state == C_CLOSING) {
+        connect_done(c, now_ns(), 1);   /* the server closed TCP right behind its frame */
+      } else {
+        w->closed_by_peer++;
+        w->errors++;
+        conn_close(c);
+      }
+    }
+  }
+}
+
+/* ---- the loop -------------------------------------------------------------------- */
+
+/* echo/idle: keeps up to open_parallel handshakes going until every conn was tried. */
+static void open_more(worker_t *w) {
+  while (w->next_to_open < w->nconns && w->opening < opt.open_parallel && !stop_flag) {
+    conn_t *c = &w->conns[w->next_to_open++];
+    if (conn_start(c) < 0) {
+      if (opt.verbose) fprintf(stderr, "loadgen: connect: %s\n", strerror(errno));
+      w->hs_fail++;
+    }
+  }
+}
+
+static int all_tried(worker_t *w) { return w->next_to_open == w->nconns && w->opening == 0; }
+
+static void run_loop(worker_t *w, uint64_t until_ns, int until_opened) {
+  struct epoll_event evs[512];
+  while (!stop_flag) {
+    if (until_opened) {
+      open_more(w);
+      if (all_tried(w)) return;
+    }
+    uint64_t t = now_ns();
+    if (until_ns && t >= until_ns) return;
+    int timeout = 100;
+    if (until_ns && (until_ns - t) / 1000000 < (uint64_t)timeout) timeout = (int)((until_ns - t) / 1000000) + 1;
+    int n = epoll_wait(w->epfd, evs, 512, timeout);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      perror("epoll_wait");
+      return;
+    }
+    for (int i = 0; i < n; i++) {
+      conn_t *c = evs[i].data.ptr;
+      if (c->state != C_DEAD && c->state != C_FREE) conn_event(c, evs[i].events);
+    }
+    if (opt.mode == MODE_IDLE && opt.expect_msgs && !until_opened) {
+      /* threads each count their own; a single thread is the usual case here */
+      if ((long)w->msgs >= opt.expect_msgs / opt.threads) return;
+    }
+  }
+}
+
+static pthread_barrier_t opened_barrier;
+static pthread_barrier_t done_barrier;
+
+static void *worker_main(void *arg) {
+  worker_t *w = arg;
+  uint64_t deadline;
+  if (opt.mode == MODE_CONNECT) {
+    pthread_barrier_wait(&opened_barrier);
+    deadline = now_ns() + (uint64_t)(opt.seconds * 1e9);
+    for (int i = 0; i < w->nconns && !stop_flag; i++) connect_next(&w->conns[i]);
+    run_loop(w, deadline, 0);
+  } else {
+    /* opening is bounded too: a server that never answers must not hang us */
+    run_loop(w, now_ns() + (uint64_t)(opt.seconds * 1e9) + 30000000000ull, 1);
+    w->opened_ok = (int)w->hs_ok;
+    pthread_barrier_wait(&opened_barrier);
+    deadline = now_ns() + (uint64_t)(opt.seconds * 1e9);
+    w->measuring = 1;
+    if (opt.mode == MODE_ECHO) {
+      for (int i = 0; i < w->nconns; i++)
+        if (w->conns[i].state == C_OPEN) echo_start(&w->conns[i]);
+    }
+    run_loop(w, deadline, 0);
+  }
+  pthread_barrier_wait(&done_barrier);
+  return NULL;
+}
+
+/* ---- setup ------------------------------------------------------------------------ */
+
+static void usage(void) {
+  fprintf(stderr,
+          "usage: loadgen echo|idle|connect [options]\n"
+          "  -h HOST      server address (127.0.0.1)\n"
+          "  -p PORT      server port (8000)\n"
+          "  -P PATH      request path (/)\n"
+          "  -c N         connections (echo, idle) or concurrent workers (connect) [100]\n"
+          "  -m K         messages in flight per connection (echo) [1]\n"
+          "  -s BYTES     message size (echo) [16]\n"
+          "  -b           binary messages (default: text)\n"
+          "  -d SECONDS   duration [10]; idle: hold time (SIGINT/SIGUSR1 ends it early)\n"
+          "  -a ADDRS     source addresses: 127.0.0.1,127.0.0.2 or 127.0.0.1-8\n"
+          "  -t N         threads [1]\n"
+          "  -o N         handshakes in progress at once while opening [256]\n"
+          "  -F PCT       exit 2 when more than PCT%% of handshakes fail [1]\n"
+          "  -x N         idle: stop once N messages arrived (broadcast test)\n"
+          "  -r PID       idle: report PID's VmRSS growth per connection\n"
+          "  -R FD        idle: write \"ready\" to FD once every connection is open\n"
+          "  -v           say why handshakes fail\n");
+  exit(1);
+}
+
+static int parse_addrs(const char *s) {
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s", s);
+  for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+    char *dash = strchr(tok, '-');
+    int lo, hi;
+    struct in_addr a;
+    if (dash) {
+      *dash = 0;
+      if (inet_pton(AF_INET, tok, &a) != 1) return -1;
+      lo = (int)(ntohl(a.s_addr) & 0xff);
+      hi = atoi(dash + 1);
+      if (hi < lo || hi > 255) return -1;
+    } else {
+      if (inet_pton(AF_INET, tok, &a) != 1) return -1;
+      lo = hi = (int)(ntohl(a.s_addr) & 0xff);
+    }
+    uint32_t base = ntohl(a.s_addr) & ~0xffu;
+    for (int i = lo; i <= hi; i++) {
+      if (opt.nsrc == MAX_ADDRS) return -1;
+      struct sockaddr_in *sa = &opt.src[opt.nsrc++];
+      memset(sa, 0, sizeof *sa);
+      sa->sin_family = AF_INET;
+      sa->sin_addr.s_addr = htonl(base | (uint32_t)i);
+    }
+  }
+  return 0;
+}
+
+static void build_frames(void) {
+  static const uint8_t key[4] = {0x37, 0xfa, 0x21, 0x3d};
+  uint8_t hdr[WS_MAX_HEADER];
+  size_t h = ws_frame_header(hdr, 1, 0, opt.binary ? WS_OP_BINARY : WS_OP_TEXT,
+                             opt.size, key);
+  frame_len = h + opt.size;
+  frames = malloc(frame_len * (size_t)opt.inflight);
+  if (!frames) {
+    perror("malloc");
+    exit(1);
+  }
+  memcpy(frames, hdr, h);
+  for (size_t i = 0; i < opt.size; i++)
+    frames[h + i] = opt.binary ? (char)(i * 131 + 7) : (char)('a' + i % 26);
+  ws_mask(frames + h, opt.size, key, 0);
+  for (int i = 1; i < opt.inflight; i++) memcpy(frames + (size_t)i * frame_len, frames, frame_len);
+
+  char payload[2] = {0x03, (char)0xe8};   /* 1000, normal closure */
+  size_t ch = ws_frame_header((uint8_t *)close_frame, 1, 0, WS_OP_CLOSE, 2, key);
+  memcpy(close_frame + ch, payload, 2);
+  ws_mask(close_frame + ch, 2, key, 0);
+  close_len = ch + 2;
+
+  if (ws_handshake_client_key(client_key) != 0) {
+    fprintf(stderr, "loadgen: no random source\n");
+    exit(1);
+  }
+  int n = snprintf(request, sizeof request,
+                   "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+                   "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                   "Sec-WebSocket-Version: 13\r\n\r\n",
+                   opt.path, opt.host, opt.port, client_key);
+  if (n <= 0 || (size_t)n >= sizeof request) {
+    fprintf(stderr, "loadgen: path too long\n");
+    exit(1);
+  }
+  request_len = (size_t)n;
+}
+
+static long vmrss_kb(int pid) {
+  char path[64], line[256];
+  long kb = -1;
+  snprintf(path, sizeof path, "/proc/%d/status", pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return -1;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "VmRSS: %ld", &kb) == 1) break;
+  fclose(f);
+  return kb;
+}
+
+static double cpu_seconds(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+         ru.ru_stime.tv_usec / 1e6;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) usage();
+  int m;
+  for (m = 0; m < 3; m++)
+    if (strcmp(argv[1], mode_names[m]) == 0) break;
+  if (m == 3) usage();
+  opt.mode = m;
+  if (m == MODE_CONNECT) opt.conns = 50;
+  int ch;
+  optind = 2;
+  while ((ch = getopt(argc, argv, "h:p:P:c:m:s:bd:a:t:o:F:x:r:R:v")) != -1) {
+    switch (ch) {
+    case 'h': opt.host = optarg; break;
+    case 'p': opt.port = atoi(optarg); break;
+    case 'P': opt.path = optarg; break;
+    case 'c': opt.conns = atoi(optarg); break;
+    case 'm': opt.inflight = atoi(optarg); break;
+    case 's': opt.size = (size_t)strtoull(optarg, NULL, 10); break;
+    case 'b': opt.binary = 1; break;
+    case 'd': opt.seconds = atof(optarg); break;
+    case 'a':
+      if (parse_addrs(optarg) < 0) usage();
+      break;
+    case 't': opt.threads = atoi(optarg); break;
+    case 'o': opt.open_parallel = atoi(optarg); break;
+    case 'F': opt.max_fail_pct = atof(optarg); break;
+    case 'x': opt.expect_msgs = atol(optarg); break;
+    case 'r': opt.rss_pid = atoi(optarg); break;
+    case 'R': opt.ready_fd = atoi(optarg); break;
+    case 'v': opt.verbose = 1; break;
+    default: usage();
+    }
+  }
+  if (opt.conns < 1 || opt.inflight < 1 || opt.threads < 1 || opt.threads > opt.conns ||
+      opt.seconds <= 0 || opt.port <= 0 || opt.port > 65535 || opt.open_parallel < 1)
+    usage();
+  opt.dst.sin_family = AF_INET;
+  opt.dst.sin_port = htons((uint16_t)opt.port);
+  if (inet_pton(AF_INET, opt.host, &opt.dst.sin_addr) != 1) {
+    fprintf(stderr, "loadgen: -h takes an IPv4 address\n");
+    return 1;
+  }
+  build_frames();
+  large_replies = opt.mode == MODE_ECHO && opt.size >= 4 * SMALL_READ;
+
+  struct sigaction sa = {.sa_handler = on_signal};
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGUSR1, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  long rss0 = opt.rss_pid ? vmrss_kb(opt.rss_pid) : -1;
+  worker_t *ws = calloc((size_t)opt.threads, sizeof *ws);
+  pthread_barrier_init(&opened_barrier, NULL, (unsigned)opt.threads + 1);
+  pthread_barrier_init(&done_barrier, NULL, (unsigned)opt.threads + 1);
+  for (int i = 0; i < opt.threads; i++) {
+    worker_t *w = &ws[i];
+    w->id = i;
+    w->nconns = opt.conns / opt.threads + (i < opt.conns % opt.threads);
+    w->epfd = epoll_create1(EPOLL_CLOEXEC);
+    w->conns = calloc((size_t)w->nconns, sizeof(conn_t));
+    w->rbuf = malloc(READ_BUF);
+    w->next_src = i;
+    if (w->epfd < 0 || !w->conns || !w->rbuf) {
+      perror("loadgen: setup");
+      return 1;
+    }
+    for (int j = 0; j < w->nconns; j++) {
+      conn_t *c = &w->conns[j];
+      c->fd = -1;
+      c->w = w;
+      if (opt.mode == MODE_ECHO && !(c->ring = malloc(sizeof(uint64_t) * (size_t)opt.inflight))) {
+        perror("malloc");
+        return 1;
+      }
+    }
+  }
+  uint64_t t_open = now_ns();
+  for (int i = 0; i < opt.threads; i++) {
+    if (pthread_create(&ws[i].tid, NULL, worker_main, &ws[i]) != 0) {
+      perror("pthread_create");
+      return 1;
+    }
+  }
+  /* every thread has opened its connections (echo, idle): the measured window starts */
+  pthread_barrier_wait(&opened_barrier);
+  t_run_start = now_ns();
+  double open_secs = (double)(t_run_start - t_open) / 1e9;
+  double cpu0 = cpu_seconds();
+  if (opt.mode == MODE_IDLE && opt.ready_fd >= 0) {
+    int opened = 0;
+    for (int i = 0; i < opt.threads; i++) opened += ws[i].opened_ok;
+    dprintf(opt.ready_fd, "ready %d\n", opened);
+  }
+  pthread_barrier_wait(&done_barrier);
+  t_run_end = now_ns();
+  double cpu1 = cpu_seconds();
+  long rss1 = opt.rss_pid ? vmrss_kb(opt.rss_pid) : -1;
+  for (int i = 0; i < opt.threads; i++) pthread_join(ws[i].tid, NULL);
+
+  /* merge */
+  hist_t *h = calloc(1, sizeof *h);
+  uint64_t msgs = 0, bytes = 0, errors = 0, hs_fail = 0, hs_ok = 0, peer_closed = 0;
+  uint64_t first_rx = 0, last_rx = 0;
+  int open_now = 0;
+  for (int i = 0; i < opt.threads; i++) {
+    worker_t *w = &ws[i];
+    for (int j = 0; j < HIST_N; j++) h->count[j] += w->hist.count[j];
+    h->total += w->hist.total;
+    msgs += w->msgs;
+    bytes += w->bytes;
+    errors += w->errors;
+    hs_fail += w->hs_fail;
+    hs_ok += w->hs_ok;
+    peer_closed += w->closed_by_peer;
+    open_now += w->open_now;
+    if (w->first_rx && (!first_rx || w->first_rx < first_rx)) first_rx = w->first_rx;
+    if (w->last_rx > last_rx) last_rx = w->last_rx;
+  }
+  double secs = (double)(t_run_end - t_run_start) / 1e9;
+  if (secs <= 0) secs = 1e-9;
+  double cpu_pct = 100.0 * (cpu1 - cpu0) / secs;
+  char extra[512] = "";
+  if (opt.mode == MODE_IDLE) {
+    int n = snprintf(extra, sizeof extra, " open=%d open_secs=%.2f", open_now, open_secs);
+    if (rss0 >= 0 && rss1 >= 0 && hs_ok)
+      n += snprintf(extra + n, sizeof extra - (size_t)n,
+                    " rss_before_kb=%ld rss_after_kb=%ld rss_per_conn_B=%.0f", rss0, rss1,
+                    (double)(rss1 - rss0) * 1024.0 / (double)hs_ok);
+    if (first_rx)
+      snprintf(extra + n, sizeof extra - (size_t)n,
+               " first_rx_ns=%llu last_rx_ns=%llu rx_spread_ms=%.3f",
+               (unsigned long long)first_rx, (unsigned long long)last_rx,
+               (double)(last_rx - first_rx) / 1e6);
+  }
+  printf("mode=%s conns=%d inflight=%d size=%zu %s secs=%.2f msgs=%llu msgs/s=%.0f "
+         "MB/s=%.2f p50_us=%.1f p99_us=%.1f errors=%llu hs_ok=%llu hs_fail=%llu "
+         "peer_closed=%llu cpu=%.1f%%%s\n",
+         mode_names[opt.mode], opt.conns, opt.inflight, opt.size, opt.binary ? "binary" : "text",
+         secs, (unsigned long long)msgs, (double)msgs / secs, (double)bytes / secs / 1e6,
+         hist_pct_us(h, 50), hist_pct_us(h, 99), (unsigned long long)errors,
+         (unsigned long long)hs_ok, (unsigned long long)hs_fail,
+         (unsigned long long)peer_closed, cpu_pct, extra);
+  fflush(stdout);
+
+  uint64_t tried = hs_ok + hs_fail;
+  if (tried && 100.0 * (double)hs_fail / (double)tried > opt.max_fail_pct) {
+    fprintf(stderr, "loadgen: %llu of %llu handshakes failed\n", (unsigned long long)hs_fail,
+            (unsigned long long)tried);
+    return 2;
+  }
+  if (!hs_ok || (opt.mode != MODE_IDLE && !msgs)) {
+    fprintf(stderr, "loadgen: no progress\n");
+    return 3;
+  }
+  return 0;
+}

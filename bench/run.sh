@@ -1,0 +1,323 @@
+#!/usr/bin/env bash
+# luaws benchmarks (issue 4).
+#   bench/run.sh           `make bench`: tests a-d and f for each Lua in BENCH_LUAS against
+#                          examples/echo_server.lua, then against Node's ws (when node and
+#                          spec/peers/node_modules/ws exist), and a table with luaws/ws ratios
+#   bench/run.sh --smoke   `make bench-smoke`: every mode for about a second, luaws on lua5.4
+#                          only; exits 1 if a mode reports no messages or any error
+#
+# The tests (loopback; server pinned to cpu 0, generator to cpu 1 when there are 2 cores):
+#   a  echo, 100 connections, 16-byte text, 1 in flight      BENCH_SECONDS (10)
+#   b  echo, 10 connections, 64 KiB binary, 1 in flight      BENCH_SECONDS (10)
+#   c  BENCH_IDLE_CONNS (10000) idle connections: server RSS growth per connection,
+#      read from /proc/PID/status after holding them BENCH_IDLE_SECONDS (3)
+#   d  connect + handshake + close, 50 at once               BENCH_CONNECT_SECONDS (5)
+#   f  as many connections as the fd limit allows (BENCH_MAX_CONNS, default limit - 64),
+#      from 2 generator processes over 8 source addresses, then one broadcast to all;
+#      BENCH_MAX=0 skips it
+# Other knobs: BENCH_LUAS ("lua5.4 luajit"), BENCH_NODE (1; 0 skips Node ws),
+# BENCH_OUT (build/bench: the log and the loadgen binary), CC.
+set -u
+cd "$(dirname "$0")/.."
+
+SMOKE=0
+[ "${1:-}" = "--smoke" ] && SMOKE=1
+
+OUT=${BENCH_OUT:-build/bench}
+mkdir -p "$OUT"
+LOADGEN=$OUT/loadgen
+LOG=$OUT/bench-$(date +%Y%m%d-%H%M%S).log
+if [ $SMOKE = 1 ]; then
+  SECS=1; CSECS=1; IDLE=50; IDLE_SECS=1; MAXTEST=1; MAXCONNS=200
+  LUAS=lua5.4; NODE=0
+else
+  SECS=${BENCH_SECONDS:-10}
+  CSECS=${BENCH_CONNECT_SECONDS:-5}
+  IDLE=${BENCH_IDLE_CONNS:-10000}
+  IDLE_SECS=${BENCH_IDLE_SECONDS:-3}
+  MAXTEST=${BENCH_MAX:-1}
+  MAXCONNS=${BENCH_MAX_CONNS:-$(($(ulimit -n) - 64))}
+  LUAS=${BENCH_LUAS:-lua5.4 luajit}
+  NODE=${BENCH_NODE:-1}
+fi
+HZ=$(getconf CLK_TCK)
+
+PIDS=""
+cleanup() {
+  local p
+  for p in $PIDS; do kill "$p" 2>/dev/null; done
+  for p in $PIDS; do wait "$p" 2>/dev/null; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say() { echo "$*" | tee -a "$LOG"; }
+die() { echo "bench: $*" >&2; exit 1; }
+
+# ---- build ----------------------------------------------------------------------------
+
+build_luas=""
+for lua in $LUAS; do
+  if ! command -v "$lua" >/dev/null 2>&1; then
+    say "skip $lua: not installed"; continue
+  fi
+  if make --no-print-directory -s LUA="$lua" build >>"$LOG" 2>&1; then
+    build_luas="$build_luas $lua"
+  else
+    [ $SMOKE = 1 ] && die "make LUA=$lua failed (see $LOG)"
+    say "skip $lua: make LUA=$lua failed (see $LOG)"
+  fi
+done
+LUAS=$build_luas
+[ -n "$LUAS" ] || die "no Lua to run"
+
+${CC:-cc} -O2 -g -Wall -Wextra -Icsrc/core -o "$LOADGEN" bench/loadgen.c csrc/core/*.c \
+  -lcrypto -lz -lpthread || die "cannot build the load generator"
+
+if [ "$NODE" = 1 ]; then
+  if ! command -v node >/dev/null 2>&1; then
+    NODE=0
+  elif [ ! -d spec/peers/node_modules/ws ] && command -v npm >/dev/null 2>&1; then
+    (cd spec/peers && npm install --no-audit --no-fund --silent >/dev/null 2>&1)
+  fi
+  [ -d spec/peers/node_modules/ws ] || NODE=0
+fi
+
+PIN_SRV=""; PIN_GEN=""
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
+  PIN_SRV="taskset -c 0"; PIN_GEN="taskset -c 1"
+fi
+
+# ---- helpers --------------------------------------------------------------------------
+
+# start_server KIND LUA SCRIPT: sets SRV_PID and SRV_PORT (from its "listening on" line).
+start_server() {
+  local kind=$1 lua=$2 script=$3 out=$OUT/server.out i
+  : >"$out"
+  if [ "$kind" = luaws ]; then
+    LUA_CPATH="build/$lua/?.so;;" LUA_PATH="lua/?.lua;lua/?/init.lua;;" \
+      $PIN_SRV "$lua" "$script" 0 >"$out" 2>&1 &
+  else
+    $PIN_SRV node "$script" 0 >"$out" 2>&1 &
+  fi
+  SRV_PID=$!
+  PIDS="$PIDS $SRV_PID"
+  SRV_PORT=""
+  for i in $(seq 100); do
+    SRV_PORT=$(sed -n 's/^listening on \([0-9][0-9]*\).*/\1/p' "$out")
+    [ -n "$SRV_PORT" ] && return 0
+    kill -0 "$SRV_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  cat "$out" >&2
+  return 1
+}
+
+stop_server() {
+  kill "$SRV_PID" 2>/dev/null
+  wait "$SRV_PID" 2>/dev/null
+  PIDS=$(echo " $PIDS " | sed "s/ $SRV_PID / /")
+}
+
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }'; }
+vmrss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
+field() { echo "$1" | tr ' ' '\n' | sed -n "s|^$2=||p" | head -1; }
+
+# gen ARGS...: runs the load generator against the server; LINE is its summary line plus
+# the server's CPU use over the same time.
+gen() {
+  local c0 c1 t0 t1 rc
+  c0=$(cpu_ticks "$SRV_PID"); t0=$(date +%s%N)
+  LINE=$($PIN_GEN "$LOADGEN" "$@" -p "$SRV_PORT" 2>>"$LOG"); rc=$?
+  t1=$(date +%s%N); c1=$(cpu_ticks "$SRV_PID")
+  LINE="$LINE server_cpu=$(awk -v c="$((c1 - c0))" -v hz="$HZ" -v ns="$((t1 - t0))" \
+    'BEGIN { printf "%.1f%%", 100 * c / hz / (ns / 1e9) }') rc=$rc"
+  say "  $LINE"
+  return $rc
+}
+
+http_get() {   # PORT PATH: the response body's last line
+  timeout 60 bash -c 'exec 3<>/dev/tcp/127.0.0.1/$0 || exit 1
+    printf "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n" "$1" >&3
+    cat <&3' "$1" "$2" 2>/dev/null | tr -d '\r' | tail -1
+}
+
+declare -A R   # R[peer,test] = value; peer is lua5.4, luajit or ws
+FAILED=0
+check() {   # smoke: the run just made must have worked
+  local what=$1 rc=$2 need_msgs=$3
+  [ $SMOKE = 1 ] || return 0
+  if [ "$rc" != 0 ] || [ "$(field "$LINE" errors)" != 0 ] || [ "$(field "$LINE" hs_fail)" != 0 ] ||
+     { [ "$need_msgs" = 1 ] && [ "$(field "$LINE" msgs)" = 0 ]; }; then
+    say "FAIL $what"; FAILED=1
+  else
+    say "ok   $what"
+  fi
+}
+
+# ---- the tests ------------------------------------------------------------------------
+
+# run_tests KIND LUA PEER SCRIPT
+run_tests() {
+  local kind=$1 lua=$2 peer=$3 script=$4 rc
+  local a_c=100 b_c=10 d_c=50
+  [ $SMOKE = 1 ] && { a_c=10; b_c=2; d_c=4; }
+
+  say "a: echo $a_c conns, 16 B text, 1 in flight, ${SECS}s"
+  start_server "$kind" "$lua" "$script" || die "$peer server did not start"
+  gen echo -c $a_c -s 16 -m 1 -d "$SECS"; rc=$?
+  R[$peer,a]=$(field "$LINE" msgs/s); R[$peer,a_lat]="$(field "$LINE" p50_us) / $(field "$LINE" p99_us)"
+  R[$peer,a_cpu]="$(field "$LINE" server_cpu) / $(field "$LINE" cpu)"
+  check "a echo 16 B" $rc 1
+  stop_server
+
+  say "b: echo $b_c conns, 64 KiB binary, 1 in flight, ${SECS}s"
+  start_server "$kind" "$lua" "$script" || die "$peer server did not start"
+  gen echo -c $b_c -s 65536 -b -m 1 -d "$SECS"; rc=$?
+  R[$peer,b]=$(field "$LINE" MB/s); R[$peer,b_lat]="$(field "$LINE" p50_us) / $(field "$LINE" p99_us)"
+  R[$peer,b_cpu]="$(field "$LINE" server_cpu) / $(field "$LINE" cpu)"
+  check "b echo 64 KiB" $rc 1
+  stop_server
+
+  say "c: $IDLE idle conns, held ${IDLE_SECS}s"
+  start_server "$kind" "$lua" "$script" || die "$peer server did not start"
+  gen idle -c "$IDLE" -d "$IDLE_SECS" -r "$SRV_PID"; rc=$?
+  R[$peer,c]=$(field "$LINE" rss_per_conn_B)
+  check "c idle" $rc 0
+  [ $SMOKE = 1 ] && [ "$(field "$LINE" open)" != "$IDLE" ] && { say "FAIL c: not all open"; FAILED=1; }
+  stop_server
+
+  say "d: connect + handshake + close, $d_c at once, ${CSECS}s"
+  start_server "$kind" "$lua" "$script" || die "$peer server did not start"
+  gen connect -c $d_c -d "$CSECS"; rc=$?
+  R[$peer,d]=$(field "$LINE" msgs/s); R[$peer,d_lat]="$(field "$LINE" p50_us) / $(field "$LINE" p99_us)"
+  R[$peer,d_cpu]="$(field "$LINE" server_cpu) / $(field "$LINE" cpu)"
+  check "d connect" $rc 1
+  stop_server
+
+  if [ "$MAXTEST" = 1 ]; then
+    local bscript=$script
+    [ "$kind" = luaws ] && bscript=bench/broadcast_server.lua
+    max_test "$kind" "$lua" "$peer" "$bscript"
+  fi
+}
+
+# f: MAXCONNS connections from 2 generator processes, each over 4 source addresses, then
+# GET /broadcast; every generator exits once each of its connections got the message.
+max_test() {
+  local kind=$1 lua=$2 peer=$3 script=$4 nproc=2 per i rss0 rss1 ready resp g
+  local pids="" opened=0 got=0 first="" last="" f l
+  per=$((MAXCONNS / nproc))
+  say "f: $((per * nproc)) conns from $nproc generators, then one broadcast"
+  start_server "$kind" "$lua" "$script" || die "$peer server did not start"
+  rss0=$(vmrss_kb "$SRV_PID")
+  for i in $(seq $nproc); do
+    $PIN_GEN "$LOADGEN" idle -p "$SRV_PORT" -c $per -d 600 -x $per -o 128 -F 100 -R 2 \
+      -a "127.0.0.$((4 * i - 3))-$((4 * i))" >"$OUT/max$i.out" 2>"$OUT/max$i.err" &
+    pids="$pids $!"
+  done
+  PIDS="$PIDS $pids"
+  for i in $(seq 1800); do   # at most 180 s to open them all
+    [ "$(cat "$OUT"/max*.err 2>/dev/null | grep -c '^ready')" -ge $nproc ] && break
+    sleep 0.1
+  done
+  opened=$(cat "$OUT"/max*.err | sed -n 's/^ready //p' | awk '{ s += $1 } END { print s + 0 }')
+  sleep 1
+  rss1=$(vmrss_kb "$SRV_PID")
+  resp=$(http_get "$SRV_PORT" /broadcast)
+  for g in $pids; do
+    for i in $(seq 600); do kill -0 "$g" 2>/dev/null || break; sleep 0.1; done   # 60 s each
+    kill "$g" 2>/dev/null
+    wait "$g" 2>/dev/null
+    PIDS=$(echo " $PIDS " | sed "s/ $g / /")
+  done
+  for i in $(seq $nproc); do
+    LINE=$(cat "$OUT/max$i.out")
+    say "  $LINE"
+    got=$((got + $(field "$LINE" msgs)))
+    f=$(field "$LINE" first_rx_ns); l=$(field "$LINE" last_rx_ns)
+    [ -n "$f" ] && { [ -z "$first" ] || [ "$f" -lt "$first" ]; } && first=$f
+    [ -n "$l" ] && { [ -z "$last" ] || [ "$l" -gt "$last" ]; } && last=$l
+  done
+  local per_conn proj spread
+  per_conn=$(awk -v a="$rss0" -v b="$rss1" -v n="$opened" 'BEGIN { printf "%.0f", n ? (b - a) * 1024 / n : 0 }')
+  proj=$(awk -v a="$rss0" -v p="$per_conn" 'BEGIN { printf "%.2f", (a * 1024 + p * 1e6) / 1e9 }')
+  spread=$(awk -v f="${first:-0}" -v l="${last:-0}" 'BEGIN { printf "%.1f", (l - f) / 1e6 }')
+  LINE="max peer=$peer conns=$opened rss_before_kb=$rss0 rss_kb=$rss1 rss_per_conn_B=$per_conn proj_1M_GB=$proj broadcast=[$resp] delivered=$got spread_ms=$spread"
+  say "  $LINE"
+  R[$peer,f_conns]=$opened; R[$peer,f_rss]=$(awk -v k="$rss1" 'BEGIN { printf "%.1f", k / 1024 }')
+  R[$peer,f_per]=$per_conn; R[$peer,f_proj]=$proj
+  R[$peer,f_ms]=$(echo "$resp" | sed -n 's/.*ms=\([0-9.]*\).*/\1/p'); R[$peer,f_spread]=$spread
+  R[$peer,f_got]=$got
+  if [ $SMOKE = 1 ]; then
+    if [ "$opened" = "$((per * nproc))" ] && [ "$got" = "$opened" ]; then say "ok   f broadcast"
+    else say "FAIL f broadcast: opened $opened, delivered $got"; FAILED=1; fi
+  fi
+  stop_server
+}
+
+# ---- run --------------------------------------------------------------------------------
+
+say "luaws bench: $(nproc) cpus, ${PIN_SRV:-no pinning} (server) / ${PIN_GEN:-} (generator), $(uname -sr), $(date -u +%FT%TZ)"
+PEERS=""
+for lua in $LUAS; do
+  say "== luaws on $lua"
+  run_tests luaws "$lua" "$lua" examples/echo_server.lua
+  PEERS="$PEERS $lua"
+done
+if [ "$NODE" = 1 ]; then
+  say "== node ws $(node -e 'console.log(require("./spec/peers/node_modules/ws/package.json").version)') on node $(node --version)"
+  run_tests ws node ws spec/peers/ws_echo_server.js
+  PEERS="$PEERS ws"
+fi
+
+if [ $SMOKE = 1 ]; then
+  [ $FAILED = 0 ] && say "bench-smoke: ok (log: $LOG)" || say "bench-smoke: FAILED (log: $LOG)"
+  exit $FAILED
+fi
+
+# ---- the table ----------------------------------------------------------------------------
+
+ratio() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
+row() {   # LABEL KEY [ratio]
+  local line p
+  line=$(printf "%-44s" "$1")
+  for p in $PEERS; do line="$line$(printf " %14s" "${R[$p,$2]:--}")"; done
+  if [ "${3:-}" = ratio ] && [ "$NODE" = 1 ]; then
+    for p in $PEERS; do
+      [ "$p" = ws ] && continue
+      line="$line$(printf " %12s" "$(ratio "${R[$p,$2]:-}" "${R[ws,$2]:-}")")"
+    done
+  fi
+  say "$line"
+}
+say ""
+head=$(printf "%-44s" "test")
+for p in $PEERS; do
+  case $p in ws) head="$head$(printf " %14s" "node ws")" ;; *) head="$head$(printf " %14s" "luaws $p")" ;; esac
+done
+if [ "$NODE" = 1 ]; then
+  for p in $PEERS; do [ "$p" = ws ] || head="$head$(printf " %12s" "$p/ws")"; done
+fi
+say "$head"
+row "a echo 100x16 B text: msg/s" a ratio
+row "a latency p50 / p99 us" a_lat
+row "a cpu% server / generator" a_cpu
+row "b echo 10x64 KiB binary: MB/s" b ratio
+row "b latency p50 / p99 us" b_lat
+row "b cpu% server / generator" b_cpu
+row "c $IDLE idle: server RSS B/conn" c ratio
+row "d connect+handshake+close (50): conn/s" d ratio
+row "d latency p50 / p99 us" d_lat
+row "d cpu% server / generator" d_cpu
+if [ "$MAXTEST" = 1 ]; then
+  row "f connections held" f_conns
+  row "f server RSS MB" f_rss
+  row "f RSS growth B/conn" f_per ratio
+  row "f projected RSS for 1M conns, GB" f_proj
+  row "f broadcast call ms (server side)" f_ms
+  row "f broadcast delivery spread ms" f_spread
+  row "f broadcast messages delivered" f_got
+fi
+say ""
+say "log: $LOG"
