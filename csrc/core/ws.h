@@ -33,7 +33,8 @@ enum {
 
 const char *ws_strerror(int err);   /* message, for any WS_E*; NULL if not ours */
 const char *ws_err_name(int err);   /* "EPROTOCOL", ...; NULL if not ours */
-int ws_err_close_code(int err);     /* close code a peer gets for err; 1011 if unknown */
+int ws_err_close_code(int err);     /* close code a peer gets for err; 1011 if the map
+                                     * gives err none (0) or err is not ours */
 
 enum {
   WS_OP_CONT = 0x0,
@@ -119,12 +120,13 @@ int ws_utf8_validate(uint32_t *state, const uint8_t *s, size_t len);
 int ws_close_code_valid(unsigned code);
 /* May an application pass it to close()? (1000, 3000-4999, as browsers) */
 int ws_close_code_app_valid(unsigned code);
-/* Parses a close payload. Empty: *code = 1005, no reason. Returns 0, WS_EPROTOCOL
- * (1-byte payload, invalid code) or WS_EUTF8 (reason not UTF-8). */
+/* Parses a close payload. Empty: *code = 1005, no reason (*reason = "", length 0).
+ * Returns 0, WS_EPROTOCOL (1-byte or over-125-byte payload, invalid code) or WS_EUTF8
+ * (reason not UTF-8). */
 int ws_close_parse(const char *data, size_t len, unsigned *code, const char **reason,
                    size_t *reason_len);
 /* Builds a close payload into out (WS_MAX_CONTROL bytes); code 0 or 1005 means empty.
- * reason is cut to 123 bytes. Returns its length. */
+ * reason is cut to at most 123 bytes, at a UTF-8 character boundary. Returns its length. */
 size_t ws_close_build(char *out, unsigned code, const char *reason, size_t reason_len);
 
 /* ---- HTTP heads (just far enough for the handshake and simple requests) ---- */
@@ -146,7 +148,8 @@ typedef struct ws_http_head {
   size_t reason_len;
   int minor_version;       /* HTTP/1.x */
   ws_header_t *headers;    /* caller's array */
-  size_t num_headers;      /* in: capacity of headers; out: number found */
+  size_t num_headers;      /* in: capacity of headers; out: number found (set only on
+                            * success, so a caller can retry after WS_EAGAIN) */
 } ws_http_head_t;
 
 /* Parses a request or response head from buf; pointers point into buf. Returns the
