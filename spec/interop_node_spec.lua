@@ -6,8 +6,10 @@ local json = require "dkjson"   -- comes with busted
 
 local PEER = {
   name = "node ws",
-  server = ("exec %s %s/ws_server.js"):format(H.node, H.peers),
-  client = ("exec %s %s/ws_client.js"):format(H.node, H.peers),
+  server = ("%s %s/ws_server.js"):format(H.node, H.peers),
+  client = ("%s %s/ws_client.js"):format(H.node, H.peers),
+  no_protocol = "",        -- how the peer reports "no subprotocol"
+  logs_pings = true,       -- the server peer prints the pings it gets
 }
 
 local BIG = 16 * 1024 * 1024
@@ -57,6 +59,11 @@ local function find_event(proc, kind)
   end
 end
 
+-- Starts a peer command; the sanitizer runtime preloaded for luaws is not the peer's.
+local function spawn_peer(cmd, env)
+  return H.spawn(("exec env -u LD_PRELOAD %s %s"):format(env or "", cmd))
+end
+
 -- A luaws bug we know of: while check() fails, the test is reported pending with the
 -- reason; once luaws is fixed it passes as it stands.
 local function known_bug(reason, check)
@@ -81,9 +88,13 @@ describe("luaws server, " .. PEER.name .. " client", function()
       if opts.on_socket then opts.on_socket(ws, srec) end
     end
     local url = ("ws://127.0.0.1:%d/interop"):format(s.port)
-    local p = H.spawn(("%s %s %s"):format(PEER.client, url, opts.offer or "c b a"))
-    p:wait_for('"event": ?"summary"[^\n]*\n', BIG_SECONDS + 30)
-    H.wait(function() return #srec.closes > 0 end, 10, "server-side onclose")
+    local seconds = BIG_SECONDS + 30
+    local p = spawn_peer(("%s %s %s"):format(PEER.client, url, opts.offer or "c b a"),
+      ("PEER_TIMEOUT=%d"):format(seconds * H.timeout_scale))
+    p:wait_for('"event": ?"summary"[^\n]*\n', seconds + 10)
+    if #srec.sockets > 0 then   -- else the peer never connected: its summary says why
+      H.wait(function() return #srec.closes > 0 end, 10, "server-side onclose")
+    end
     return find_event(p, "summary"), srec, opened, p
   end
 
@@ -132,7 +143,7 @@ describe("luaws server, " .. PEER.name .. " client", function()
     -- (ws fails a handshake where it offered protocols and got none back, by design.)
     local summary, _, opened = run_peer_client({ offer = "" })
     assert.is_true(summary.ok)
-    assert.equal("", summary.protocol)
+    assert.equal(PEER.no_protocol, summary.protocol)
     assert.same({ "" }, opened)
   end)
 
@@ -154,7 +165,8 @@ describe("luaws server, " .. PEER.name .. " client", function()
 
   it("keeps ws.protocol after the socket closed, as browsers do", function()
     local _, srec = run_peer_client()
-    known_bug("ws.protocol reads nil once the socket is CLOSED (browsers and faye keep it)",
+    known_bug("ws.protocol (and ws.version) read nil once onclose has run and the C side"
+      .. " is freed; browsers and faye keep them",
       function() assert.equal("b", srec.sockets[1].protocol) end)
   end)
 end)
@@ -164,7 +176,7 @@ describe("luaws client, " .. PEER.name .. " server", function()
 
   -- Starts the peer server and connects a luaws client offering a and b.
   local function connect()
-    local p = H.spawn(PEER.server)
+    local p = spawn_peer(PEER.server)
     local port = p:wait_for("listening on (%d+)", 10)
     local ws, rec = H.client(("ws://127.0.0.1:%s/interop"):format(port), { "a", "b" })
     H.wait(function() return rec.opens == 1 or #rec.closes > 0 end, 10, "open")
@@ -230,7 +242,7 @@ describe("luaws client, " .. PEER.name .. " server", function()
     assert.is_true(ws:ping("p1", function(data) pongs[#pongs + 1] = data or true end))
     H.wait(function() return #pongs > 0 or #rec.closes > 0 end, 10, "pong")
     assert.same({ "p1" }, pongs)
-    p:wait_for('"event": ?"ping", ?"data": ?"p1"', 10)
+    if PEER.logs_pings then p:wait_for('"event": ?"ping", ?"data": ?"p1"', 10) end
   end)
 
   it("closes with its code and reason (client-initiated)", function()

@@ -5,18 +5,21 @@
 Connects offering the given subprotocols, then, each step waiting for its echo: text
 "hello", binary bytes 0..255, a 16 MiB binary message (byte i is i % 251), the text
 "Hello, world" sent as three frames ("Hel", "lo, ", "world"), a ping b"p1" (waits for its
-pong), and close(4000, "bye"). Prints one JSON line per event it receives and a last
-line {"event": "summary", ...}; exits 0 when every step passed, 1 otherwise.
+pong), and close(4000, "bye"), all within PEER_TIMEOUT seconds (env, default 120).
+Prints one JSON line per event it receives and a last line {"event": "summary", ...};
+exits 0 when every step passed, 1 otherwise.
 """
 import asyncio
 import hashlib
 import json
+import os
 import sys
 
 import websockets
 
 BIG = 16 * 1024 * 1024
 MAX_SIZE = BIG + 64 * 1024
+TIMEOUT = float(os.environ.get("PEER_TIMEOUT", "120"))   # seconds for the whole script
 
 
 def log(**event):
@@ -45,8 +48,9 @@ async def receive(ws):
 
 
 async def run(url, protocols, summary, conn):
+    # No keepalive pings of our own: the script's ping is the only one.
     async with websockets.connect(url, subprotocols=protocols or None, max_size=MAX_SIZE,
-                                  compression=None) as ws:
+                                  compression=None, ping_interval=None) as ws:
         conn.append(ws)
         summary["protocol"] = ws.subprotocol
         log(event="open", protocol=ws.subprotocol)
@@ -82,7 +86,7 @@ def main():
     url, protocols = sys.argv[1], sys.argv[2:]
     summary, conn = {"event": "summary"}, []
     try:
-        asyncio.run(asyncio.wait_for(run(url, protocols, summary, conn), 120))
+        asyncio.run(asyncio.wait_for(run(url, protocols, summary, conn), TIMEOUT))
     except Exception as err:   # reported in the summary; the spec shows it
         summary["error"] = f"{type(err).__name__}: {err}"
     # The close code and reason the other side sent are in the summary however we end.

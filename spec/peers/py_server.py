@@ -54,7 +54,7 @@ async def main():
     async with websockets.serve(echo, "127.0.0.1", 0, max_size=MAX_SIZE,
                                 subprotocols=["a", "b"],
                                 select_subprotocol=select_subprotocol,
-                                compression=None) as server:
+                                compression=None, ping_interval=None) as server:
         port = server.sockets[0].getsockname()[1]
         print(f"listening on {port}", flush=True)
         await asyncio.Future()

@@ -3,8 +3,9 @@
 // Connects offering the given subprotocols, then, each step waiting for its echo:
 // text "hello", binary bytes 0..255, a 16 MiB binary message (byte i is i % 251), the
 // text "Hello, world" sent as three frames ("Hel", "lo, ", "world"), a ping "p1" (waits
-// for its pong), and close(4000, "bye"). Prints one JSON line per event it receives and
-// a last line {"event":"summary", ...}; exits 0 when every step passed, 1 otherwise.
+// for its pong), and close(4000, "bye"), all within PEER_TIMEOUT seconds (env, default
+// 120). Prints one JSON line per event it receives and a last line
+// {"event":"summary", ...}; exits 0 when every step passed, 1 otherwise.
 'use strict';
 const path = require('path');
 const crypto = require('crypto');
@@ -104,7 +105,7 @@ const guard = setTimeout(() => {
   summary.ok = false;
   print(summary);
   process.exit(1);
-}, 120000);
+}, 1000 * Number(process.env.PEER_TIMEOUT || 120));
 
 run().then(() => {
   clearTimeout(guard);
