@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # luaws benchmarks (issue 4).
-#   bench/run.sh           `make bench`: tests a-d and f for each Lua in BENCH_LUAS against
-#                          examples/echo_server.lua, then against Node's ws (when node and
-#                          spec/peers/node_modules/ws exist), and a table with luaws/ws ratios
+#   bench/run.sh           `make bench`: tests a-d and f against examples/echo_server.lua on
+#                          each Lua in BENCH_LUAS and against Node's ws (when node and
+#                          spec/peers/node_modules/ws exist); a table with luaws/ws ratios
 #   bench/run.sh --smoke   `make bench-smoke`: every mode for about a second, luaws on lua5.4
 #                          only; exits 1 if a mode reports no messages or any error
 #
@@ -15,6 +15,9 @@
 #   f  as many connections as the fd limit allows (BENCH_MAX_CONNS, default limit - 64),
 #      from 2 generator processes over 8 source addresses, then one broadcast to all;
 #      BENCH_MAX=0 skips it
+# a, b and d run BENCH_REPEAT (3) times per peer, the peers taking turns, and the best
+# run counts; the table also gives the server's CPU time per message, which other load on
+# a shared machine moves much less than throughput.
 # Other knobs: BENCH_LUAS ("lua5.4 luajit"), BENCH_NODE (1; 0 skips Node ws),
 # BENCH_OUT (build/bench: the log and the loadgen binary), CC.
 set -u
@@ -124,22 +127,25 @@ vmrss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
 field() { echo "$1" | tr ' ' '\n' | sed -n "s|^$2=||p" | head -1; }
 
 # gen ARGS...: runs the load generator against the server; LINE is its summary line plus
-# the server's CPU use over the same time.
+# the server's CPU use over the same time, as a share of the wall time and per message (or
+# connection). Other work on a shared machine takes CPU away from the server but hardly
+# changes what each message costs it, so the cost is the steadier figure.
 gen() {
   local c0 c1 t0 t1 rc
   c0=$(cpu_ticks "$SRV_PID"); t0=$(date +%s%N)
   LINE=$($PIN_GEN "$LOADGEN" "$@" -p "$SRV_PORT" 2>>"$LOG"); rc=$?
   t1=$(date +%s%N); c1=$(cpu_ticks "$SRV_PID")
-  LINE="$LINE server_cpu=$(awk -v c="$((c1 - c0))" -v hz="$HZ" -v ns="$((t1 - t0))" \
-    'BEGIN { printf "%.1f%%", 100 * c / hz / (ns / 1e9) }') rc=$rc"
+  LINE="$LINE $(awk -v c="$((c1 - c0))" -v hz="$HZ" -v ns="$((t1 - t0))" -v m="$(field "$LINE" msgs)" \
+    'BEGIN { printf "server_cpu=%.1f%% server_us_per_msg=%.2f", 100 * c / hz / (ns / 1e9),
+             (m > 0 ? c / hz * 1e6 / m : 0) }') rc=$rc"
   say "  $LINE"
   return $rc
 }
 
-http_get() {   # PORT PATH: the response body's last line
+http_get() {   # PORT PATH: the "count=..." line of the response
   timeout 60 bash -c 'exec 3<>/dev/tcp/127.0.0.1/$0 || exit 1
     printf "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n" "$1" >&3
-    cat <&3' "$1" "$2" 2>/dev/null | tr -d '\r' | tail -1
+    cat <&3' "$1" "$2" 2>/dev/null | tr -d '\r' | grep '^count=' | tail -1
 }
 
 declare -A R   # R[peer,test] = value; peer is lua5.4, luajit or ws
@@ -157,60 +163,57 @@ check() {   # smoke: the run just made must have worked
 
 # ---- the tests ------------------------------------------------------------------------
 
-# run_tests KIND LUA PEER SCRIPT
-run_tests() {
-  local kind=$1 lua=$2 peer=$3 script=$4 rc
-  local a_c=100 b_c=10 d_c=50
-  [ $SMOKE = 1 ] && { a_c=10; b_c=2; d_c=4; }
+# A peer is lua5.4 or luajit (luaws on that Lua) or ws (Node). start_peer PEER [broadcast]
+start_peer() {
+  case $1 in
+    ws) start_server ws node spec/peers/ws_echo_server.js ;;
+    *) if [ "${2:-}" = broadcast ]; then start_server luaws "$1" bench/broadcast_server.lua
+       else start_server luaws "$1" examples/echo_server.lua; fi ;;
+  esac || die "the $1 server did not start"
+}
 
-  say "a: echo $a_c conns, 16 B text, 1 in flight, ${SECS}s"
-  start_server "$kind" "$lua" "$script" || die "$peer server did not start"
-  gen echo -c $a_c -s 16 -m 1 -d "$SECS"; rc=$?
-  R[$peer,a]=$(field "$LINE" msgs/s); R[$peer,a_lat]="$(field "$LINE" p50_us) / $(field "$LINE" p99_us)"
-  R[$peer,a_cpu]="$(field "$LINE" server_cpu) / $(field "$LINE" cpu)"
-  check "a echo 16 B" $rc 1
+# one PEER TEST KEY LOADGEN-ARGS...: runs a test once on a fresh server; keeps the run with
+# the highest KEY (msgs/s or MB/s) in R[PEER,TEST...]: a busy shared machine only ever
+# makes a run slower, so the best of BENCH_REPEAT is the closest to the real figure.
+one() {
+  local peer=$1 t=$2 key=$3 rc v
+  shift 3
+  start_peer "$peer"
+  gen "$@"; rc=$?
+  check "$t $peer" $rc 1
   stop_server
+  v=$(field "$LINE" "$key")
+  if [ -z "${R[$peer,$t]:-}" ] || awk -v a="$v" -v b="${R[$peer,$t]}" 'BEGIN { exit !(a > b) }'; then
+    R[$peer,$t]=$v
+    R[$peer,${t}_lat]="$(field "$LINE" p50_us) / $(field "$LINE" p99_us)"
+    R[$peer,${t}_cpu]="$(field "$LINE" server_cpu) / $(field "$LINE" cpu)"
+    R[$peer,${t}_cost]=$(field "$LINE" server_us_per_msg)
+  fi
+}
 
-  say "b: echo $b_c conns, 64 KiB binary, 1 in flight, ${SECS}s"
-  start_server "$kind" "$lua" "$script" || die "$peer server did not start"
-  gen echo -c $b_c -s 65536 -b -m 1 -d "$SECS"; rc=$?
-  R[$peer,b]=$(field "$LINE" MB/s); R[$peer,b_lat]="$(field "$LINE" p50_us) / $(field "$LINE" p99_us)"
-  R[$peer,b_cpu]="$(field "$LINE" server_cpu) / $(field "$LINE" cpu)"
-  check "b echo 64 KiB" $rc 1
-  stop_server
-
-  say "c: $IDLE idle conns, held ${IDLE_SECS}s"
-  start_server "$kind" "$lua" "$script" || die "$peer server did not start"
+# c: RSS growth of a fresh server per idle connection (once: contention does not move it).
+idle_test() {
+  local peer=$1 rc
+  start_peer "$peer"
   gen idle -c "$IDLE" -d "$IDLE_SECS" -r "$SRV_PID"; rc=$?
   R[$peer,c]=$(field "$LINE" rss_per_conn_B)
-  check "c idle" $rc 0
-  [ $SMOKE = 1 ] && [ "$(field "$LINE" open)" != "$IDLE" ] && { say "FAIL c: not all open"; FAILED=1; }
-  stop_server
-
-  say "d: connect + handshake + close, $d_c at once, ${CSECS}s"
-  start_server "$kind" "$lua" "$script" || die "$peer server did not start"
-  gen connect -c $d_c -d "$CSECS"; rc=$?
-  R[$peer,d]=$(field "$LINE" msgs/s); R[$peer,d_lat]="$(field "$LINE" p50_us) / $(field "$LINE" p99_us)"
-  R[$peer,d_cpu]="$(field "$LINE" server_cpu) / $(field "$LINE" cpu)"
-  check "d connect" $rc 1
-  stop_server
-
-  if [ "$MAXTEST" = 1 ]; then
-    local bscript=$script
-    [ "$kind" = luaws ] && bscript=bench/broadcast_server.lua
-    max_test "$kind" "$lua" "$peer" "$bscript"
+  check "c $peer" $rc 0
+  if [ $SMOKE = 1 ] && [ "$(field "$LINE" open)" != "$IDLE" ]; then
+    say "FAIL c: not all connections open"; FAILED=1
   fi
+  stop_server
 }
 
 # f: MAXCONNS connections from 2 generator processes, each over 4 source addresses, then
 # GET /broadcast; every generator exits once each of its connections got the message.
 max_test() {
-  local kind=$1 lua=$2 peer=$3 script=$4 nproc=2 per i rss0 rss1 ready resp g
+  local peer=$1 nproc=2 per i rss0 rss1 resp g
   local pids="" opened=0 got=0 first="" last="" f l
   per=$((MAXCONNS / nproc))
   say "f: $((per * nproc)) conns from $nproc generators, then one broadcast"
-  start_server "$kind" "$lua" "$script" || die "$peer server did not start"
+  start_peer "$peer" broadcast
   rss0=$(vmrss_kb "$SRV_PID")
+  rm -f "$OUT"/max*.out "$OUT"/max*.err
   for i in $(seq $nproc); do
     $PIN_GEN "$LOADGEN" idle -p "$SRV_PORT" -c $per -d 600 -x $per -o 128 -F 100 -R 2 \
       -a "127.0.0.$((4 * i - 3))-$((4 * i))" >"$OUT/max$i.out" 2>"$OUT/max$i.err" &
@@ -258,17 +261,41 @@ max_test() {
 
 # ---- run --------------------------------------------------------------------------------
 
-say "luaws bench: $(nproc) cpus, ${PIN_SRV:-no pinning} (server) / ${PIN_GEN:-} (generator), $(uname -sr), $(date -u +%FT%TZ)"
-PEERS=""
-for lua in $LUAS; do
-  say "== luaws on $lua"
-  run_tests luaws "$lua" "$lua" examples/echo_server.lua
-  PEERS="$PEERS $lua"
+PEERS=$LUAS
+[ "$NODE" = 1 ] && PEERS="$PEERS ws"
+REPEAT=${BENCH_REPEAT:-3}
+a_c=100; b_c=10; d_c=50
+[ $SMOKE = 1 ] && { a_c=10; b_c=2; d_c=4; REPEAT=1; }
+
+say "luaws bench: $(nproc) cpus, server: ${PIN_SRV:-unpinned}, generator: ${PIN_GEN:-unpinned}, $(uname -sr), $(date -u +%FT%TZ)"
+say "peers:$(for p in $PEERS; do case $p in ws) printf ' node %s ws %s' "$(node --version)" \
+  "$(node -p 'require("./spec/peers/node_modules/ws/package.json").version')" ;; *) printf ' luaws/%s' "$p" ;; esac; done)"
+say "best of $REPEAT runs per peer, peers interleaved"
+
+for r in $(seq "$REPEAT"); do
+  for p in $PEERS; do
+    say "a: echo $a_c conns, 16 B text, 1 in flight, ${SECS}s: $p (run $r)"
+    one "$p" a msgs/s echo -c $a_c -s 16 -m 1 -d "$SECS"
+  done
 done
-if [ "$NODE" = 1 ]; then
-  say "== node ws $(node -e 'console.log(require("./spec/peers/node_modules/ws/package.json").version)') on node $(node --version)"
-  run_tests ws node ws spec/peers/ws_echo_server.js
-  PEERS="$PEERS ws"
+for r in $(seq "$REPEAT"); do
+  for p in $PEERS; do
+    say "b: echo $b_c conns, 64 KiB binary, 1 in flight, ${SECS}s: $p (run $r)"
+    one "$p" b MB/s echo -c $b_c -s 65536 -b -m 1 -d "$SECS"
+  done
+done
+for p in $PEERS; do
+  say "c: $IDLE idle conns, held ${IDLE_SECS}s: $p"
+  idle_test "$p"
+done
+for r in $(seq "$REPEAT"); do
+  for p in $PEERS; do
+    say "d: connect + handshake + close, $d_c at once, ${CSECS}s: $p (run $r)"
+    one "$p" d msgs/s connect -c $d_c -d "$CSECS"
+  done
+done
+if [ "$MAXTEST" = 1 ]; then
+  for p in $PEERS; do max_test "$p"; done
 fi
 
 if [ $SMOKE = 1 ]; then
@@ -278,37 +305,41 @@ fi
 
 # ---- the table ----------------------------------------------------------------------------
 
-ratio() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
-row() {   # LABEL KEY [ratio]
+ratio() {   # A B [inverse]: A/B, or B/A when a lower figure is better
+  awk -v a="${1:-}" -v b="${2:-}" -v inv="${3:-}" 'BEGIN {
+    if (a == "" || b == "" || a + 0 == 0 || b + 0 == 0) { print "-"; exit }
+    printf "%.2f", inv ? b / a : a / b }'
+}
+row() {   # LABEL KEY [ratio|inverse]
   local line p
-  line=$(printf "%-44s" "$1")
-  for p in $PEERS; do line="$line$(printf " %14s" "${R[$p,$2]:--}")"; done
-  if [ "${3:-}" = ratio ] && [ "$NODE" = 1 ]; then
-    for p in $PEERS; do
-      [ "$p" = ws ] && continue
-      line="$line$(printf " %12s" "$(ratio "${R[$p,$2]:-}" "${R[ws,$2]:-}")")"
+  line=$(printf "%-42s" "$1")
+  for p in $PEERS; do line="$line$(printf " %17s" "${R[$p,$2]:--}")"; done
+  if [ -n "${3:-}" ] && [ "$NODE" = 1 ]; then
+    for p in $LUAS; do
+      line="$line$(printf " %10s" "$(ratio "${R[$p,$2]:-}" "${R[ws,$2]:-}" "$([ "$3" = inverse ] && echo 1)")")"
     done
   fi
   say "$line"
 }
 say ""
-head=$(printf "%-44s" "test")
+head=$(printf "%-42s" "test")
 for p in $PEERS; do
-  case $p in ws) head="$head$(printf " %14s" "node ws")" ;; *) head="$head$(printf " %14s" "luaws $p")" ;; esac
+  case $p in ws) head="$head$(printf " %17s" "node ws")" ;; *) head="$head$(printf " %17s" "luaws $p")" ;; esac
 done
-if [ "$NODE" = 1 ]; then
-  for p in $PEERS; do [ "$p" = ws ] || head="$head$(printf " %12s" "$p/ws")"; done
-fi
+if [ "$NODE" = 1 ]; then for p in $LUAS; do head="$head$(printf " %10s" "$p/ws")"; done; fi
 say "$head"
-row "a echo 100x16 B text: msg/s" a ratio
+row "a echo ${a_c}x16 B text: msg/s" a ratio
 row "a latency p50 / p99 us" a_lat
+row "a server CPU us/msg (ratio: ws/luaws)" a_cost inverse
 row "a cpu% server / generator" a_cpu
-row "b echo 10x64 KiB binary: MB/s" b ratio
+row "b echo ${b_c}x64 KiB binary: MB/s" b ratio
 row "b latency p50 / p99 us" b_lat
+row "b server CPU us/msg (ratio: ws/luaws)" b_cost inverse
 row "b cpu% server / generator" b_cpu
 row "c $IDLE idle: server RSS B/conn" c ratio
-row "d connect+handshake+close (50): conn/s" d ratio
+row "d connect+handshake+close: conn/s" d ratio
 row "d latency p50 / p99 us" d_lat
+row "d server CPU us/conn (ratio: ws/luaws)" d_cost inverse
 row "d cpu% server / generator" d_cpu
 if [ "$MAXTEST" = 1 ]; then
   row "f connections held" f_conns
