@@ -68,6 +68,8 @@ static const unsigned char alpn_http11[] = "\x08http/1.1";
 /* Server: choose http/1.1 when the client offers it; otherwise go on without ALPN. */
 static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                        const unsigned char *in, unsigned int inlen, void *arg) {
+  (void)ssl;
+  (void)arg;
   unsigned int i = 0;
   while (i < inlen) {
     unsigned int n = in[i];
