@@ -35,7 +35,7 @@ $(BUILD)/obj/%.o: csrc/%.c $(HDR)
 
 $(SO): $(OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(SANFLAGS) -shared -o $@ $(OBJ) $(DEP_LIBS)
+	$(CC) $(CFLAGS) $(SANFLAGS) -shared -Wl,-z,nodelete -o $@ $(OBJ) $(DEP_LIBS)
 
 # C unit tests of the protocol core: no Lua, no libuv.
 $(BUILD)/test_core: $(CORE_SRC) $(wildcard spec/c/*.c) $(wildcard spec/c/*.h) csrc/core/ws.h

@@ -65,12 +65,6 @@ local function spawn_peer(cmd, env)
   return H.spawn(("exec env -u LD_PRELOAD %s %s"):format(env or "", cmd))
 end
 
--- A luaws bug we know of: while check() fails, the test is reported pending with the
--- reason; once luaws is fixed it passes as it stands.
-local function known_bug(reason, check)
-  if not pcall(check) then pending("luaws bug: " .. reason) end
-end
-
 describe("luaws server, " .. PEER.name .. " client", function()
   after_each(H.cleanup)
 
@@ -165,9 +159,8 @@ describe("luaws server, " .. PEER.name .. " client", function()
 
   it("keeps ws.protocol after the socket closed, as browsers do", function()
     local _, srec = run_peer_client()
-    known_bug("ws.protocol (and ws.version) read nil once onclose has run and the C side"
-      .. " is freed; browsers and faye keep them",
-      function() assert.equal("b", srec.sockets[1].protocol) end)
+    assert.equal("b", srec.sockets[1].protocol)
+    assert.equal("hybi-13", srec.sockets[1].version)
   end)
 end)
 

@@ -64,6 +64,9 @@ typedef struct ws_io_events {
 
 ws_loop_t *ws_loop_get(uv_loop_t *uv, const ws_io_events_t *events);
 uv_loop_t *ws_loop_uv(ws_loop_t *l);
+/* Frees the loop state when nothing uses it any more (at the Lua state's close).
+ * 0, or UV_EBUSY while connections or handles remain. */
+int ws_loop_free(ws_loop_t *l);
 /* Corking: sends made between cork and uncork (nested) are batched per connection and
  * written when the outermost uncork runs. */
 void ws_loop_cork(ws_loop_t *l);

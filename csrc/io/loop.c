@@ -63,6 +63,18 @@ ws_loop_t *ws_loop_get(uv_loop_t *uv, const ws_io_events_t *events) {
 
 uv_loop_t *ws_loop_uv(ws_loop_t *l) { return l->uv; }
 
+int ws_loop_free(ws_loop_t *l) {
+  if (l->nconns > 0) return UV_EBUSY;   /* conns still point at it: leave it be */
+  uv_run(l->uv, UV_RUN_NOWAIT);          /* pending close callbacks */
+  int r = uv_loop_close(l->uv);
+  if (r) return r;
+  ws__buf_free(&l->cork);
+  free(l->rbuf);
+  free(l);
+  the_loop = NULL;
+  return 0;
+}
+
 void ws_loop_cork(ws_loop_t *l) { l->cork_depth++; }
 
 void ws_loop_uncork(ws_loop_t *l) {

@@ -194,6 +194,14 @@ static void ev_free(ws_conn_t *c) {
   lua_State *L = l_main;
   if (!ws_conn_data(c)) return;   /* never reached Lua */
   l_box_t *b = box_of(c);
+  if (b->kind == L_KIND_SOCKET) {   /* these stay readable after close, as in browsers */
+    ws_lua_getuv(L, -1);
+    lua_pushstring(L, ws_conn_protocol(c));
+    lua_setfield(L, -2, "protocol");
+    lua_pushstring(L, ws_conn_version(c));
+    lua_setfield(L, -2, "version");
+    lua_pop(L, 1);
+  }
   b->p = NULL;
   luaL_unref(L, LUA_REGISTRYINDEX, b->ref);
   b->ref = LUA_NOREF;

@@ -209,6 +209,18 @@ static int l_handshake_accept(lua_State *L) {
   return 1;
 }
 
+/* When the Lua state closes, the loop goes too, if nothing is left on it. */
+static int l_loop_gc(lua_State *L) {
+  if (loop && ws_loop_free(loop) == 0) loop = NULL;
+  if (traceback_ref != LUA_NOREF) {
+    luaL_unref(L, LUA_REGISTRYINDEX, traceback_ref);
+    traceback_ref = LUA_NOREF;
+  }
+  hooks_ref = pending_error_ref = LUA_NOREF;
+  l_main = NULL;
+  return 0;
+}
+
 static const luaL_Reg funcs[] = {
   {"handshake_accept", l_handshake_accept},
   {"run", l_run},
@@ -236,6 +248,16 @@ int luaopen_luaws_core(lua_State *L) {
     if (!loop) return luaL_error(L, "luaws: out of memory");
   }
   if (!l_main) l_main = L;
+  lua_getfield(L, LUA_REGISTRYINDEX, "luaws.loop");
+  if (lua_isnil(L, -1)) {   /* once per state, even when the module is loaded again */
+    lua_newuserdata(L, 1);  /* its __gc frees the loop at lua_close */
+    lua_newtable(L);
+    lua_pushcfunction(L, l_loop_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lua_setfield(L, LUA_REGISTRYINDEX, "luaws.loop");
+  }
+  lua_pop(L, 1);
   if (traceback_ref == LUA_NOREF) {
     lua_getglobal(L, "debug");
     lua_getfield(L, -1, "traceback");
