@@ -204,7 +204,7 @@ static int set_events(conn_t *c, uint32_t ev) {
 static int conn_start(conn_t *c) {
   worker_t *w = c->w;
   c->state = C_DEAD;
-  c->hdr_have = 0;
+  c->hdr_have = c->ctl = 0;
   c->remaining = c->msg_len = 0;
   c->hs_len = 0;
   c->ring_head = c->ring_n = 0;
