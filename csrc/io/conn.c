@@ -446,6 +446,8 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   if (!c->tp && c->in.len && c->in.len <= WS__READ_BUF / 2) {
     pre = c->in.len;
     memcpy(l->rbuf, c->in.base + c->in.start, pre);
+  } else if (c->tp) {
+    pre = WS__TLS_HEADROOM;   /* TLS decrypts into the front, in place (tls.c) */
   }
   l->rprefix = pre;
   *buf = uv_buf_init(l->rbuf + pre, (unsigned)(WS__READ_BUF - pre));

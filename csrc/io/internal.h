@@ -7,6 +7,7 @@
 #define WS__READ_BUF (256 * 1024)   /* the loop's one read buffer */
 #define WS__CORK_BUF (64 * 1024)    /* batches small sends made inside a handler */
 #define WS__CORK_MAX (16 * 1024)    /* larger sends bypass the cork buffer */
+#define WS__TLS_HEADROOM (32 * 1024) /* TLS reads land after this much of the read buffer */
 
 /* A byte queue: live bytes are base[start .. start+len). */
 typedef struct ws_buf {

@@ -1,12 +1,21 @@
-/* TLS transport: one SSL object per connection between two memory BIOs. Ciphertext read
- * from the socket is written into rbio and pumped through SSL_do_handshake / SSL_read;
- * whatever SSL puts in wbio goes out through ws__conn_write_raw. Nothing here blocks:
- * an SSL call that wants more input returns, and the next socket read resumes it. */
+/* TLS transport: one SSL object per connection between two memory BIOs, pumped by the
+ * conn's socket reads and writes. Nothing here blocks: an SSL call that wants more input
+ * returns, and the next socket read resumes it.
+ *
+ * Input costs no copy of its own: rbio reads the ciphertext where libuv put it, after
+ * WS__TLS_HEADROOM bytes of the loop's read buffer, and SSL_read decrypts into the front
+ * of that same buffer. Plaintext never overtakes unread ciphertext: a record is read
+ * whole before its plaintext is written, plaintext is shorter than its record, and the
+ * headroom covers the one partial record SSL may carry over from the previous read
+ * (up to 2^14 bytes of plaintext, RFC 8446 5.1) plus a short unconsumed tail (c->in).
+ * Output: SSL writes records into wbio's buffer, which goes out by ws__conn_write_raw. */
 #include <arpa/inet.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/buffer.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -16,13 +25,16 @@
 #define SSL_get1_peer_certificate SSL_get_peer_certificate
 #endif
 
-/* Ciphertext is fed to SSL in slices of this size and plaintext is written in chunks of
- * WS__TLS_CHUNK, so the memory BIOs stay small however large a read or a message is. */
-#define WS__TLS_FEED (32 * 1024)
+#define WS__TLS_MAX_RECORD_PLAIN 16384   /* 2^14 */
+#define WS__TLS_RECORD_OVERHEAD 64         /* header, tag, type; more than TLS 1.2/1.3 add */
+/* The longest unconsumed tail that is put in front of new plaintext. */
+#define WS__TLS_PREFIX_MAX (WS__TLS_HEADROOM - WS__TLS_MAX_RECORD_PLAIN)
+/* Plaintext goes to SSL_write in chunks of this size, each sent at once, so the output
+ * buffer stays small however large a message is. */
 #define WS__TLS_CHUNK (64 * 1024)
-/* A drained BIO whose buffer grew beyond this is replaced by an empty one, so an idle
- * connection keeps no buffers (OpenSSL's memory BIOs never shrink). */
-#define WS__TLS_BIO_KEEP 4096
+/* An output buffer that grew beyond this is freed once sent: idle connections keep
+ * no buffers. */
+#define WS__TLS_OUT_KEEP 4096
 
 struct ws_tls_ctx {
   SSL_CTX *ssl;
@@ -32,7 +44,9 @@ struct ws_tls_ctx {
 
 typedef struct ws__tls {
   SSL *ssl;
-  BIO *rbio, *wbio;   /* from and to the peer; owned by ssl */
+  BIO *rbio, *wbio;   /* from and to the peer; owned by ssl; their buffers are ours: */
+  BUF_MEM in;         /* the socket read being handled (in the loop's read buffer) */
+  BUF_MEM out;        /* records not yet handed to the conn (OPENSSL_malloc'd) */
   uint8_t server;
   uint8_t secure;     /* handshake done */
   uint8_t dead;       /* fatal TLS error: nothing more goes through ssl */
@@ -166,37 +180,39 @@ void ws_tls_ctx_free(ws_tls_ctx_t *ctx) {
 
 /* ---- the transport ------------------------------------------------------------ */
 
-/* Sends what SSL has written to wbio. */
+/* Points a memory BIO at one of our buffers. BIO_NOCLOSE: the BIO never frees it; the
+ * call also resets the BIO's read position to the buffer's start. */
+static void bio_use(BIO *b, BUF_MEM *m) { BIO_set_mem_buf(b, m, BIO_NOCLOSE); }
+
+/* Sends what SSL has written. */
 static int flush_out(ws_conn_t *c) {
   ws__tls_t *t = c->tls;
-  char *p;
-  long n = BIO_get_mem_data(t->wbio, &p);
-  if (n <= 0) return 0;
-  uv_buf_t b = uv_buf_init(p, (unsigned)n);
-  int r = ws__conn_write_raw(c, &b, 1);
-  (void)BIO_reset(t->wbio);
+  if (!t->out.length) return 0;
+  uv_buf_t b = uv_buf_init(t->out.data, (unsigned)t->out.length);
+  int r = ws__conn_write_raw(c, &b, 1);   /* the syscall first; only a tail is queued */
+  t->out.length = 0;
+  bio_use(t->wbio, &t->out);
   return r;
 }
 
-/* Replaces a drained BIO that has grown. */
-static BIO *trim_bio(BIO *b) {
-  BUF_MEM *m = NULL;
-  if (BIO_ctrl_pending(b) != 0 || BIO_get_mem_ptr(b, &m) <= 0 || !m ||
-      m->max <= WS__TLS_BIO_KEEP)
-    return NULL;
-  return BIO_new(BIO_s_mem());
+/* Room for need bytes of records before SSL writes them, so the buffer is not regrown
+ * (and the old one cleansed) record by record. Called while it is empty. */
+static void reserve_out(ws__tls_t *t, size_t need) {
+  if (t->out.max >= need || t->out.length) return;
+  char *p = OPENSSL_malloc(need);
+  if (!p) return;   /* the BIO grows it itself, or fails the write */
+  OPENSSL_free(t->out.data);
+  t->out.data = p;
+  t->out.max = need;
+  bio_use(t->wbio, &t->out);
 }
 
-static void trim(ws__tls_t *t) {
-  BIO *b;
-  if ((b = trim_bio(t->rbio))) {
-    SSL_set0_rbio(t->ssl, b);   /* frees the old one */
-    t->rbio = b;
-  }
-  if ((b = trim_bio(t->wbio))) {
-    SSL_set0_wbio(t->ssl, b);
-    t->wbio = b;
-  }
+static void trim_out(ws__tls_t *t) {
+  if (t->out.length || t->out.max <= WS__TLS_OUT_KEEP) return;
+  OPENSSL_free(t->out.data);
+  t->out.data = NULL;
+  t->out.max = 0;
+  bio_use(t->wbio, &t->out);
 }
 
 /* A fatal TLS error: the alert SSL queued goes out, the layer above hears OpenSSL's
@@ -250,85 +266,65 @@ static void on_close_notify(ws_conn_t *c) {
   if (c->state != WS__S_CLOSED) ws__conn_eof(c);
 }
 
-/* Decrypts all that SSL can, handing plaintext to the conn in batches. Each batch follows
- * the conn's unconsumed input (c->in) in one buffer, as ws__conn_input requires: in the
- * loop's read buffer (free now: its ciphertext was copied into rbio), or in c->in itself
- * when that is large (a paused conn). Returns 0, or -1 when the conn is gone. */
-static int read_plaintext(ws_conn_t *c) {
+/* Decrypts all that SSL can into base (the read buffer's front; end: the end of the
+ * ciphertext) and hands it to the conn in one piece, after the conn's unconsumed tail as
+ * ws__conn_input requires: copied in front when short, else (a paused conn) the
+ * plaintext is appended to c->in. */
+static void read_plaintext(ws_conn_t *c, char *base, char *end) {
   ws__tls_t *t = c->tls;
-  ws_loop_t *l = c->loop;
+  size_t pre = c->in.len <= WS__TLS_PREFIX_MAX ? c->in.len : 0, got = 0;
+  int e = SSL_ERROR_WANT_READ;
   for (;;) {
-    size_t pre = c->in.len, got = 0, room;
-    int in_place = pre > WS__READ_BUF / 2;
-    char *dst;
-    if (in_place) {
-      if (!(dst = ws__buf_reserve(&c->in, WS__TLS_CHUNK))) {
-        ws__conn_fail(c, WS_ENOMEM, "out of memory");
-        return -1;
-      }
-      room = WS__TLS_CHUNK;
-    } else {
-      dst = l->rbuf + pre;
-      room = WS__READ_BUF - pre;
+    size_t room = (size_t)(end - (base + pre + got));
+    if (room == 0) break;   /* all ciphertext read: only a partial record can be left */
+    ERR_clear_error();
+    int n = SSL_read(t->ssl, base + pre + got, room > INT_MAX ? INT_MAX : (int)room);
+    if (n <= 0) {
+      e = SSL_get_error(t->ssl, n);
+      break;
     }
-    int e = SSL_ERROR_NONE;
-    while (got < room) {
-      ERR_clear_error();
-      size_t want = room - got;
-      int n = SSL_read(t->ssl, dst + got, want > INT_MAX ? INT_MAX : (int)want);
-      if (n <= 0) {
-        e = SSL_get_error(t->ssl, n);
-        break;
-      }
-      got += (size_t)n;
-    }
-    if (got) {
-      if (in_place) {
-        c->in.len += got;
-        ws__conn_input(c, c->in.base + c->in.start, c->in.len);
-      } else {
-        if (pre) memcpy(l->rbuf, c->in.base + c->in.start, pre);
-        c->in.len = c->in.start = 0;
-        ws__conn_input(c, l->rbuf, pre + got);
-      }
-      if (c->state == WS__S_CLOSED) return -1;
-    }
-    /* SSL_read may have answered something (a TLS 1.3 key update). */
-    if (flush_out(c) != 0 || c->state == WS__S_CLOSED) return -1;
-    switch (e) {
-    case SSL_ERROR_NONE:        /* the batch filled up: there may be more */
-      continue;
-    case SSL_ERROR_WANT_READ:
-      return 0;
-    case SSL_ERROR_ZERO_RETURN:
-      on_close_notify(c);
-      return -1;
-    default:
-      tls_fail(c, t->secure ? "TLS error" : "TLS handshake failed");
-      return -1;
-    }
+    got += (size_t)n;
   }
+  if (got) {
+    if (pre || !c->in.len) {
+      if (pre) memcpy(base, c->in.base + c->in.start, pre);
+      c->in.len = c->in.start = 0;
+      ws__conn_input(c, base, pre + got);
+    } else if (ws__buf_append(&c->in, base, got) == 0) {
+      ws__conn_input(c, c->in.base + c->in.start, c->in.len);
+    } else {
+      ws__conn_fail(c, WS_ENOMEM, "out of memory");
+    }
+    if (c->state == WS__S_CLOSED) return;
+  }
+  /* SSL_read may have answered something (a TLS 1.3 key update). */
+  if (flush_out(c) != 0 || c->state == WS__S_CLOSED) return;
+  if (e == SSL_ERROR_ZERO_RETURN) on_close_notify(c);
+  else if (e != SSL_ERROR_WANT_READ) tls_fail(c, t->secure ? "TLS error" : "TLS handshake failed");
 }
 
 static void tls_on_read(ws_conn_t *c, char *data, size_t len) {
   ws__tls_t *t = c->tls;
-  while (len && !t->dead && c->state != WS__S_CLOSED) {
-    size_t n = len < WS__TLS_FEED ? len : WS__TLS_FEED;
-    if (BIO_write(t->rbio, data, (int)n) != (int)n) {
-      ERR_clear_error();
-      ws__conn_fail(c, WS_ENOMEM, "out of memory");
-      return;
-    }
-    data += n;
-    len -= n;
-    if (!t->secure && handshake(c) != 1) continue;
-    if (read_plaintext(c) != 0) return;
+  char *base = c->loop->rbuf;
+  if (t->dead) return;
+  if (data != base + WS__TLS_HEADROOM) {   /* conn.c's on_alloc keeps the headroom */
+    ws__conn_fail(c, WS_EINTERNAL, "TLS read outside the read buffer's TLS area");
+    return;
   }
-  if (c->state != WS__S_CLOSED) trim(t);
+  t->in.data = data;
+  t->in.length = t->in.max = len;
+  bio_use(t->rbio, &t->in);
+  if (t->secure || handshake(c) == 1) read_plaintext(c, base, data + len);
+  /* SSL read all it was given (it stops only at WANT_READ, or once the conn is gone):
+   * the BIO lets go of the read buffer, which the next read reuses. */
+  t->in.data = NULL;
+  t->in.length = t->in.max = 0;
+  bio_use(t->rbio, &t->in);
+  trim_out(t);
 }
 
 /* Plaintext to the peer. Small buffers (a frame header and its payload) are joined so
- * they make one TLS record; large ones are written in chunks, each flushed at once. */
+ * they make one TLS record; large ones are written in chunks, each sent at once. */
 static int tls_write(ws_conn_t *c, const uv_buf_t *bufs, unsigned n) {
   ws__tls_t *t = c->tls;
   if (t->dead || c->state == WS__S_CLOSED) return WS_ECLOSED;
@@ -351,8 +347,9 @@ static int tls_write(ws_conn_t *c, const uv_buf_t *bufs, unsigned n) {
     for (size_t off = 0; off < bufs[i].len;) {
       size_t chunk = bufs[i].len - off;
       if (chunk > WS__TLS_CHUNK) chunk = WS__TLS_CHUNK;
+      reserve_out(t, chunk + (chunk / WS__TLS_MAX_RECORD_PLAIN + 1) * WS__TLS_RECORD_OVERHEAD);
       ERR_clear_error();
-      /* Memory BIOs never refuse a write, so SSL_write takes all or fails. */
+      /* A memory BIO never refuses a write, so SSL_write takes all or fails. */
       int r = SSL_write(t->ssl, bufs[i].base + off, (int)chunk);
       if (r <= 0) {
         tls_fail(c, "TLS write failed");
@@ -363,7 +360,7 @@ static int tls_write(ws_conn_t *c, const uv_buf_t *bufs, unsigned n) {
       if (w) return w;
     }
   }
-  trim(t);
+  trim_out(t);
   return 0;
 }
 
@@ -381,6 +378,7 @@ static void tls_free(ws_conn_t *c) {
   ws__tls_t *t = c->tls;
   if (!t) return;
   SSL_free(t->ssl);   /* frees the BIOs and drops its reference to the SSL_CTX */
+  OPENSSL_free(t->out.data);
   free(t);
   c->tls = NULL;
   c->tp = NULL;
@@ -418,6 +416,8 @@ int ws__tls_attach(ws_conn_t *c, ws_tls_ctx_t *ctx, int server, const char *serv
     ERR_clear_error();
     return WS_ENOMEM;
   }
+  bio_use(t->rbio, &t->in);
+  bio_use(t->wbio, &t->out);
   SSL_set_bio(t->ssl, t->rbio, t->wbio);
   if (server) {
     SSL_set_accept_state(t->ssl);
