@@ -1,21 +1,26 @@
 -- An echo server: every message comes back to its sender.
 --   lua5.4 examples/echo_server.lua [port]     (port 0, the default here: any free port)
+--   lua5.4 examples/echo_server.lua PORT --tls CERT KEY     the same over wss://
 local WebSocket = require "luaws"
 
 local port = tonumber(arg and arg[1]) or 8000
-local server = assert(WebSocket.listen { host = "127.0.0.1", port = port })
+local tls = arg and arg[2] == "--tls" and { cert = arg[3], key = arg[4] } or nil
+local server = assert(WebSocket.listen { host = "127.0.0.1", port = port, tls = tls })
 
 server.onrequest = function(req, res)
   res:writeHead(200, { ["Content-Type"] = "text/plain" })
   res:finish("luaws echo server: connect with a WebSocket client\n")
 end
 
+-- One handler for every socket: event.target is the socket the message came to.
+local function echo(event)
+  event.target:send(event.data, event.binary and "binary" or nil)
+end
+
 server.onupgrade = function(req)
   if not WebSocket.isWebSocket(req) then return end
   local ws = WebSocket(req, { "echo" })
-  ws.onmessage = function(event)
-    ws:send(event.data, event.binary and "binary" or nil)
-  end
+  ws.onmessage = echo
 end
 
 io.stdout:write("listening on ", server.port, "\n")

@@ -37,7 +37,7 @@ void ws__client_on_secure(ws_conn_t *c) {
   ws__client_hs_t *hs = c->hs;
   if (hs->raw) {
     c->state = WS__S_RAW;
-    uv_timer_stop(&c->timer);
+    ws__conn_timer(c, 0, 0);
     ws__client_free_hs(c);
     if (c->loop->ev->on_open) c->loop->ev->on_open(c, NULL);
     return;
@@ -128,7 +128,7 @@ int ws_conn_connect(ws_loop_t *l, ws_conn_t **out, const char *host, int port,
   if ((r = uv_getaddrinfo(l->uv, &hs->gai, on_resolved, host, portstr, &hints)) != 0) goto fail;
   c->refs++;
   if (o->handshake_timeout_ms)
-    uv_timer_start(&c->timer, ws__conn_on_timer, o->handshake_timeout_ms, 0);
+    ws__conn_timer(c, o->handshake_timeout_ms, 0);
   *out = c;
   return 0;
 fail:

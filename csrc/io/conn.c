@@ -27,10 +27,8 @@ ws_conn_t *ws__conn_new(ws_loop_t *l) {
     free(c);
     return NULL;
   }
-  uv_timer_init(l->uv, &c->timer);
   c->tcp.data = c;
-  c->timer.data = c;
-  c->refs = 2;
+  c->refs = 1;
   c->version = 13;
   c->close_code = 1006;
   l->nconns++;
@@ -50,7 +48,6 @@ static void finalize(ws_conn_t *c) {
   ws__buf_free(&c->in);
   ws__buf_free(&c->msg);
   ws__buf_free(&c->pending);
-  ws__buf_free(&c->inflight);
   free(c->protocol);
   free(c->close_reason);
   l->nconns--;
@@ -75,17 +72,37 @@ void ws__conn_destroy(ws_conn_t *c, unsigned code, int clean) {
     l->cork_owner = NULL;
     l->cork.len = l->cork.start = 0;
   }
-  uv_timer_stop(&c->timer);
+  ws__conn_timer(c, 0, 0);
   uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
-  uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
+static void on_timer_closed(uv_handle_t *h) {
+  ws_conn_t *c = h->data;
+  free(h);
+  ws__conn_unref(c);
+}
+
+/* An idle socket without ping has no timer at all: it is made and freed on demand. */
+void ws__conn_timer(ws_conn_t *c, uint64_t ms, uint64_t repeat) {
+  if (ms == 0 && repeat == 0) {
+    if (c->timer) {
+      uv_timer_stop(c->timer);
+      uv_close((uv_handle_t *)c->timer, on_timer_closed);
+      c->timer = NULL;
+    }
+    return;
+  }
+  if (!c->timer) {
+    if (!(c->timer = malloc(sizeof *c->timer))) return;   /* no timeout beats a crash */
+    uv_timer_init(c->loop->uv, c->timer);
+    c->timer->data = c;
+    c->refs++;
+  }
+  uv_timer_start(c->timer, ws__conn_on_timer, ms, repeat);
 }
 
 static void timer_set(ws_conn_t *c, uint64_t ms, uint64_t repeat) {
-  if (ms == 0 && repeat == 0) {
-    uv_timer_stop(&c->timer);
-    return;
-  }
-  uv_timer_start(&c->timer, ws__conn_on_timer, ms, repeat);
+  ws__conn_timer(c, ms, repeat);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status) {
@@ -114,29 +131,45 @@ void ws__conn_end(ws_conn_t *c) {
   c->flags |= WS__F_END_AFTER_FLUSH;
   if (c->close_timeout_ms) timer_set(c, c->close_timeout_ms, 0);
   if (c->loop->cork_owner == c) return;     /* the uncork flush gets here again */
-  if (c->pending.len == 0 && c->inflight.len == 0) do_shutdown(c);
+  if (c->pending.len == 0 && !c->inflight) do_shutdown(c);
 }
 
 /* ---- writing -------------------------------------------------------------- */
 
 static void on_write(uv_write_t *req, int status);
 
+/* A write handed to libuv: the queued bytes move here, so sends can queue more. */
+struct ws__write {
+  uv_write_t req;
+  ws_buf_t buf;
+};
+
 static void kick(ws_conn_t *c) {
-  if (c->inflight.len || !c->pending.len || c->state == WS__S_CLOSED) return;
-  ws_buf_t t = c->inflight;
-  c->inflight = c->pending;
-  c->pending = t;
-  uv_buf_t b = uv_buf_init(c->inflight.base + c->inflight.start, (unsigned)c->inflight.len);
-  c->wreq.data = c;
-  if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
-    c->inflight.len = 0;
+  if (c->inflight || !c->pending.len || c->state == WS__S_CLOSED) return;
+  struct ws__write *w = malloc(sizeof *w);
+  if (!w) {
+    ws__conn_destroy(c, 1006, 0);
+    return;
+  }
+  w->buf = c->pending;
+  memset(&c->pending, 0, sizeof c->pending);
+  w->req.data = c;
+  c->inflight = w;
+  uv_buf_t b = uv_buf_init(w->buf.base + w->buf.start, (unsigned)w->buf.len);
+  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+    c->inflight = NULL;
+    ws__buf_free(&w->buf);
+    free(w);
     ws__conn_destroy(c, 1006, 0);
   }
 }
 
 static void on_write(uv_write_t *req, int status) {
   ws_conn_t *c = req->data;
-  ws__buf_free(&c->inflight);   /* idle connections keep no write buffers */
+  struct ws__write *w = (struct ws__write *)req;
+  ws__buf_free(&w->buf);   /* idle connections keep no write buffers */
+  free(w);
+  c->inflight = NULL;
   if (c->state == WS__S_CLOSED) return;
   if (status < 0) {
     ws__conn_destroy(c, 1006, 0);
@@ -155,7 +188,7 @@ int ws__conn_write_raw(ws_conn_t *c, const uv_buf_t *bufs, unsigned n) {
   if (c->state == WS__S_CLOSED) return WS_ECLOSED;
   unsigned i = 0;
   size_t skip = 0;
-  if (!c->pending.len && !c->inflight.len) {
+  if (!c->pending.len && !c->inflight) {
     /* Try the syscall first; only an unsent tail is queued. */
     int r = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
     if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) {
@@ -189,7 +222,7 @@ void ws__conn_flush_cork(ws_loop_t *l) {
     l->cork.len = l->cork.start = 0;
     ws__conn_write(c, &b, 1);
   }
-  if (c->flags & WS__F_END_AFTER_FLUSH && !c->pending.len && !c->inflight.len &&
+  if (c->flags & WS__F_END_AFTER_FLUSH && !c->pending.len && !c->inflight &&
       c->state != WS__S_CLOSED)
     do_shutdown(c);
 }
@@ -274,7 +307,7 @@ int ws_conn_write_raw(ws_conn_t *c, const char *data, size_t len) {
 }
 
 size_t ws_conn_buffered(const ws_conn_t *c) {
-  size_t n = c->pending.len + c->inflight.len + ws__client_early_len(c);
+  size_t n = c->pending.len + (c->inflight ? c->inflight->buf.len : 0) + ws__client_early_len(c);
   if (c->loop->cork_owner == c) n += c->loop->cork.len;
   return n;
 }

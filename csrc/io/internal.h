@@ -69,7 +69,7 @@ typedef struct ws__transport {
 
 struct ws_conn {
   uv_tcp_t tcp;
-  uv_timer_t timer;
+  uv_timer_t *timer;               /* made when a timeout or ping needs it */
   ws_loop_t *loop;
   ws_server_t *server;
   ws_conn_t *next, *prev;          /* server's list of conns */
@@ -83,8 +83,7 @@ struct ws_conn {
   ws_buf_t in;                     /* unconsumed input (split header, paused) */
   ws_buf_t msg;                    /* an unfinished message */
   ws_buf_t pending;                /* queued, not yet handed to libuv */
-  ws_buf_t inflight;               /* handed to libuv by wreq */
-  uv_write_t wreq;
+  struct ws__write *inflight;      /* the write libuv has, made when one is needed */
   size_t max_buffered;
   uint32_t ping_ms, close_timeout_ms;
   uint16_t max_head, max_headers;
@@ -119,6 +118,8 @@ int ws__conn_write_raw(ws_conn_t *c, const uv_buf_t *bufs, unsigned n);
 void ws__conn_end(ws_conn_t *c);
 void ws__conn_eof(ws_conn_t *c);   /* the peer's stream ended inside the transport */
 void ws__conn_on_timer(uv_timer_t *t);
+/* Arms the conn's one timer (ms 0 and repeat 0: stops it and frees it). */
+void ws__conn_timer(ws_conn_t *c, uint64_t ms, uint64_t repeat);
 void ws__conn_flush_cork(ws_loop_t *l);
 
 /* Head handling in the HTTP states: returns bytes consumed, 0 to wait for more, or -1

@@ -67,7 +67,7 @@ ssize_t ws__server_on_head(ws_conn_t *c, char *buf, size_t len) {
     respond_error(c, 400, "malformed HTTP request", NULL);
     return -1;
   }
-  uv_timer_stop(&c->timer);
+  ws__conn_timer(c, 0, 0);
   int upgrade = ws_handshake_is_upgrade(&h);
   if (upgrade) {
     int version = 13;
@@ -181,7 +181,7 @@ static void on_connection(uv_stream_t *ls, int status) {
   } else {
     c->state = WS__S_HTTP;
     if (s->opt.handshake_timeout_ms)
-      uv_timer_start(&c->timer, ws__conn_on_timer, s->opt.handshake_timeout_ms, 0);
+      ws__conn_timer(c, s->opt.handshake_timeout_ms, 0);
   }
   if (c->state != WS__S_CLOSED) ws__conn_start_read(c);
 }

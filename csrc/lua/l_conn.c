@@ -345,6 +345,8 @@ static int l_conn_index(lua_State *L) {
   ws_lua_getuv(L, 1);
   lua_pushvalue(L, 2);
   lua_rawget(L, -2);
+  if (lua_isnil(L, -1) && k && strcmp(k, "extensions") == 0 && b->kind == L_KIND_SOCKET)
+    lua_pushliteral(L, "");   /* none negotiated; an extension sets its own */
   return 1;
 }
 

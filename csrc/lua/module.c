@@ -246,6 +246,11 @@ int luaopen_luaws_core(lua_State *L) {
   if (!loop) {
     loop = ws_loop_get(uv_default_loop(), &l_events);
     if (!loop) return luaL_error(L, "luaws: out of memory");
+    /* OpenSSL sets up its random generator and digests on first use: do it at load,
+     * not in the first handshake (whose latency and memory it would otherwise carry). */
+    char warm[29];
+    ws_handshake_accept("dGhlIHNhbXBsZSBub25jZQ==", 24, warm);
+    (void)ws_random(warm, 16);
   }
   if (!l_main) l_main = L;
   lua_getfield(L, LUA_REGISTRYINDEX, "luaws.loop");

@@ -75,7 +75,6 @@ function M.new(url, protocols, opts)
   if not ws then return nil, err, name end
   local uv = core.uservalue(ws)
   uv.url = url
-  uv.extensions = ""
   return ws
 end
 

@@ -18,8 +18,8 @@ local methods = core.socket_methods
 local hooks = setmetatable({}, { __index = M })   -- what C calls back, beside M's own
 core.init(hooks)
 
--- A request handed to onupgrade / onrequest -> its connection userdata.
-local requests = setmetatable({}, { __mode = "k" })
+-- The upgrade request being handled (accepted only inside onupgrade, as in C).
+local upgrading = {}
 
 -- ---- the socket ---------------------------------------------------------------
 
@@ -73,7 +73,7 @@ end
 -- ---- server side ------------------------------------------------------------------
 
 local server = require "luaws.server"
-server.init(M, hooks, requests)
+server.init(M, hooks, upgrading)
 
 --- WebSocket.isWebSocket(req): is this request a WebSocket upgrade?
 function M.isWebSocket(req)
@@ -88,8 +88,10 @@ end
 
 --- WebSocket(req, protocols, options): accept an upgrade request inside onupgrade.
 local function accept(req, protocols, opts)
-  local conn = requests[req]
-  if not conn then error("WebSocket(req): req is not a request from a luaws server", 2) end
+  if req ~= upgrading.req or not req then
+    error("WebSocket(req): req is not the upgrade request being handled by onupgrade", 2)
+  end
+  local conn = upgrading.conn
   local o = options.socket(opts, 3)
   local chosen
   local offered = req.headers["sec-websocket-protocol"]
@@ -102,10 +104,8 @@ local function accept(req, protocols, opts)
   end
   local ws, err, name = core.accept(conn, chosen, options.header_lines(o.headers, 3), o.core)
   if not ws then return nil, err, name end
-  local uv = core.uservalue(ws)
-  uv.url = (req.tls and "wss://" or "ws://") .. (req.headers.host or "localhost") .. req.url
-  uv.extensions = ""
-  requests[req] = nil
+  core.uservalue(ws).url = (req.tls and "wss://" or "ws://") .. (req.headers.host or "localhost") .. req.url
+  upgrading.req, upgrading.conn = nil, nil
   return ws
 end
 

@@ -22,9 +22,11 @@ local SOCKET = {
 
 --- Checks socket options (WebSocket(req, protocols, options) and Client). Returns
 --- { core = <table for the C core>, headers = ..., tls = ... }.
+local NO_OPTIONS = { core = {} }   -- shared: WebSocket(req) makes no garbage
+
 function M.socket(o, level)
+  if o == nil then return NO_OPTIONS end
   level = (level or 1) + 1
-  o = o or {}
   if type(o) ~= "table" then fail(level, "options must be a table") end
   for k in pairs(o) do
     if not SOCKET[k] then fail(level, "unknown option %q", tostring(k)) end

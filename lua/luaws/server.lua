@@ -51,12 +51,13 @@ Response["end"] = Response.finish   -- as Node, for those who write res["end"]
 
 local responses = setmetatable({}, { __mode = "k" })   -- conn -> res, for onclose
 
-function M.init(WebSocket, hooks, requests)
+function M.init(WebSocket, hooks, upgrading)
   function hooks._onrequest(server, conn, req, upgrade)
-    requests[req] = conn
     if upgrade then
       local h = server.onupgrade
+      upgrading.req, upgrading.conn = req, conn
       if h then h(req) end   -- not accepted when it returns: the C side answers 400
+      upgrading.req, upgrading.conn = nil, nil
       return
     end
     local res = setmetatable({ _conn = conn, headersSent = false, finished = false }, Response)
