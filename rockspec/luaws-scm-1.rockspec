@@ -28,7 +28,7 @@ build = {
         "csrc/core/handshake.c", "csrc/core/http.c", "csrc/core/utf8.c",
         "csrc/io/client.c", "csrc/io/conn.c", "csrc/io/loop.c", "csrc/io/server.c",
         "csrc/io/tls.c",
-        "csrc/lua/l_conn.c", "csrc/lua/l_server.c", "csrc/lua/module.c",
+        "csrc/lua/l_conn.c", "csrc/lua/l_server.c", "csrc/lua/l_tls.c", "csrc/lua/module.c",
       },
       incdirs = { "csrc/core", "csrc/io", "csrc/lua", "$(LIBUV_INCDIR)", "$(OPENSSL_INCDIR)" },
       libdirs = { "$(LIBUV_LIBDIR)", "$(OPENSSL_LIBDIR)" },
