@@ -2,7 +2,8 @@
 # Runs one suite and adds its counts to $TALLY (a file of "passed failed" lines).
 #   sh scripts/suite.sh NAME COMMAND...
 # A suite's output is TAP ("ok"/"not ok" lines) or ends with "N passed, N failed".
-# A command that fails without reporting a failure counts as one failure.
+# A command that fails without reporting a failure counts as one failure; one that
+# succeeds without reporting counts as one pass.
 name=$1; shift
 log=$(mktemp)
 echo "== $name"
@@ -15,6 +16,9 @@ line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
 if [ -n "$line" ]; then
   pass=$((pass + $(echo "$line" | sed -E 's/^([0-9]+) passed.*/\1/')))
   fail=$((fail + $(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')))
+fi
+if [ "$status" -eq 0 ] && [ "$pass" -eq 0 ] && [ "$fail" -eq 0 ]; then
+  pass=1   # a step that reports no counts (a build, a fuzz run) counts once
 fi
 if [ "$status" -ne 0 ] && [ "$fail" -eq 0 ]; then
   echo "!! $name exited with status $status"
