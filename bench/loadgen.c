@@ -5,7 +5,8 @@
  *                            counting any message the server pushes (broadcast)
  *   loadgen connect [opts]   -c workers: connect, handshake, close frame, TCP close; repeat
  *
- * Each run prints one summary line of key=value pairs on stdout.
+ * With -S every connection runs over TLS (wss://), in all three modes. Each run prints one
+ * summary line of key=value pairs on stdout.
  *
  * Design criteria: the generator must not be what it measures. So: epoll, level
  * triggered, one read buffer per thread; the client frames (masked, as RFC 6455 5.3
@@ -13,7 +14,14 @@
  * reply costs one read share and one write share; replies are parsed just far enough to
  * count messages (no unmasking, no UTF-8 check); one clock read per read() call. Its own
  * CPU time is printed so a saturated generator shows. The handshake uses the protocol
- * core (csrc/core) to parse and check the server's response. */
+ * core (csrc/core) to parse and check the server's response.
+ *
+ * TLS (-S) is OpenSSL on the generator's own non-blocking sockets (SSL_set_fd), driven by
+ * the same epoll loop: SSL_ERROR_WANT_READ/WRITE become the events waited for. It reads
+ * ahead into a buffer big enough for a whole reply and stops calling SSL_read once OpenSSL
+ * holds no bytes, so a reply costs one read() as in plain mode. The certificate is not
+ * verified: this is a load tool. Encryption is work the generator does too, and its
+ * printed CPU use includes it. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -33,6 +41,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "ws.h"
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
@@ -42,8 +53,8 @@
 enum { MODE_ECHO, MODE_IDLE, MODE_CONNECT };
 static const char *mode_names[] = {"echo", "idle", "connect"};
 
-/* Connection states. */
-enum { C_FREE, C_CONNECTING, C_HANDSHAKE, C_OPEN, C_CLOSING, C_DEAD };
+/* Connection states. C_TLS: TCP is up, the TLS handshake runs (-S only). */
+enum { C_FREE, C_CONNECTING, C_TLS, C_HANDSHAKE, C_OPEN, C_CLOSING, C_DEAD };
 
 #define MAX_ADDRS 64
 #define HS_BUF 1024           /* a 101 response is ~130 bytes; anything bigger is odd */
@@ -71,6 +82,7 @@ static struct {
   int rss_pid;          /* idle: report this process's VmRSS growth per connection */
   int ready_fd;         /* idle: write "ready\n" here once all conns are open (-1: none) */
   int verbose;
+  int tls;              /* -S: wss:// */
   struct sockaddr_in dst;
   struct sockaddr_in src[MAX_ADDRS];
   int nsrc;
@@ -140,7 +152,12 @@ typedef struct conn {
   uint8_t fin;           /* FIN of the current data frame */
   uint8_t ctl;           /* 1 while skipping the rest of a control frame's payload */
   uint8_t hdr[WS_MAX_HEADER];
+  /* TLS: the operation that last stopped waits for the other direction (SSL_read for
+   * EPOLLOUT, SSL_write for EPOLLIN), and how the TLS stream ended (1 close_notify or EOF,
+   * 2 error) when that came behind data still to be handled */
+  uint8_t rd_wants_out, wr_wants_in, tls_end;
   uint16_t hs_len;
+  uint32_t events;       /* the epoll events asked for now */
   int src;               /* index into opt.src */
   uint64_t remaining;    /* payload bytes of the current frame still to come */
   uint64_t msg_len;      /* payload bytes of the current message so far */
@@ -150,6 +167,7 @@ typedef struct conn {
   uint64_t *ring;
   size_t wpos, wleft;
   char *hs;              /* the handshake response so far; freed once open */
+  SSL *ssl;              /* -S */
   struct worker *w;
 } conn_t;
 
@@ -167,6 +185,7 @@ typedef struct worker {
   hist_t hist;
   uint64_t msgs, bytes, errors, hs_fail, hs_ok, closed_by_peer;
   uint64_t first_rx, last_rx;   /* idle: monotonic times of the first/last message */
+  char tls_desc[96];            /* -S: version/cipher of the first connection opened */
   int measuring;                /* echo: every thread has opened its connections */
   pthread_t tid;
 } worker_t;
@@ -178,26 +197,125 @@ static size_t close_len;
 static char request[1024];
 static size_t request_len;
 static char client_key[25];
-static int large_replies;     /* echo with messages >= 4 * SMALL_READ: discard payloads */
+static int large_replies;     /* plain echo, messages >= 4 * SMALL_READ: discard payloads */
+static SSL_CTX *tls_ctx;      /* -S */
 static uint64_t t_run_start, t_run_end;
 
 /* ---- connection plumbing --------------------------------------------------- */
 
 static void conn_close(conn_t *c) {
+  if (c->ssl) {
+    SSL_free(c->ssl);   /* the socket BIO does not own the fd */
+    c->ssl = NULL;
+  }
   if (c->fd >= 0) {
     close(c->fd);   /* close() also takes it out of the epoll set */
     c->fd = -1;
   }
   if (c->state == C_OPEN || c->state == C_CLOSING) c->w->open_now--;
-  if (c->state == C_CONNECTING || c->state == C_HANDSHAKE) c->w->opening--;
+  if (c->state == C_CONNECTING || c->state == C_TLS || c->state == C_HANDSHAKE) c->w->opening--;
   c->state = C_DEAD;
   free(c->hs);
   c->hs = NULL;
 }
 
-static int set_events(conn_t *c, uint32_t ev) {
+/* Asks epoll for ev; no syscall when that is what it watches already. */
+static void set_events(conn_t *c, uint32_t ev) {
+  if (ev == c->events) return;
   struct epoll_event e = {.events = ev, .data.ptr = c};
-  return epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &e);
+  epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &e);
+  c->events = ev;
+}
+
+/* Once the request is sent: always readable; writable while output waits for the socket,
+ * or while TLS needs it for a read (or has bytes for one, see conn_read). */
+static void update_events(conn_t *c) {
+  set_events(c, (c->wleft && !c->wr_wants_in) || c->rd_wants_out ? EPOLLIN | EPOLLOUT : EPOLLIN);
+}
+
+/* Says why TLS failed (with -v) and empties OpenSSL's error queue, which must be empty
+ * before the next SSL call on this thread for SSL_get_error to be right. */
+static void tls_error(const char *what) {
+  if (opt.verbose) {
+    char buf[256];
+    unsigned long e = ERR_get_error();
+    if (e) ERR_error_string_n(e, buf, sizeof buf);
+    else snprintf(buf, sizeof buf, "%s", errno ? strerror(errno) : "connection closed");
+    fprintf(stderr, "loadgen: %s: %s\n", what, buf);
+  }
+  ERR_clear_error();
+}
+
+/* write(2) on the connection, through TLS with -S: bytes taken, or -1 with errno (EAGAIN
+ * when TLS must wait; wr_wants_in tells for which event). Partial-write mode makes
+ * SSL_write return once per record, so a retry starts at the first byte not taken, as the
+ * OpenSSL contract asks (the buffer may move: all prebuilt frames are equal). */
+static ssize_t conn_write(conn_t *c, const char *p, size_t n) {
+  if (!c->ssl) return write(c->fd, p, n);
+  size_t done = 0;
+  c->wr_wants_in = 0;
+  while (done < n) {
+    int k = SSL_write(c->ssl, p + done, n - done > INT32_MAX ? INT32_MAX : (int)(n - done));
+    if (k > 0) {
+      done += (size_t)k;
+      continue;
+    }
+    int e = SSL_get_error(c->ssl, k);
+    if (e == SSL_ERROR_WANT_READ) {
+      c->wr_wants_in = 1;
+    } else if (e != SSL_ERROR_WANT_WRITE) {
+      tls_error("SSL_write");
+      if (!done) {
+        errno = EPIPE;
+        return -1;
+      }
+    }
+    break;
+  }
+  if (!done) {
+    errno = EAGAIN;
+    return -1;
+  }
+  return (ssize_t)done;
+}
+
+/* read(2) on the connection, through TLS with -S: bytes, 0 at the end, or -1 with errno.
+ * With read-ahead, OpenSSL fetches all the socket has; SSL_read is called again only while
+ * it still holds bytes, so no read() is spent on EAGAIN. When buf fills first, or the end
+ * came behind data, rd_wants_out makes the next epoll turn (EPOLLOUT) come back here. */
+static ssize_t conn_read(conn_t *c, char *buf, size_t n) {
+  if (!c->ssl) return read(c->fd, buf, n);
+  c->rd_wants_out = 0;
+  if (c->tls_end) {
+    errno = ECONNRESET;
+    return c->tls_end == 1 ? 0 : -1;
+  }
+  size_t got = 0;
+  while (got < n) {   /* each turn adds a byte or leaves */
+    int k = SSL_read(c->ssl, buf + got, n - got > INT32_MAX ? INT32_MAX : (int)(n - got));
+    if (k > 0) {
+      got += (size_t)k;
+      if (!SSL_has_pending(c->ssl)) break;
+      if (got == n) c->rd_wants_out = 1;
+      continue;
+    }
+    int e = SSL_get_error(c->ssl, k);
+    if (e == SSL_ERROR_WANT_WRITE) c->rd_wants_out = 1;
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) break;
+    c->tls_end = e == SSL_ERROR_ZERO_RETURN ? 1 : 2;
+    if (c->tls_end == 2) tls_error("SSL_read");
+    if (got) {
+      c->rd_wants_out = 1;
+      break;
+    }
+    errno = ECONNRESET;
+    return c->tls_end == 1 ? 0 : -1;
+  }
+  if (!got) {
+    errno = EAGAIN;
+    return -1;
+  }
+  return (ssize_t)got;
 }
 
 /* Starts a non-blocking connect from the next source address. 0 or -1. */
@@ -209,6 +327,7 @@ static int conn_start(conn_t *c) {
   c->hs_len = 0;
   c->ring_head = c->ring_n = 0;
   c->wpos = c->wleft = 0;
+  c->rd_wants_out = c->wr_wants_in = c->tls_end = 0;
   c->t_start = now_ns();
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
@@ -231,6 +350,7 @@ static int conn_start(conn_t *c) {
   c->fd = fd;
   c->state = C_CONNECTING;
   w->opening++;
+  c->events = EPOLLOUT;
   struct epoll_event e = {.events = EPOLLOUT, .data.ptr = c};
   if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &e) < 0) {
     conn_close(c);
@@ -248,7 +368,35 @@ static void hs_failed(conn_t *c, const char *why) {
 static void conn_opened(conn_t *c);
 static void conn_got_data(conn_t *c, char *p, size_t n, uint64_t t);
 
-/* Connected: send the upgrade request (it fits the socket buffer of a fresh socket). */
+/* Sends the upgrade request (it fits the socket buffer of a fresh socket). */
+static void send_request(conn_t *c) {
+  ssize_t n = conn_write(c, request, request_len);
+  if (n != (ssize_t)request_len) {
+    hs_failed(c, "short write of the upgrade request");
+    return;
+  }
+  c->state = C_HANDSHAKE;
+  update_events(c);
+}
+
+/* One step of the TLS handshake, then the upgrade request once it is done. */
+static void tls_handshake(conn_t *c) {
+  int r = SSL_do_handshake(c->ssl);
+  if (r == 1) {
+    send_request(c);
+    return;
+  }
+  int e = SSL_get_error(c->ssl, r);
+  if (e == SSL_ERROR_WANT_READ) {
+    set_events(c, EPOLLIN);
+  } else if (e == SSL_ERROR_WANT_WRITE) {
+    set_events(c, EPOLLOUT);
+  } else {
+    tls_error("TLS handshake");
+    hs_failed(c, "TLS handshake");
+  }
+}
+
 static void on_connected(conn_t *c) {
   int err = 0;
   socklen_t len = sizeof err;
@@ -257,13 +405,18 @@ static void on_connected(conn_t *c) {
     hs_failed(c, strerror(err));
     return;
   }
-  ssize_t n = write(c->fd, request, request_len);
-  if (n != (ssize_t)request_len) {
-    hs_failed(c, "short write of the upgrade request");
+  if (!opt.tls) {
+    send_request(c);
     return;
   }
-  c->state = C_HANDSHAKE;
-  set_events(c, EPOLLIN);
+  if (!(c->ssl = SSL_new(tls_ctx)) || SSL_set_fd(c->ssl, c->fd) != 1) {
+    tls_error("SSL_new");
+    hs_failed(c, "SSL_new");
+    return;
+  }
+  SSL_set_connect_state(c->ssl);
+  c->state = C_TLS;
+  tls_handshake(c);
 }
 
 /* Handshake bytes arrived: check the response with the protocol core. */
@@ -272,9 +425,12 @@ static void on_handshake_data(conn_t *c, uint64_t t) {
     hs_failed(c, "out of memory");
     return;
   }
-  ssize_t n = read(c->fd, c->hs + c->hs_len, HS_BUF - c->hs_len);
+  ssize_t n = conn_read(c, c->hs + c->hs_len, HS_BUF - c->hs_len);
   if (n <= 0) {
-    if (n < 0 && errno == EAGAIN) return;
+    if (n < 0 && errno == EAGAIN) {
+      update_events(c);
+      return;
+    }
     hs_failed(c, n == 0 ? "connection closed during the handshake" : strerror(errno));
     return;
   }
@@ -301,15 +457,21 @@ static void on_handshake_data(conn_t *c, uint64_t t) {
   c->w->open_now++;
   c->state = C_OPEN;
   c->w->hs_ok++;
+  if (c->ssl && !c->w->tls_desc[0])
+    snprintf(c->w->tls_desc, sizeof c->w->tls_desc, "%s/%s", SSL_get_version(c->ssl),
+             SSL_get_cipher_name(c->ssl));
   conn_opened(c);
   if (rest && c->state == C_OPEN) conn_got_data(c, tail, rest, t);
+  /* TLS may hold more bytes behind the head (rd_wants_out); in connect mode, a failed
+   * close frame has already started the next connection in this slot */
+  if (c->state == C_OPEN || c->state == C_CLOSING) update_events(c);
 }
 
 /* ---- echo ----------------------------------------------------------------- */
 
-/* Writes what is pending; keeps EPOLLOUT on while some is left. */
+/* Writes what is pending; waits for the socket (or TLS) while some is left. */
 static void echo_flush(conn_t *c) {
-  ssize_t n = write(c->fd, frames + c->wpos, c->wleft);
+  ssize_t n = conn_write(c, frames + c->wpos, c->wleft);
   if (n < 0) {
     if (errno != EAGAIN) {
       c->w->errors++;
@@ -320,7 +482,7 @@ static void echo_flush(conn_t *c) {
   }
   c->wleft -= (size_t)n;
   c->wpos = (c->wpos + (size_t)n) % frame_len;
-  set_events(c, c->wleft ? EPOLLIN | EPOLLOUT : EPOLLIN);
+  update_events(c);
 }
 
 /* Queues k more frames; all frames are equal, so pending output is always a suffix of
@@ -332,21 +494,8 @@ static void echo_send(conn_t *c, uint32_t k, uint64_t t) {
   }
   int idle_before = c->wleft == 0;
   c->wleft += (size_t)k * frame_len;
-  if (idle_before) {
-    ssize_t n = write(c->fd, frames + c->wpos, c->wleft);
-    if (n < 0) {
-      if (errno != EAGAIN) {
-        c->w->errors++;
-        conn_close(c);
-        return;
-      }
-      n = 0;
-    }
-    c->wleft -= (size_t)n;
-    c->wpos = (c->wpos + (size_t)n) % frame_len;
-    if (c->wleft) set_events(c, EPOLLIN | EPOLLOUT);
-  }
-  /* else EPOLLOUT is already on and echo_flush sends the lot */
+  if (idle_before) echo_flush(c);
+  /* else the event that echo_flush waits for is on already, and it sends the lot */
 }
 
 static void echo_start(conn_t *c) { echo_send(c, (uint32_t)opt.inflight, now_ns()); }
@@ -394,6 +543,10 @@ static void connect_done(conn_t *c, uint64_t t, int ok) {
   if (ok) {
     w->msgs++;
     hist_add(&w->hist, t - c->t_start);
+    if (c->ssl && c->tls_end != 2) {
+      SSL_shutdown(c->ssl);   /* our close_notify, as a well-behaved client sends it */
+      ERR_clear_error();
+    }
   } else {
     w->errors++;
   }
@@ -498,7 +651,7 @@ static void conn_got_data(conn_t *c, char *p, size_t n, uint64_t t) {
 
 static void conn_opened(conn_t *c) {
   if (opt.mode == MODE_CONNECT) {
-    ssize_t n = write(c->fd, close_frame, close_len);
+    ssize_t n = conn_write(c, close_frame, close_len);
     if (n != (ssize_t)close_len) {
       connect_done(c, now_ns(), 0);
       return;
@@ -511,21 +664,18 @@ static void conn_opened(conn_t *c) {
 
 static void conn_event(conn_t *c, uint32_t ev) {
   worker_t *w = c->w;
-  if (c->state == C_CONNECTING) {
-    on_connected(c);
-    if (opt.mode == MODE_CONNECT && c->state == C_DEAD) connect_next(c);
-    return;
-  }
-  if (c->state == C_HANDSHAKE) {
-    on_handshake_data(c, now_ns());
+  if (c->state == C_CONNECTING || c->state == C_TLS || c->state == C_HANDSHAKE) {
+    if (c->state == C_CONNECTING) on_connected(c);
+    else if (c->state == C_TLS) tls_handshake(c);
+    else on_handshake_data(c, now_ns());
     if (opt.mode == MODE_CONNECT && c->state == C_DEAD && !stop_flag) connect_next(c);
     return;
   }
-  if ((ev & EPOLLOUT) && c->wleft) {
+  if (c->wleft && ((ev & EPOLLOUT) || (c->wr_wants_in && (ev & EPOLLIN)))) {
     echo_flush(c);
     if (c->state == C_DEAD) return;
   }
-  if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+  if ((ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) || (c->rd_wants_out && (ev & EPOLLOUT))) {
     ssize_t n;
     uint64_t t = now_ns();
     if (large_replies) {
@@ -542,13 +692,19 @@ static void conn_event(conn_t *c, uint32_t ev) {
         return;
       }
     } else {
-      n = read(c->fd, w->rbuf, READ_BUF);
+      n = conn_read(c, w->rbuf, READ_BUF);
       if (n > 0) {
         conn_got_data(c, w->rbuf, (size_t)n, t);
+        if (c->ssl && (c->state == C_OPEN || c->state == C_CLOSING)) {
+          if (c->wleft && c->wr_wants_in) echo_flush(c);   /* what SSL_write waited for came */
+          else update_events(c);
+        }
         return;
       }
     }
-    if (n == 0 || errno != EAGAIN) {
+    if (n < 0 && errno == EAGAIN) {
+      if (c->ssl) update_events(c);
+    } else {
       if (opt.mode == MODE_CONNECT && c->state == C_CLOSING) {
         connect_done(c, now_ns(), 1);   /* the server closed TCP right behind its frame */
       } else {
@@ -651,6 +807,7 @@ static void usage(void) {
           "  -x N         idle: stop once N messages arrived (broadcast test)\n"
           "  -r PID       idle: report PID's VmRSS growth per connection\n"
           "  -R FD        idle: write \"ready\" to FD once every connection is open\n"
+          "  -S           TLS (wss://); the server's certificate is not verified\n"
           "  -v           say why handshakes fail\n");
   exit(1);
 }
@@ -723,6 +880,29 @@ static void build_frames(void) {
   request_len = (size_t)n;
 }
 
+static int tls_setup(void) {
+  if (!(tls_ctx = SSL_CTX_new(TLS_client_method()))) {
+    tls_error("SSL_CTX_new");
+    return -1;
+  }
+  SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL);
+  SSL_CTX_set_mode(tls_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+#ifdef SSL_OP_IGNORE_UNEXPECTED_EOF
+  SSL_CTX_set_options(tls_ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);   /* TCP close ends it too */
+#endif
+  /* read ahead: one read() takes all the socket has, into a buffer that holds a whole
+   * reply (plus record overheads) in echo; idle connections keep no buffers at all */
+  SSL_CTX_set_read_ahead(tls_ctx, 1);
+  if (opt.mode == MODE_ECHO) {
+    size_t want = frame_len * (size_t)opt.inflight;
+    want += want / 16 + 4096;
+    SSL_CTX_set_default_read_buffer_len(tls_ctx, want < READ_BUF ? want : READ_BUF);
+  } else if (opt.mode == MODE_IDLE) {
+    SSL_CTX_set_mode(tls_ctx, SSL_MODE_RELEASE_BUFFERS);
+  }
+  return 0;
+}
+
 static long vmrss_kb(int pid) {
   char path[64], line[256];
   long kb = -1;
@@ -752,7 +932,7 @@ int main(int argc, char **argv) {
   if (m == MODE_CONNECT) opt.conns = 50;
   int ch;
   optind = 2;
-  while ((ch = getopt(argc, argv, "h:p:P:c:m:s:bd:a:t:o:F:x:r:R:v")) != -1) {
+  while ((ch = getopt(argc, argv, "h:p:P:c:m:s:bd:a:t:o:F:x:r:R:Sv")) != -1) {
     switch (ch) {
     case 'h': opt.host = optarg; break;
     case 'p': opt.port = atoi(optarg); break;
@@ -771,6 +951,7 @@ int main(int argc, char **argv) {
     case 'x': opt.expect_msgs = atol(optarg); break;
     case 'r': opt.rss_pid = atoi(optarg); break;
     case 'R': opt.ready_fd = atoi(optarg); break;
+    case 'S': opt.tls = 1; break;
     case 'v': opt.verbose = 1; break;
     default: usage();
     }
@@ -785,7 +966,9 @@ int main(int argc, char **argv) {
     return 1;
   }
   build_frames();
-  large_replies = opt.mode == MODE_ECHO && opt.size >= 4 * SMALL_READ;
+  /* TLS has to decrypt every byte, so only plain replies can be dropped in the kernel */
+  large_replies = !opt.tls && opt.mode == MODE_ECHO && opt.size >= 4 * SMALL_READ;
+  if (opt.tls && tls_setup() < 0) return 1;
 
   struct sigaction sa = {.sa_handler = on_signal};
   sigaction(SIGINT, &sa, NULL);
@@ -847,6 +1030,7 @@ int main(int argc, char **argv) {
   uint64_t msgs = 0, bytes = 0, errors = 0, hs_fail = 0, hs_ok = 0, peer_closed = 0;
   uint64_t first_rx = 0, last_rx = 0;
   int open_now = 0;
+  const char *tls_desc = NULL;
   for (int i = 0; i < opt.threads; i++) {
     worker_t *w = &ws[i];
     for (int j = 0; j < HIST_N; j++) h->count[j] += w->hist.count[j];
@@ -860,13 +1044,17 @@ int main(int argc, char **argv) {
     open_now += w->open_now;
     if (w->first_rx && (!first_rx || w->first_rx < first_rx)) first_rx = w->first_rx;
     if (w->last_rx > last_rx) last_rx = w->last_rx;
+    if (!tls_desc && w->tls_desc[0]) tls_desc = w->tls_desc;
   }
   double secs = (double)(t_run_end - t_run_start) / 1e9;
   if (secs <= 0) secs = 1e-9;
   double cpu_pct = 100.0 * (cpu1 - cpu0) / secs;
-  char extra[512] = "";
+  char extra[640] = "";
+  int n = 0;
+  if (opt.tls) n = snprintf(extra, sizeof extra, " tls=%s", tls_desc ? tls_desc : "none");
   if (opt.mode == MODE_IDLE) {
-    int n = snprintf(extra, sizeof extra, " open=%d open_secs=%.2f", open_now, open_secs);
+    n += snprintf(extra + n, sizeof extra - (size_t)n, " open=%d open_secs=%.2f", open_now,
+                  open_secs);
     if (rss0 >= 0 && rss1 >= 0 && hs_ok)
       n += snprintf(extra + n, sizeof extra - (size_t)n,
                     " rss_before_kb=%ld rss_after_kb=%ld rss_per_conn_B=%.0f", rss0, rss1,

@@ -1,17 +1,22 @@
 // The benchmarks' reference peer (bench/run.sh): Node's `ws` package as a plain echo
 // server, the counterpart of examples/echo_server.lua.
 //   node spec/peers/ws_echo_server.js [port]    (port 0, the default: any free port)
+//   node spec/peers/ws_echo_server.js PORT --tls CERT KEY    the same on https (wss://)
 // Prints "listening on PORT". Echoes text as text and binary as binary, with no
 // compression. GET /broadcast sends "broadcast" to every open socket and answers
 // "count=N ms=T", as bench/broadcast_server.lua does, for the broadcast test.
 'use strict';
+const fs = require('fs');
 const http = require('http');
+const https = require('https');
 const path = require('path');
 const { WebSocketServer, WebSocket } = require(path.join(__dirname, 'node_modules', 'ws'));
 
 const port = Number(process.argv[2] || 0);
+const tls = process.argv[3] === '--tls'
+  ? { cert: fs.readFileSync(process.argv[4]), key: fs.readFileSync(process.argv[5]) } : null;
 
-const server = http.createServer((req, res) => {
+const onrequest = (req, res) => {
   if (req.url === '/broadcast') {
     const t0 = process.hrtime.bigint();
     let count = 0;
@@ -28,7 +33,8 @@ const server = http.createServer((req, res) => {
   }
   res.writeHead(200, { 'Content-Type': 'text/plain' });
   res.end('ws echo server: connect with a WebSocket client\n');
-});
+};
+const server = tls ? https.createServer(tls, onrequest) : http.createServer(onrequest);
 
 const wss = new WebSocketServer({ server, perMessageDeflate: false });
 
