@@ -133,7 +133,7 @@ describe("lifecycle", function()
 
   it("survives many open/close cycles with nothing left behind", function()
     local s = H.echo_server()
-    local n = H.slow and 50 or 1000
+    local n = H.slow and 50 or 2000
     local done, batch = 0, 50
     local function one()
       local ws = WebSocket.Client("ws://127.0.0.1:" .. s.port .. "/")
