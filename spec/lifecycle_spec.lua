@@ -232,16 +232,56 @@ describe("socket surface", function()
   end)
 
   it("sends automatic pings with the ping option", function()
-    local s = H.raw_server(function() end)
     local pings = 0
     local srv = H.handshake_server(function(conn, rec)
-      rec.ondata = function()
+      rec.ondata = function()   -- a peer that answers each ping with a pong
         local frames = H.parse_frames(rec.data)
+        for i = pings + 1, #frames do
+          assert.equal(9, frames[i].opcode)
+          conn:_raw_write(H.frame(10, frames[i].payload, { mask = false }))
+        end
         pings = #frames
       end
     end)
     local ws, rec = H.client("ws://127.0.0.1:" .. srv.port .. "/", nil, { ping = 0.02 })
     H.wait(function() return pings >= 3 end, 5, "three pings")
+    assert.equal(WebSocket.OPEN, ws.readyState)
+  end)
+
+  it("drops a peer that sends nothing for a whole ping interval", function()
+    local s = H.handshake_server(function() end)   -- upgrades, then never says a word
+    local ws, rec = H.client("ws://127.0.0.1:" .. s.port .. "/", nil, { ping = 0.05 })
+    H.wait(function() return #rec.closes == 1 end, 5, "the dead peer to be dropped")
+    assert.equal(1, rec.opens)
+    assert.truthy(rec.errors[1] and rec.errors[1]:find("no pong"), tostring(rec.errors[1]))
+    assert.equal(1006, rec.closes[1].code)
+  end)
+
+  it("keeps a peer that answers its pings", function()
+    local ticks = 0
+    local s2 = H.echo_server()
+    local c, crec = H.client("ws://127.0.0.1:" .. s2.port .. "/", nil, { ping = 0.02 })
+    local t = WebSocket.setInterval(function() ticks = ticks + 1 end, 20)
+    H.wait(function() return ticks >= 10 end, 5, "ten ping intervals")
+    WebSocket.clearInterval(t)
+    assert.equal(WebSocket.OPEN, c.readyState)
+    assert.equal(0, #crec.errors)
+  end)
+
+  it("drops a peer that floods pings and never reads the pongs", function()
+    local s, srec = H.echo_server(nil, { max_buffered = 4096 })
+    local c, rec = H.raw_upgraded(s.port)
+    c:pause()                                -- we never read what the server sends
+    local ping = H.frame(9, string.rep("p", 125))
+    local batch = ping:rep(512)
+    for _ = 1, 400 do                        -- at most 26 MB of pings
+      if #srec.closes > 0 then break end
+      c:_raw_write(batch)
+      H.drain(2)
+    end
+    H.wait(function() return #srec.closes == 1 end, 10, "the server to drop the flooder")
+    assert.equal(1006, srec.closes[1].code)
+    assert.truthy(srec.errors[1]:find("does not read"), srec.errors[1])
   end)
 
   it("dispatches to addEventListener listeners, and removeEventListener removes", function()

@@ -360,6 +360,13 @@ static void deliver(ws_conn_t *c, int binary, const char *data, size_t len) {
   if (c->loop->ev->on_message) c->loop->ev->on_message(c, binary, data, len);
 }
 
+/* Gives up on a peer that is gone or hostile: onerror, then onclose 1006. */
+static void drop(ws_conn_t *c, const char *why) {
+  c->flags |= WS__F_FAILED;
+  if (c->flags & WS__F_KNOWN && c->loop->ev->on_error) c->loop->ev->on_error(c, WS_ETIMEDOUT, why);
+  ws__conn_destroy(c, 1006, 0);
+}
+
 static int on_data(void *ud, int opcode, int rsv, char *data, size_t len, int fin) {
   ws_conn_t *c = ud;
   if (c->state != WS__S_OPEN) {   /* after close(): discard, look for the peer's close */
@@ -383,6 +390,11 @@ static int on_data(void *ud, int opcode, int rsv, char *data, size_t len, int fi
 static int on_control(void *ud, int opcode, char *data, size_t len) {
   ws_conn_t *c = ud;
   if (opcode == WS_OP_PING) {
+    /* A peer that pings but never reads would grow our queue of pongs without end. */
+    if (ws_conn_buffered(c) > c->max_buffered) {
+      drop(c, "peer sends pings but does not read the pongs");
+      return 1;
+    }
     if (!(c->flags & WS__F_CLOSE_SENT)) send_frame(c, WS_OP_PONG, data, len);
     return c->state == WS__S_CLOSED;
   }
@@ -514,6 +526,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     if (c->state != WS__S_CLOSED) on_eof(c);
     return;
   }
+  c->flags |= WS__F_HEARD;
   ws_loop_cork(l);
   if (c->tp) {
     c->tp->on_read(c, buf->base, (size_t)nread);
@@ -568,6 +581,12 @@ void ws__conn_on_timer(uv_timer_t *t) {
   switch (c->state) {
   case WS__S_OPEN:
     if (!(c->flags & WS__F_END_AFTER_FLUSH)) {
+      /* A whole interval without a byte from the peer, not even the pong: it is gone. */
+      if ((c->flags & (WS__F_PINGED | WS__F_HEARD)) == WS__F_PINGED) {
+        drop(c, "no pong within the ping interval");
+        return;
+      }
+      c->flags = (uint16_t)((c->flags & ~WS__F_HEARD) | WS__F_PINGED);
       send_frame(c, WS_OP_PING, NULL, 0);
       return;
     }

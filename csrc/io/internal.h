@@ -54,7 +54,9 @@ enum {
   WS__F_FAILED = 1 << 6,            /* failed: close is not clean */
   WS__F_READING = 1 << 7,
   WS__F_SHUTDOWN = 1 << 8,
-  WS__F_CLEAN = 1 << 9              /* close handshake done both ways */
+  WS__F_CLEAN = 1 << 9,             /* close handshake done both ways */
+  WS__F_HEARD = 1 << 10,            /* bytes came since the last automatic ping */
+  WS__F_PINGED = 1 << 11            /* an automatic ping is out */
 };
 
 typedef struct ws__client_hs ws__client_hs_t;
