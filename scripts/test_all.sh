@@ -1,18 +1,19 @@
 #!/bin/sh
-# The README's test command (make test): builds for Lua 5.4 and LuaJIT, runs the C unit
-# tests of the protocol core, the busted specs on both Luas, and a smoke spec against a
-# copy installed with `luarocks make`. Extra suites: LUAWS_SUITES="asan valgrind bench".
+# The README's test command (make test): runs the C unit tests of the protocol core,
+# builds for Lua 5.4, LuaJIT, 5.3, 5.2 and 5.1 and runs the busted specs on each, and a
+# smoke spec against a copy installed with `luarocks make`.
+# Extra suites: LUAWS_SUITES="asan valgrind fuzz bench".
 # Last line: "N passed, N failed"; exit status non-zero on any failure.
 cd "$(dirname "$0")/.."
 TALLY=$(mktemp); export TALLY
 suite() { sh scripts/suite.sh "$@" || failed=1; }
 failed=0
 
-suite "build lua5.4" make -s build LUA=lua5.4
-suite "build luajit" make -s build LUA=luajit
 suite "core unit tests (C)" make -s test-c
-suite "specs lua5.4" sh scripts/run_specs.sh lua5.4 build/lua5.4
-suite "specs luajit" sh scripts/run_specs.sh luajit build/luajit
+for lua in lua5.4 luajit lua5.3 lua5.2 lua5.1; do
+  suite "build $lua" make -s build LUA=$lua
+  suite "specs $lua" sh scripts/run_specs.sh $lua build/$lua
+done
 suite "luarocks make + installed smoke" sh scripts/rock_smoke.sh
 for s in $LUAWS_SUITES; do
   case $s in

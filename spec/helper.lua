@@ -111,19 +111,26 @@ local function u64(n)
   return table.concat(t)
 end
 
-local function xor_bytes(a, b)
-  if bit32 then return bit32.bxor(a, b) end
+-- XOR of two bytes, with what the interpreter has: the bit library (LuaJIT), bit32
+-- (5.2), the ~ operator (5.3+), or plain arithmetic (PUC 5.1).
+local bxor
+do
   local ok, bit = pcall(require, "bit")
-  if ok then return bit.bxor(a, b) end
-  return load("local a, b = ... return a ~ b")(a, b)
-end
-local bxor = xor_bytes
-do   -- a fast path where the interpreter has ~ or the bit library
-  local ok, bit = pcall(require, "bit")
-  if ok then bxor = bit.bxor
+  if ok then
+    bxor = bit.bxor
+  elseif bit32 then
+    bxor = bit32.bxor
   else
-    local f = load and load("return function(a, b) return a ~ b end")
-    if f then bxor = f() end
+    local f = (loadstring or load)("return function(a, b) return a ~ b end")
+    bxor = f and f() or function(a, b)
+      local r, m = 0, 1
+      for _ = 1, 8 do
+        local x, y = a % 2, b % 2
+        if x ~= y then r = r + m end
+        a, b, m = (a - x) / 2, (b - y) / 2, m * 2
+      end
+      return r
+    end
   end
 end
 

@@ -5,6 +5,18 @@
 #include <lua.h>
 #include <lauxlib.h>
 
+#if LUA_VERSION_NUM == 501 && !defined(LUA_LJDIR)   /* PUC Lua 5.1 (LuaJIT has it) */
+static inline void *ws_lua_testudata(lua_State *L, int i, const char *tname) {
+  void *p = lua_touserdata(L, i);
+  if (!p || !lua_getmetatable(L, i)) return NULL;
+  luaL_getmetatable(L, tname);
+  int same = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return same ? p : NULL;
+}
+#define luaL_testudata ws_lua_testudata
+#endif
+
 #if LUA_VERSION_NUM == 501
 #define ws_lua_setuv(L, i) lua_setfenv(L, (i))
 #define ws_lua_getuv(L, i) lua_getfenv(L, (i))
