@@ -32,10 +32,6 @@
 /* Plaintext goes to SSL_write in chunks of this size, each sent at once, so the output
  * buffer stays small however large a message is. */
 #define WS__TLS_CHUNK (64 * 1024)
-/* An output buffer that grew beyond this is freed once sent: idle connections keep
- * no buffers. */
-#define WS__TLS_OUT_KEEP 4096
-
 struct ws_tls_ctx {
   SSL_CTX *ssl;
   int server;
@@ -207,8 +203,10 @@ static void reserve_out(ws__tls_t *t, size_t need) {
   bio_use(t->wbio, &t->out);
 }
 
+/* Once sent, the output buffer goes: an idle connection keeps no buffer of its own
+ * (SSL_MODE_RELEASE_BUFFERS does the same for OpenSSL's record buffers). */
 static void trim_out(ws__tls_t *t) {
-  if (t->out.length || t->out.max <= WS__TLS_OUT_KEEP) return;
+  if (t->out.length || !t->out.data) return;
   OPENSSL_free(t->out.data);
   t->out.data = NULL;
   t->out.max = 0;
