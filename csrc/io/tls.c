@@ -32,6 +32,7 @@
 /* Plaintext goes to SSL_write in chunks of this size, each sent at once, so the output
  * buffer stays small however large a message is. */
 #define WS__TLS_CHUNK (64 * 1024)
+
 struct ws_tls_ctx {
   SSL_CTX *ssl;
   int server;
