@@ -267,8 +267,8 @@ static void on_close_notify(ws_conn_t *c) {
 
 /* Decrypts all that SSL can into base (the read buffer's front; end: the end of the
  * ciphertext) and hands it to the conn in one piece, after the conn's unconsumed tail as
- * ws__conn_input requires: copied in front when short, else (a paused conn) the
- * plaintext is appended to c->in. */
+ * ws__conn_input requires: the tail is copied in front when short, else (a paused conn,
+ * a long request head) the plaintext is appended to c->in. */
 static void read_plaintext(ws_conn_t *c, char *base, char *end) {
   ws__tls_t *t = c->tls;
   size_t pre = c->in.len <= WS__TLS_PREFIX_MAX ? c->in.len : 0, got = 0;
