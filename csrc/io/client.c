@@ -101,7 +101,7 @@ int ws_conn_connect(ws_loop_t *l, ws_conn_t **out, const char *host, int port,
   c->hs = hs;
   hs->conn = c;
   hs->raw = raw;
-  c->flags |= WS__F_CLIENT | WS__F_SOCKET;
+  c->flags |= WS__F_CLIENT | WS__F_KNOWN;
   c->state = WS__S_CONNECTING;
   c->data = data;
   ws__conn_apply_options(c, o, WS_ROLE_CLIENT);
@@ -132,7 +132,7 @@ int ws_conn_connect(ws_loop_t *l, ws_conn_t **out, const char *host, int port,
   *out = c;
   return 0;
 fail:
-  c->flags &= ~WS__F_SOCKET;   /* the caller gets the error; no events follow */
+  c->flags &= ~WS__F_KNOWN;   /* the caller gets the error; no events follow */
   c->data = NULL;
   ws__conn_destroy(c, 1006, 0);
   return r;

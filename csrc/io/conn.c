@@ -4,8 +4,6 @@
 #include <string.h>
 #include "internal.h"
 
-#define WS__F_KNOWN WS__F_SOCKET
-
 void ws_conn_options_default(ws_conn_options_t *o) {
   o->max_length = (1ull << 26) - 1;   /* faye's default */
   o->ping_ms = 0;
@@ -101,10 +99,6 @@ void ws__conn_timer(ws_conn_t *c, uint64_t ms, uint64_t repeat) {
   uv_timer_start(c->timer, ws__conn_on_timer, ms, repeat);
 }
 
-static void timer_set(ws_conn_t *c, uint64_t ms, uint64_t repeat) {
-  ws__conn_timer(c, ms, repeat);
-}
-
 static void on_shutdown(uv_shutdown_t *req, int status) {
   ws_conn_t *c = req->data;
   free(req);
@@ -129,7 +123,7 @@ static void do_shutdown(ws_conn_t *c) {
 void ws__conn_end(ws_conn_t *c) {
   if (c->state == WS__S_CLOSED) return;
   c->flags |= WS__F_END_AFTER_FLUSH;
-  if (c->close_timeout_ms) timer_set(c, c->close_timeout_ms, 0);
+  if (c->close_timeout_ms) ws__conn_timer(c, c->close_timeout_ms, 0);
   if (c->loop->cork_owner == c) return;     /* the uncork flush gets here again */
   if (c->pending.len == 0 && !c->inflight) do_shutdown(c);
 }
@@ -338,7 +332,7 @@ void ws_conn_close(ws_conn_t *c, unsigned code, const char *reason, size_t reaso
   case WS__S_OPEN:
     send_close(c, code, reason, reason_len);
     c->state = WS__S_CLOSING;
-    if (c->state == WS__S_CLOSING && c->close_timeout_ms) timer_set(c, c->close_timeout_ms, 0);
+    if (c->state == WS__S_CLOSING && c->close_timeout_ms) ws__conn_timer(c, c->close_timeout_ms, 0);
     break;
   case WS__S_CLOSING:
   case WS__S_CLOSED:
@@ -424,7 +418,7 @@ static int on_control(void *ud, int opcode, char *data, size_t len) {
   c->flags |= WS__F_CLEAN;
   if (c->flags & WS__F_CLIENT) {
     /* RFC 6455 7.1.1: the server closes TCP first; the client waits, bounded. */
-    if (c->close_timeout_ms) timer_set(c, c->close_timeout_ms, 0);
+    if (c->close_timeout_ms) ws__conn_timer(c, c->close_timeout_ms, 0);
   } else {
     ws__conn_end(c);
   }
@@ -572,7 +566,7 @@ void ws_conn_resume(ws_conn_t *c) {
 void ws__conn_set_open(ws_conn_t *c, const ws_http_head_t *head) {
   c->state = WS__S_OPEN;
   c->flags |= WS__F_KNOWN;
-  timer_set(c, c->ping_ms, c->ping_ms);
+  ws__conn_timer(c, c->ping_ms, c->ping_ms);
   if (c->loop->ev->on_open) c->loop->ev->on_open(c, head);
 }
 

@@ -50,7 +50,7 @@ enum {
   WS__F_CLOSE_SENT = 1 << 2,
   WS__F_CLOSE_RECEIVED = 1 << 3,
   WS__F_END_AFTER_FLUSH = 1 << 4,   /* shut down once the write queue is empty */
-  WS__F_SOCKET = 1 << 5,            /* reached Lua as a WebSocket: on_close owed */
+  WS__F_KNOWN = 1 << 5,             /* the layer above knows the conn: on_close owed */
   WS__F_FAILED = 1 << 6,            /* failed: close is not clean */
   WS__F_READING = 1 << 7,
   WS__F_SHUTDOWN = 1 << 8,

@@ -81,7 +81,7 @@ ssize_t ws__server_on_head(ws_conn_t *c, char *buf, size_t len) {
     c->version = (uint8_t)version;
   }
   c->state = WS__S_REQUEST;
-  c->flags |= WS__F_SOCKET;
+  c->flags |= WS__F_KNOWN;
   cur_conn = c;
   cur_head = &h;
   if (s->loop->ev->on_request) s->loop->ev->on_request(s, c, &h, upgrade);
@@ -176,7 +176,7 @@ static void on_connection(uv_stream_t *ls, int status) {
   }
   if (s->opt.raw) {
     c->state = WS__S_RAW;
-    c->flags |= WS__F_SOCKET;
+    c->flags |= WS__F_KNOWN;
     if (s->loop->ev->on_request) s->loop->ev->on_request(s, c, NULL, 0);
   } else {
     c->state = WS__S_HTTP;
