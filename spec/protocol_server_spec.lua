@@ -181,3 +181,72 @@ describe("server framing rules", function()
     assert.equal(2, #srec.messages)
   end)
 end)
+
+describe("hostile input", function()
+  after_each(H.cleanup)
+
+  -- A small deterministic generator (the specs must not depend on math.random's seed).
+  local function prng(seed)
+    local x = seed
+    return function(n)
+      x = (x * 1103515245 + 12345) % 2147483648
+      return math.floor(x / 65536) % n
+    end
+  end
+
+  local function garbage(rand, len)
+    local t = {}
+    for i = 1, len do t[i] = string.char(rand(256)) end
+    return table.concat(t)
+  end
+
+  it("survives random bytes after the handshake: every connection ends, the server lives", function()
+    local s, srec = H.echo_server(nil, { maxLength = 4096 })
+    local rand = prng(42)
+    local conns = {}
+    for i = 1, (H.slow and 5 or 40) do
+      local c, rec = H.raw_upgraded(s.port)
+      c:_raw_write(garbage(rand, 1 + rand(2000)))
+      conns[i] = { c = c, rec = rec }
+    end
+    H.wait(function()
+      for _, x in ipairs(conns) do if not x.rec.closed then return false end end
+      return true
+    end, 10, "every garbage connection to be closed")
+    for _, x in ipairs(conns) do
+      local frames = H.parse_frames(x.rec.data)
+      local last = frames[#frames]
+      -- Closed with a protocol code, or dropped after a close timeout never came (none here).
+      assert.truthy(last and last.opcode == 8, "no close frame")
+      local code = H.close_code(last.payload)
+      assert.truthy(code == 1002 or code == 1007 or code == 1009, "close code " .. tostring(code))
+    end
+    -- And it still serves.
+    local ws, rec = H.client("ws://127.0.0.1:" .. s.port .. "/")
+    ws:send("still alive")
+    H.wait(function() return #rec.messages == 1 end, 5, "echo after the garbage")
+  end)
+
+  it("survives random request heads", function()
+    local s = H.server()
+    s.onrequest = function(_, res) res:finish("ok") end
+    s.onupgrade = function(req) WebSocket(req) end
+    local rand = prng(7)
+    local conns = {}
+    for i = 1, (H.slow and 5 or 40) do
+      local c, rec = H.raw(s.port)
+      conns[i] = { c = c, rec = rec }
+      local head = garbage(rand, 1 + rand(300))
+      if i % 2 == 0 then head = "GET / HTTP/1.1\r\n" .. head end
+      H.wait(function() return rec.opened end, 5, "connect")
+      c:_raw_write(head .. "\r\n\r\n")
+    end
+    H.wait(function()
+      for _, x in ipairs(conns) do if not x.rec.closed then return false end end
+      return true
+    end, 10, "every connection to be answered and closed")
+    for _, x in ipairs(conns) do
+      assert.truthy(x.rec.data:find("^HTTP/1.1 %d%d%d "), x.rec.data:sub(1, 40))
+    end
+  end)
+end)
