@@ -12,16 +12,19 @@
 #   c  BENCH_IDLE_CONNS (10000) idle connections: server RSS growth per connection,
 #      read from /proc/PID/status after holding them BENCH_IDLE_SECONDS (3)
 #   d  connect + handshake + close, 50 at once               BENCH_CONNECT_SECONDS (5)
+#   e  a and b over wss://, and c over TLS, against the same servers terminating TLS with
+#      a self-signed EC P-256 certificate made for the run with openssl
 #   f  as many connections as the fd limit allows (BENCH_MAX_CONNS, default limit - 64),
 #      from 2 generator processes over 8 source addresses, then one broadcast to all;
 #      BENCH_MAX=0 skips it
 # a, b and d run BENCH_REPEAT (3) times per peer, the peers taking turns, and the best
 # run counts; the table also gives the server's CPU time per message, which other load on
 # a shared machine moves much less than throughput.
-# Other knobs: BENCH_LUAS ("lua5.4 luajit"), BENCH_NODE (1; 0 skips Node ws),
+# Other knobs: BENCH_TESTS ("a b c d e f": the tests to run), BENCH_LUAS ("lua5.4 luajit"),
+# BENCH_NODE (1; 0 skips Node ws),
 # BENCH_OUT (build/bench: the log and the loadgen binary), CC.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 SMOKE=0
 [ "${1:-}" = "--smoke" ] && SMOKE=1
@@ -43,13 +46,20 @@ else
   LUAS=${BENCH_LUAS:-lua5.4 luajit}
   NODE=${BENCH_NODE:-1}
 fi
+TESTS=${BENCH_TESTS:-a b c d e f}
+[ $SMOKE = 1 ] && TESTS="a b c d e f"
+has() { case " $TESTS " in *" $1 "*) return 0 ;; esac; return 1; }
+TLS=1; has e || TLS=0
+has f || MAXTEST=0
 HZ=$(getconf CLK_TCK)
 
 PIDS=""
+TLSDIR=""
 cleanup() {
   local p
   for p in $PIDS; do kill "$p" 2>/dev/null; done
   for p in $PIDS; do wait "$p" 2>/dev/null; done
+  [ -n "$TLSDIR" ] && rm -rf "$TLSDIR"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -75,7 +85,18 @@ LUAS=$build_luas
 [ -n "$LUAS" ] || die "no Lua to run"
 
 ${CC:-cc} -O2 -g -Wall -Wextra -Icsrc/core -o "$LOADGEN" bench/loadgen.c csrc/core/*.c \
-  -lcrypto -lz -lpthread || die "cannot build the load generator"
+  -lssl -lcrypto -lz -lpthread || die "cannot build the load generator"
+
+# e: a throwaway self-signed certificate for the TLS servers; its key dies with the run.
+if [ "$TLS" = 1 ]; then
+  TLSDIR=$(mktemp -d "${TMPDIR:-/tmp}/luaws-bench-tls.XXXXXX")
+  if ! openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+       -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+       -keyout "$TLSDIR/key.pem" -out "$TLSDIR/cert.pem" >>"$LOG" 2>&1; then
+    [ $SMOKE = 1 ] && die "openssl cannot make the test certificate (see $LOG)"
+    say "skip e: openssl cannot make the test certificate (see $LOG)"; TLS=0
+  fi
+fi
 
 if [ "$NODE" = 1 ]; then
   if ! command -v node >/dev/null 2>&1; then
@@ -93,15 +114,17 @@ fi
 
 # ---- helpers --------------------------------------------------------------------------
 
-# start_server KIND LUA SCRIPT: sets SRV_PID and SRV_PORT (from its "listening on" line).
+# start_server KIND LUA SCRIPT [ARGS...]: sets SRV_PID and SRV_PORT (from its "listening
+# on" line). The script gets port 0 and ARGS.
 start_server() {
   local kind=$1 lua=$2 script=$3 out=$OUT/server.out i
+  shift 3
   : >"$out"
   if [ "$kind" = luaws ]; then
     LUA_CPATH="build/$lua/?.so;;" LUA_PATH="lua/?.lua;lua/?/init.lua;;" \
-      $PIN_SRV "$lua" "$script" 0 >"$out" 2>&1 &
+      $PIN_SRV "$lua" "$script" 0 "$@" >"$out" 2>&1 &
   else
-    $PIN_SRV node "$script" 0 >"$out" 2>&1 &
+    $PIN_SRV node "$script" 0 "$@" >"$out" 2>&1 &
   fi
   SRV_PID=$!
   PIDS="$PIDS $SRV_PID"
@@ -163,22 +186,26 @@ check() {   # smoke: the run just made must have worked
 
 # ---- the tests ------------------------------------------------------------------------
 
-# A peer is lua5.4 or luajit (luaws on that Lua) or ws (Node). start_peer PEER [broadcast]
+# A peer is lua5.4 or luajit (luaws on that Lua) or ws (Node).
+# start_peer PEER [broadcast | tls]; tls: the echo server on wss:// (test e)
 start_peer() {
+  local tls=()
+  [ "${2:-}" = tls ] && tls=(--tls "$TLSDIR/cert.pem" "$TLSDIR/key.pem")
   case $1 in
-    ws) start_server ws node spec/peers/ws_echo_server.js ;;
+    ws) start_server ws node spec/peers/ws_echo_server.js "${tls[@]}" ;;
     *) if [ "${2:-}" = broadcast ]; then start_server luaws "$1" bench/broadcast_server.lua
-       else start_server luaws "$1" examples/echo_server.lua; fi ;;
+       else start_server luaws "$1" examples/echo_server.lua "${tls[@]}"; fi ;;
   esac || die "the $1 server did not start"
 }
 
 # one PEER TEST KEY LOADGEN-ARGS...: runs a test once on a fresh server; keeps the run with
 # the highest KEY (msgs/s or MB/s) in R[PEER,TEST...]: a busy shared machine only ever
 # makes a run slower, so the best of BENCH_REPEAT is the closest to the real figure.
+# A test whose name starts with e runs over TLS.
 one() {
   local peer=$1 t=$2 key=$3 rc v
   shift 3
-  start_peer "$peer"
+  case $t in e*) start_peer "$peer" tls; set -- "$1" -S "${@:2}" ;; *) start_peer "$peer" ;; esac
   gen "$@"; rc=$?
   check "$t $peer" $rc 1
   stop_server
@@ -192,12 +219,18 @@ one() {
 }
 
 # c: RSS growth of a fresh server per idle connection (once: contention does not move it).
+# idle_test PEER [tls]: over TLS, the result goes to R[PEER,ec] (test e).
 idle_test() {
-  local peer=$1 rc
-  start_peer "$peer"
-  gen idle -c "$IDLE" -d "$IDLE_SECS" -r "$SRV_PID"; rc=$?
-  R[$peer,c]=$(field "$LINE" rss_per_conn_B)
-  check "c $peer" $rc 0
+  local peer=$1 t=c rc
+  if [ "${2:-}" = tls ]; then
+    t=ec; start_peer "$peer" tls
+    gen idle -S -c "$IDLE" -d "$IDLE_SECS" -r "$SRV_PID"; rc=$?
+  else
+    start_peer "$peer"
+    gen idle -c "$IDLE" -d "$IDLE_SECS" -r "$SRV_PID"; rc=$?
+  fi
+  R[$peer,$t]=$(field "$LINE" rss_per_conn_B)
+  check "$t $peer" $rc 0
   if [ $SMOKE = 1 ] && [ "$(field "$LINE" open)" != "$IDLE" ]; then
     say "FAIL c: not all connections open"; FAILED=1
   fi
@@ -272,28 +305,46 @@ say "peers:$(for p in $PEERS; do case $p in ws) printf ' node %s ws %s' "$(node 
   "$(node -p 'require("./spec/peers/node_modules/ws/package.json").version')" ;; *) printf ' luaws/%s' "$p" ;; esac; done)"
 say "best of $REPEAT runs per peer, peers interleaved"
 
-for r in $(seq "$REPEAT"); do
+has a && for r in $(seq "$REPEAT"); do
   for p in $PEERS; do
     say "a: echo $a_c conns, 16 B text, 1 in flight, ${SECS}s: $p (run $r)"
     one "$p" a msgs/s echo -c $a_c -s 16 -m 1 -d "$SECS"
   done
 done
-for r in $(seq "$REPEAT"); do
+has b && for r in $(seq "$REPEAT"); do
   for p in $PEERS; do
     say "b: echo $b_c conns, 64 KiB binary, 1 in flight, ${SECS}s: $p (run $r)"
     one "$p" b MB/s echo -c $b_c -s 65536 -b -m 1 -d "$SECS"
   done
 done
-for p in $PEERS; do
+has c && for p in $PEERS; do
   say "c: $IDLE idle conns, held ${IDLE_SECS}s: $p"
   idle_test "$p"
 done
-for r in $(seq "$REPEAT"); do
+has d && for r in $(seq "$REPEAT"); do
   for p in $PEERS; do
     say "d: connect + handshake + close, $d_c at once, ${CSECS}s: $p (run $r)"
     one "$p" d msgs/s connect -c $d_c -d "$CSECS"
   done
 done
+if [ "$TLS" = 1 ]; then
+  for r in $(seq "$REPEAT"); do
+    for p in $PEERS; do
+      say "e a: wss echo $a_c conns, 16 B text, 1 in flight, ${SECS}s: $p (run $r)"
+      one "$p" ea msgs/s echo -c $a_c -s 16 -m 1 -d "$SECS"
+    done
+  done
+  for r in $(seq "$REPEAT"); do
+    for p in $PEERS; do
+      say "e b: wss echo $b_c conns, 64 KiB binary, 1 in flight, ${SECS}s: $p (run $r)"
+      one "$p" eb MB/s echo -c $b_c -s 65536 -b -m 1 -d "$SECS"
+    done
+  done
+  for p in $PEERS; do
+    say "e c: $IDLE idle TLS conns, held ${IDLE_SECS}s: $p"
+    idle_test "$p" tls
+  done
+fi
 if [ "$MAXTEST" = 1 ]; then
   for p in $PEERS; do max_test "$p"; done
 fi
@@ -310,8 +361,10 @@ ratio() {   # A B [inverse]: A/B, or B/A when a lower figure is better
     if (a == "" || b == "" || a + 0 == 0 || b + 0 == 0) { print "-"; exit }
     printf "%.2f", inv ? b / a : a / b }'
 }
-row() {   # LABEL KEY [ratio|inverse]
-  local line p
+row() {   # LABEL KEY [ratio|inverse]; no row for a test that did not run
+  local line p any=""
+  for p in $PEERS; do [ -n "${R[$p,$2]:-}" ] && any=1; done
+  [ -n "$any" ] || return 0
   line=$(printf "%-42s" "$1")
   for p in $PEERS; do line="$line$(printf " %17s" "${R[$p,$2]:--}")"; done
   if [ -n "${3:-}" ] && [ "$NODE" = 1 ]; then
@@ -341,6 +394,17 @@ row "d connect+handshake+close: conn/s" d ratio
 row "d latency p50 / p99 us" d_lat
 row "d server CPU us/conn (ratio: ws/luaws)" d_cost inverse
 row "d cpu% server / generator" d_cpu
+if [ "$TLS" = 1 ]; then
+  row "e a wss echo ${a_c}x16 B text: msg/s" ea ratio
+  row "e a latency p50 / p99 us" ea_lat
+  row "e a server CPU us/msg (ratio: ws/luaws)" ea_cost inverse
+  row "e a cpu% server / generator" ea_cpu
+  row "e b wss echo ${b_c}x64 KiB binary: MB/s" eb ratio
+  row "e b latency p50 / p99 us" eb_lat
+  row "e b server CPU us/msg (ratio: ws/luaws)" eb_cost inverse
+  row "e b cpu% server / generator" eb_cpu
+  row "e c $IDLE idle TLS: server RSS B/conn" ec ratio
+fi
 if [ "$MAXTEST" = 1 ]; then
   row "f connections held" f_conns
   row "f server RSS MB" f_rss
