@@ -402,3 +402,26 @@ describe("timers", function()
     WebSocket.clearTimeout(long)
   end)
 end)
+
+describe("a peer that resets while we write", function()
+  after_each(H.cleanup)
+
+  it("is an error for that socket, not a signal for the process", function()
+    local s, srec = H.echo_server()
+    local big = H.frame(2, string.rep("b", 100000))
+    local rounds = 5
+    for round = 1, rounds do
+      local c, rec = H.raw_upgraded(s.port)
+      for _ = 1, 20 do c:_raw_write(big) end
+      -- Gone (FIN, then RST) while the server still has echoes to write: its next write
+      -- meets a reset socket in CLOSE_WAIT (EPIPE), by default a SIGPIPE that kills.
+      H.wait(function() return #rec.data > 0 end, 10, "the first echo bytes")
+      c:close()   -- FIN after our frames, then a reset for the echoes we never read
+    end
+    H.wait(function() return #srec.closes == rounds end, 10, "the server sockets to close")
+    for _, e in ipairs(srec.closes) do assert.equal(1006, e.code) end
+    local ws, rec = H.client("ws://127.0.0.1:" .. s.port .. "/")
+    ws:send("still here")
+    H.wait(function() return #rec.messages == 1 end, 5, "an echo afterwards")
+  end)
+end)

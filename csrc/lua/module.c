@@ -1,4 +1,5 @@
 /* luaws.core: the loop, the protected dispatcher, script timers, module functions. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include "binding.h"
@@ -244,6 +245,10 @@ static const luaL_Reg funcs[] = {
 
 int luaopen_luaws_core(lua_State *L) {
   if (!loop) {
+    /* A write to a peer that reset the connection must be an error (EPIPE), not a signal
+     * that kills the process: as Node and luasocket do, unless the host set a handler. */
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
     loop = ws_loop_get(uv_default_loop(), &l_events);
     if (!loop) return luaL_error(L, "luaws: out of memory");
     /* OpenSSL sets up its random generator and digests on first use: do it at load,
