@@ -80,9 +80,10 @@ fuzz:
 	build/fuzz/frame -max_total_time=$(FUZZ_SECONDS) build/fuzz/frame-corpus spec/fuzz/corpus/frame
 	build/fuzz/http -max_total_time=$(FUZZ_SECONDS) build/fuzz/http-corpus spec/fuzz/corpus/http
 
-# Benchmarks (bench/run.sh): luaws vs Node ws, tests a-d and f of issue 4, for lua5.4 and
-# luajit. BENCH_SECONDS, BENCH_LUAS, ... as the script says. bench-smoke: a few seconds,
-# luaws on lua5.4 only; fails when a mode reports no messages or an error (CI runs it).
+# Benchmarks (bench/run.sh): luaws vs Node ws, tests a-f of issue 4 (e: over wss://), for
+# lua5.4 and luajit. BENCH_TESTS, BENCH_SECONDS, BENCH_LUAS, ... as the script says.
+# bench-smoke: a few seconds, luaws on lua5.4 only; fails when a mode reports no messages
+# or an error (CI runs it).
 bench:
 	bash bench/run.sh
 
