@@ -395,6 +395,18 @@ describe("timers", function()
     assert.equal(3, every)
   end)
 
+  it("refuses run() and step() from inside the loop", function()
+    local results = {}
+    WebSocket.setTimeout(function()
+      results[1] = { pcall(WebSocket.run) }
+      results[2] = { pcall(WebSocket.step) }
+    end, 1)
+    H.wait(function() return #results == 2 end, 5, "the timer")
+    assert.is_false(results[1][1])
+    assert.truthy(tostring(results[1][2]):find("inside the loop"))
+    assert.is_false(results[2][1])
+  end)
+
   it("stop() ends run()", function()
     WebSocket.setTimeout(function() WebSocket.stop() end, 1)
     local long = WebSocket.setTimeout(function() end, 60000)

@@ -100,9 +100,14 @@ int l_dispatch(lua_State *L, int nargs, int target) {
   return r ? -1 : 0;
 }
 
+static int running;   /* libuv's loop must not be run from inside itself */
+
 static int l_run(lua_State *L) {
+  if (running) return luaL_error(L, "WebSocket.run() called from inside the loop (in a handler)");
   l_main = L;
+  running = 1;
   uv_run(ws_loop_uv(loop), UV_RUN_DEFAULT);
+  running = 0;
   if (pending_error_ref != LUA_NOREF) {
     l_push_ref(L, pending_error_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, pending_error_ref);
@@ -115,8 +120,11 @@ static int l_run(lua_State *L) {
 
 /* One turn of the loop without blocking (or blocking once, with `true`). */
 static int l_step(lua_State *L) {
+  if (running) return luaL_error(L, "WebSocket.step() called from inside the loop (in a handler)");
   l_main = L;
+  running = 1;
   int more = uv_run(ws_loop_uv(loop), lua_toboolean(L, 1) ? UV_RUN_ONCE : UV_RUN_NOWAIT);
+  running = 0;
   lua_pushboolean(L, more);
   return 1;
 }
