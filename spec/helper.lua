@@ -300,6 +300,23 @@ function H.spawn(cmd)
   return p
 end
 
+--- The JSON events a peer process printed, in order (other lines are skipped).
+function H.peer_events(proc)
+  local json = require "dkjson"
+  local list = {}
+  for line in proc:output():gmatch("[^\n]+") do
+    if line:sub(1, 1) == "{" then list[#list + 1] = json.decode(line) end
+  end
+  return list
+end
+
+--- The first event of that kind a peer printed, or nil.
+function H.peer_event(proc, kind)
+  for _, e in ipairs(H.peer_events(proc)) do
+    if e.event == kind then return e end
+  end
+end
+
 H.node = "node"
 H.python = "/usr/bin/python3"
 H.peers = "spec/peers"

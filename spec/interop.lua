@@ -3,7 +3,6 @@
 -- The peers are separate processes started with H.spawn; the luaws loop runs while we
 -- wait for their output, never blocked on them.
 local H = require "helper"
-local json = require "dkjson"   -- comes with busted
 
 -- env: the calling spec file's environment, where busted put describe, it, assert.
 return function(PEER, env)
@@ -40,20 +39,7 @@ return function(PEER, env)
       :format(what, #expected, #actual, i), 2)
   end
 
-  -- The JSON events a peer printed, in order (lines that are not JSON are skipped).
-  local function events(proc)
-    local list = {}
-    for line in proc:output():gmatch("[^\n]+") do
-      if line:sub(1, 1) == "{" then list[#list + 1] = json.decode(line) end
-    end
-    return list
-  end
-
-  local function find_event(proc, kind)
-    for _, e in ipairs(events(proc)) do
-      if e.event == kind then return e end
-    end
-  end
+  local find_event = H.peer_event
 
   -- Starts a peer command; the sanitizer runtime preloaded for luaws is not the peer's.
   local function spawn_peer(cmd, env)

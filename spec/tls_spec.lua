@@ -4,7 +4,6 @@
 local H = require "helper"
 local WebSocket = H.WebSocket
 local client = require "luaws.client"
-local json = require "dkjson"   -- comes with busted
 
 local BIG = 16 * 1024 * 1024
 
@@ -15,20 +14,7 @@ end
 
 local function pattern_escape(s) return (s:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")) end
 
--- The JSON events a peer printed, in order.
-local function events(proc)
-  local list = {}
-  for line in proc:output():gmatch("[^\n]+") do
-    if line:sub(1, 1) == "{" then list[#list + 1] = json.decode(line) end
-  end
-  return list
-end
-
-local function find_event(proc, kind)
-  for _, e in ipairs(events(proc)) do
-    if e.event == kind then return e end
-  end
-end
+local find_event = H.peer_event
 
 local function big_message()
   local period = {}

@@ -92,19 +92,7 @@ static void ev_open(ws_conn_t *c, const ws_http_head_t *head) {
     ws_lua_getuv(L, ud);
     lua_pushinteger(L, head->status);
     lua_setfield(L, -2, "statusCode");
-    lua_createtable(L, 0, (int)head->num_headers);
-    for (size_t i = 0; i < head->num_headers; i++) {
-      const ws_header_t *h = &head->headers[i];
-      luaL_Buffer lb;
-      luaL_buffinit(L, &lb);
-      for (size_t j = 0; j < h->name_len; j++) {
-        char ch = h->name[j];
-        luaL_addchar(&lb, (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch);
-      }
-      luaL_pushresult(&lb);
-      lua_pushlstring(L, h->value, h->value_len);
-      lua_rawset(L, -3);
-    }
+    l_push_headers(L, head);
     lua_setfield(L, -2, "headers");
     lua_pop(L, 1);
   }

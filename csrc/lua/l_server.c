@@ -4,8 +4,7 @@
 
 static l_box_t *check_server(lua_State *L) { return luaL_checkudata(L, 1, L_SERVER_MT); }
 
-/* Pushes the request as a table: method, url, httpVersion, headers (lower-case names;
- * repeated headers joined with ", ", as Node does). */
+/* Pushes the request as a table: method, url, httpVersion, headers. */
 static void push_request(lua_State *L, const ws_http_head_t *h) {
   lua_createtable(L, 0, 4);
   lua_pushlstring(L, h->method, h->method_len);
@@ -14,28 +13,7 @@ static void push_request(lua_State *L, const ws_http_head_t *h) {
   lua_setfield(L, -2, "url");
   lua_pushfstring(L, "1.%d", h->minor_version);
   lua_setfield(L, -2, "httpVersion");
-  lua_createtable(L, 0, (int)h->num_headers);
-  for (size_t i = 0; i < h->num_headers; i++) {
-    const ws_header_t *hd = &h->headers[i];
-    luaL_Buffer lb;
-    luaL_buffinit(L, &lb);
-    for (size_t j = 0; j < hd->name_len; j++) {
-      char ch = hd->name[j];
-      luaL_addchar(&lb, (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch);
-    }
-    luaL_pushresult(&lb);
-    lua_pushvalue(L, -1);
-    lua_rawget(L, -3);
-    if (lua_isstring(L, -1)) {
-      lua_pushliteral(L, ", ");
-      lua_pushlstring(L, hd->value, hd->value_len);
-      lua_concat(L, 3);
-    } else {
-      lua_pop(L, 1);
-      lua_pushlstring(L, hd->value, hd->value_len);
-    }
-    lua_rawset(L, -3);
-  }
+  l_push_headers(L, h);
   lua_setfield(L, -2, "headers");
 }
 

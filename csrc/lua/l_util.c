@@ -1,0 +1,38 @@
+/* Helpers the binding files share. */
+#include "binding.h"
+
+static char lower(char ch) { return (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch; }
+
+static void push_lower(lua_State *L, const char *s, size_t len) {
+  char small[128];
+  if (len <= sizeof small) {
+    for (size_t i = 0; i < len; i++) small[i] = lower(s[i]);
+    lua_pushlstring(L, small, len);
+    return;
+  }
+  luaL_Buffer b;   /* a long name: rare, and Lua 5.1 has no sized buffers */
+  luaL_buffinit(L, &b);
+  for (size_t i = 0; i < len; i++) luaL_addchar(&b, lower(s[i]));
+  luaL_pushresult(&b);
+}
+
+/* Pushes a head's headers as a table: names lower-cased, repeated headers joined with
+ * ", " (as Node does). */
+void l_push_headers(lua_State *L, const ws_http_head_t *h) {
+  lua_createtable(L, 0, (int)h->num_headers);
+  for (size_t i = 0; i < h->num_headers; i++) {
+    const ws_header_t *hd = &h->headers[i];
+    push_lower(L, hd->name, hd->name_len);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, -3);
+    if (lua_isstring(L, -1)) {
+      lua_pushliteral(L, ", ");
+      lua_pushlstring(L, hd->value, hd->value_len);
+      lua_concat(L, 3);
+    } else {
+      lua_pop(L, 1);
+      lua_pushlstring(L, hd->value, hd->value_len);
+    }
+    lua_rawset(L, -3);
+  }
+}
