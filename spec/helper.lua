@@ -76,6 +76,14 @@ function H.client(url, protocols, options)
   return ws, rec
 end
 
+--- Sends data on ws and runs the loop until the next message (returned) or a close.
+function H.roundtrip(ws, rec, data, kind, seconds)
+  local n = #rec.messages
+  assert(ws:send(data, kind))
+  H.wait(function() return #rec.messages > n or #rec.closes > 0 end, seconds or 10, "echo")
+  return rec.messages[n + 1]
+end
+
 --- A raw TCP client: collects what it receives in rec.data; rec.closed on EOF.
 function H.raw(port, host)
   local c = H.track(assert(client.raw(host or "127.0.0.1", port)))

@@ -158,13 +158,7 @@ return function(PEER, env)
       return ws, rec, p
     end
 
-    -- Sends and waits for the next message.
-    local function roundtrip(ws, rec, data, kind, seconds)
-      local n = #rec.messages
-      assert.is_true(ws:send(data, kind))
-      H.wait(function() return #rec.messages > n or #rec.closes > 0 end, seconds or 10, "echo")
-      return rec.messages[n + 1]
-    end
+    local roundtrip = H.roundtrip
 
     local function closed_with(rec, code, reason)
       H.wait(function() return #rec.closes > 0 end, 10, "onclose")

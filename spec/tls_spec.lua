@@ -98,12 +98,7 @@ describe("TLS", function()
     return rec.errors[1]
   end
 
-  local function roundtrip(ws, rec, data, kind, seconds)
-    local n = #rec.messages
-    assert.is_true(ws:send(data, kind))
-    H.wait(function() return #rec.messages > n or #rec.closes > 0 end, seconds or 10, "echo")
-    return rec.messages[n + 1]
-  end
+  local roundtrip = H.roundtrip
 
   -- A raw connection through TLS (client options tls): rec.data, rec.opened, rec.closed.
   local function raw_tls(port, tls, host)

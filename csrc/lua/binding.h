@@ -35,6 +35,7 @@ l_box_t *l_box_new(lua_State *L, const char *mt, void *p);
 int l_fail(lua_State *L, int err);
 uint64_t l_opt_u64(lua_State *L, int t, const char *name, uint64_t def);
 void l_push_headers(lua_State *L, const ws_http_head_t *h);   /* l_util.c */
+int l_uservalue_newindex(lua_State *L);
 
 void l_conn_open(lua_State *L);      /* metatable + methods */
 void l_server_open(lua_State *L);

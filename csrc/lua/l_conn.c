@@ -338,15 +338,6 @@ static int l_conn_index(lua_State *L) {
   return 1;
 }
 
-static int l_conn_newindex(lua_State *L) {
-  check_box(L);
-  ws_lua_getuv(L, 1);
-  lua_pushvalue(L, 2);
-  lua_pushvalue(L, 3);
-  lua_rawset(L, -3);
-  return 0;
-}
-
 static int l_conn_tostring(lua_State *L) {
   l_box_t *b = check_box(L);
   lua_pushfstring(L, "luaws.socket (%s)", b->p ? "open" : "closed");
@@ -379,7 +370,7 @@ void l_conn_open(lua_State *L) {
   lua_setfield(L, -3, "__methods");
   lua_pushcclosure(L, l_conn_index, 1);
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_conn_newindex);
+  lua_pushcfunction(L, l_uservalue_newindex);
   lua_setfield(L, -2, "__newindex");
   lua_pushcfunction(L, l_conn_tostring);
   lua_setfield(L, -2, "__tostring");

@@ -93,15 +93,6 @@ static int l_server_index(lua_State *L) {
   return 1;
 }
 
-static int l_server_newindex(lua_State *L) {
-  check_server(L);
-  ws_lua_getuv(L, 1);
-  lua_pushvalue(L, 2);
-  lua_pushvalue(L, 3);
-  lua_rawset(L, -3);
-  return 0;
-}
-
 static const luaL_Reg server_methods[] = {
   {"close", l_server_close},
   {NULL, NULL}
@@ -113,7 +104,7 @@ void l_server_open(lua_State *L) {
   ws_lua_setfuncs(L, server_methods, 0);
   lua_pushcclosure(L, l_server_index, 1);
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_server_newindex);
+  lua_pushcfunction(L, l_uservalue_newindex);
   lua_setfield(L, -2, "__newindex");
   lua_pop(L, 1);
 }

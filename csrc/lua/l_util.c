@@ -36,3 +36,13 @@ void l_push_headers(lua_State *L, const ws_http_head_t *h) {
     lua_rawset(L, -3);
   }
 }
+
+/* __newindex of the userdata types: fields (handlers, url, ...) live in the uservalue. */
+int l_uservalue_newindex(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TUSERDATA);
+  ws_lua_getuv(L, 1);
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 3);
+  lua_rawset(L, -3);
+  return 0;
+}
