@@ -153,6 +153,13 @@ describe("server framing rules", function()
       expect_close(F(2, string.rep("a", 600), { fin = false }) .. F(0, string.rep("b", 600)), 1009,
         { maxLength = 1000 })
     end)
+    it("fails a message with more frames than max_fragments with 1009", function()
+      expect_close(F(1, "a", { fin = false }) .. F(0, "", { fin = false }) ..
+        F(0, "", { fin = false }) .. F(0, "b"), 1009, { max_fragments = 3 })
+      local frames = exchange(F(1, "a", { fin = false }) .. F(0, "", { fin = false }) ..
+        F(0, "b") .. F(8, "\3\232"), { max_fragments = 3 })
+      assert.equal("ab", frames[1].payload)
+    end)
     it("accepts a message of exactly maxLength", function()
       local frames = exchange(F(2, string.rep("a", 1000)) .. F(8, "\3\232"), { maxLength = 1000 })
       assert.equal(1000, #frames[1].payload)

@@ -142,6 +142,10 @@ ssize_t ws_parser_execute(ws_parser_t *p, const ws_parser_settings_t *s, void *u
       p->msg_rsv = (uint8_t)rsv;
       p->msg_len = 0;
       p->utf8_state = WS_UTF8_ACCEPT;
+      p->fragments = 1;
+    } else if (p->max_fragments && ++p->fragments > p->max_fragments) {
+      /* Empty fragments cost no bytes, so maxLength alone would not bound them. */
+      return ws__parser_fail(p, WS_ETOOBIG);
     }
     p->frame_fin = (uint8_t)fin;
     p->frame_masked = (uint8_t)masked;

@@ -80,6 +80,8 @@ typedef struct ws_parser {
   uint8_t msg_rsv;        /* RSV bits of the message's first frame */
   uint8_t role;           /* WS_ROLE_SERVER: frames must be masked; CLIENT: must not */
   uint8_t rsv_allowed;    /* RSV bits that a negotiated extension allows (WS_RSV1) */
+  uint32_t fragments;     /* frames of the current message so far */
+  uint32_t max_fragments; /* limit on them; 0 = none (set after ws_parser_init) */
   int error;              /* sticky: once set, execute returns it */
 } ws_parser_t;
 

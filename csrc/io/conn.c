@@ -6,6 +6,7 @@
 
 void ws_conn_options_default(ws_conn_options_t *o) {
   o->max_length = (1ull << 26) - 1;   /* faye's default */
+  o->max_fragments = 1u << 16;
   o->ping_ms = 0;
   o->close_timeout_ms = 30000;
   o->handshake_timeout_ms = 30000;
@@ -646,6 +647,7 @@ int ws_conn_peer(const ws_conn_t *c, char *ip, size_t iplen, int *port) {
 
 void ws__conn_apply_options(ws_conn_t *c, const ws_conn_options_t *o, int role) {
   ws_parser_init(&c->parser, role, o->max_length);
+  c->parser.max_fragments = o->max_fragments;
   c->max_buffered = o->max_buffered;
   c->ping_ms = o->ping_ms;
   c->close_timeout_ms = o->close_timeout_ms;

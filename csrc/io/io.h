@@ -17,6 +17,7 @@ enum { WS_CONNECTING = 0, WS_OPEN = 1, WS_CLOSING = 2, WS_CLOSED = 3 };
 
 typedef struct ws_conn_options {
   uint64_t max_length;            /* message limit, 0 = none; over it: close 1009 */
+  uint32_t max_fragments;         /* frames in one message, 0 = none; over: 1009 */
   uint32_t ping_ms;               /* automatic ping interval, 0 = off */
   uint32_t close_timeout_ms;      /* wait for the peer's close / TCP close */
   uint32_t handshake_timeout_ms;  /* client: connect + TLS + HTTP handshake */

@@ -27,6 +27,7 @@ void l_conn_options(lua_State *L, int t, ws_conn_options_t *o) {
   if (lua_isnoneornil(L, t)) return;
   luaL_checktype(L, t, LUA_TTABLE);
   o->max_length = l_opt_u64(L, t, "maxLength", o->max_length);
+  o->max_fragments = (uint32_t)l_opt_u64(L, t, "max_fragments", o->max_fragments);
   o->ping_ms = (uint32_t)l_opt_u64(L, t, "ping_ms", o->ping_ms);
   o->close_timeout_ms = (uint32_t)l_opt_u64(L, t, "close_timeout_ms", o->close_timeout_ms);
   o->handshake_timeout_ms =

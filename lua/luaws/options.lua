@@ -17,7 +17,7 @@ end
 local SOCKET = {
   headers = true, ping = true, maxLength = true, extensions = true, tls = true,
   proxy = true, close_timeout = true, handshake_timeout = true, max_buffered = true,
-  max_head = true, max_headers = true, protocols = true,
+  max_head = true, max_headers = true, protocols = true, max_fragments = true,
 }
 
 --- Checks socket options (WebSocket(req, protocols, options) and Client). Returns
@@ -50,6 +50,7 @@ function M.socket(o, level)
   local ht = number(o, "handshake_timeout", level)
   if ht then c.handshake_timeout_ms = math.floor(ht * 1000) end
   c.max_buffered = number(o, "max_buffered", level)
+  c.max_fragments = number(o, "max_fragments", level)
   c.max_head = number(o, "max_head", level, 256)
   c.max_headers = number(o, "max_headers", level, 1)
   return { core = c, headers = o.headers, tls = o.tls, protocols = o.protocols }

@@ -553,6 +553,30 @@ static void test_max_length(void) {
   expect_error(&lim_deflate, LIT(0x02, 6, '0', '1', '2', '3', '4', '5', 0x80, 6), WS_ETOOBIG);
 }
 
+static void test_max_fragments(void) {
+  ws_parser_t p;
+  rec_t r;
+  /* Three empty fragments are fine with a limit of 3; a fourth frame fails. */
+  char ok[] = "\x01\x00" "\x00\x00" "\x80\x00";
+  char over[] = "\x01\x00" "\x00\x00" "\x00\x00" "\x80\x00";
+  memset(&r, 0, sizeof r);
+  ws_parser_init(&p, WS_ROLE_CLIENT, 0);
+  p.max_fragments = 3;
+  CHECK_INT(ws_parser_execute(&p, &rec_settings, &r, ok, sizeof ok - 1), (long long)(sizeof ok - 1));
+  /* The count starts again with each message. */
+  CHECK_INT(ws_parser_execute(&p, &rec_settings, &r, ok, sizeof ok - 1), (long long)(sizeof ok - 1));
+  CHECK_INT(ws_parser_execute(&p, &rec_settings, &r, over, sizeof over - 1), WS_ETOOBIG);
+  CHECK_INT(ws_err_close_code(WS_ETOOBIG), 1009);
+  tb_free(&r.log);
+  tb_free(&r.msg);
+  /* No limit by default. */
+  memset(&r, 0, sizeof r);
+  ws_parser_init(&p, WS_ROLE_CLIENT, 0);
+  CHECK_INT(ws_parser_execute(&p, &rec_settings, &r, over, sizeof over - 1), (long long)(sizeof over - 1));
+  tb_free(&r.log);
+  tb_free(&r.msg);
+}
+
 static void test_utf8_rules(void) {
   tbuf_t want = {0};
 
@@ -833,6 +857,7 @@ void test_frame(void) {
   test_header_writer();
   test_violations();
   test_max_length();
+  test_max_fragments();
   test_utf8_rules();
   test_consumption();
   test_random_streams();
