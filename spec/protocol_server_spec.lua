@@ -189,6 +189,86 @@ describe("server framing rules", function()
   end)
 end)
 
+-- A big frame that arrives over several reads: its start goes to the message buffer and
+-- the rest is read straight into it (conn.c on_alloc), never past the frame's end.
+describe("big frames in pieces", function()
+  after_each(H.cleanup)
+
+  local function send_in_pieces(c, bytes, piece)
+    local pos = 1
+    while pos <= #bytes do
+      c:_raw_write(bytes:sub(pos, pos + piece - 1))
+      pos = pos + piece
+      H.drain(3)
+    end
+  end
+
+  local function pattern(n)
+    local t, seed = {}, 7
+    for i = 1, n do
+      seed = (seed * 1103515245 + 12345) % 2147483648
+      t[i] = string.char(seed % 256)
+    end
+    return table.concat(t)
+  end
+
+  it("delivers a 300 KiB binary frame and the small frame after it, in order", function()
+    local s, srec = serve()
+    local c, rec = H.raw_upgraded(s.port)
+    local big = pattern(300 * 1024)
+    local frame = F(2, big)
+    -- the header and a little, then the rest with the next frames in the last write
+    c:_raw_write(frame:sub(1, 1000))
+    H.drain(3)
+    send_in_pieces(c, frame:sub(1001) .. F(1, "after") .. F(8, "\3\232"), 70000)
+    H.wait(function() return rec.closed end, 10, "server to close TCP")
+    local frames = H.parse_frames(rec.data)
+    assert.equal(3, #frames)
+    assert.equal(2, frames[1].opcode)
+    assert.equal(#big, #frames[1].payload)
+    assert.truthy(frames[1].payload == big, "payload differs")
+    assert.equal("after", frames[2].payload)
+    assert.equal(1000, H.close_code(frames[3].payload))
+    assert.equal(2, #srec.messages)
+  end)
+
+  it("joins a message of two big fragments read in pieces", function()
+    local a, b = pattern(100000), string.rep("q", 90000)
+    local s, srec = serve()
+    local c, rec = H.raw_upgraded(s.port)
+    send_in_pieces(c, F(2, a, { fin = false }) .. F(0, b) .. F(8, "\3\232"), 30000)
+    H.wait(function() return rec.closed end, 10, "server to close TCP")
+    local frames = H.parse_frames(rec.data)
+    assert.truthy(frames[1].payload == a .. b, "payload differs")
+    assert.equal(1, #srec.messages)
+  end)
+
+  it("fails a big text frame with 1007 at a bad byte in a late piece", function()
+    local text = string.rep("x", 200000) .. "\255" .. string.rep("y", 50000)
+    local s, srec = serve()
+    local c, rec = H.raw_upgraded(s.port)
+    local frame = F(1, text)
+    c:_raw_write(frame:sub(1, 5000))
+    H.drain(3)
+    send_in_pieces(c, frame:sub(5001), 60000)
+    H.wait(function() return rec.closed end, 10, "close on the invalid byte")
+    local frames = H.parse_frames(rec.data)
+    assert.equal(1007, H.close_code(frames[#frames].payload))
+    assert.equal(0, #srec.messages)
+  end)
+
+  it("fails with 1009 when pieces of a frame would pass maxLength", function()
+    local s, srec = serve { maxLength = 100000 }
+    local c, rec = H.raw_upgraded(s.port)
+    local frame = F(2, string.rep("z", 60000), { fin = false }) .. F(0, string.rep("z", 60000))
+    send_in_pieces(c, frame, 20000)
+    H.wait(function() return rec.closed end, 10, "close on the limit")
+    local frames = H.parse_frames(rec.data)
+    assert.equal(1009, H.close_code(frames[#frames].payload))
+    assert.equal(0, #srec.messages)
+  end)
+end)
+
 describe("hostile input", function()
   after_each(H.cleanup)
 

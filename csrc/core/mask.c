@@ -14,12 +14,8 @@ void ws_mask(char *data, size_t len, const uint8_t key[4], size_t offset) {
   unsigned char *d = (unsigned char *)data;
   size_t k = offset & 3;
 
-  /* Bytes up to an 8-byte boundary, so the word loop's loads and stores are aligned. */
-  while (len && ((uintptr_t)d & 7)) {
-    *d++ ^= key[k];
-    k = (k + 1) & 3;
-    len--;
-  }
+  /* Unaligned 8-byte loads and stores (memcpy) cost x86-64 and arm64 nothing extra, so
+   * there is no byte-wise lead-in: a short message is one or two words and a tail. */
   if (len >= 8) {
     /* The key repeats every 4 bytes, so one 8-byte word of it, started at the current
      * offset, stays in step for the whole run. */

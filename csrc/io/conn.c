@@ -369,9 +369,17 @@ static int on_data(void *ud, int opcode, int rsv, char *data, size_t len, int fi
     return 0;
   }
   if (!fin || c->msg.len) {
-    if (ws__buf_append(&c->msg, data, len) != 0) {
-      ws__conn_fail(c, WS_ENOMEM, "out of memory");
-      return 1;
+    if (data == c->msg.base + c->msg.start + c->msg.len && len <= ws__buf_room(&c->msg)) {
+      c->msg.len += len;   /* read straight into the message (on_alloc) */
+    } else {
+      /* The first piece of a split frame: room for the rest of the frame at once (up to
+       * WS__MSG_PREALLOC, so a peer cannot make us hold memory it never sends). */
+      uint64_t rest = c->parser.in_frame ? c->parser.remaining : 0;
+      if (!c->msg.len && rest) ws__buf_reserve(&c->msg, len + (size_t)(rest < WS__MSG_PREALLOC ? rest : WS__MSG_PREALLOC));
+      if (ws__buf_append(&c->msg, data, len) != 0) {
+        ws__conn_fail(c, WS_ENOMEM, "out of memory");
+        return 1;
+      }
     }
     if (!fin) return 0;
     deliver(c, opcode == WS_OP_BINARY, c->msg.base + c->msg.start, c->msg.len);
@@ -482,6 +490,23 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   ws_conn_t *c = h->data;
   ws_loop_t *l = c->loop;
   size_t pre = 0;
+  l->rdirect = 0;
+  /* The rest of a big frame whose start is already in the message buffer: read it in
+   * there, and the parser unmasks it in place (no copy out of the loop's buffer). The
+   * read is no longer than the frame, so it never takes in the next frame's header. */
+  if (!c->tp && c->state == WS__S_OPEN && c->msg.len && !c->in.len && c->parser.in_frame &&
+      c->parser.remaining >= WS__DIRECT_MIN) {
+    size_t want = c->parser.remaining < WS__MSG_PREALLOC ? (size_t)c->parser.remaining : WS__MSG_PREALLOC;
+    char *p = ws__buf_reserve(&c->msg, want);
+    if (p) {
+      size_t room = ws__buf_room(&c->msg);
+      if (room > want) room = want;
+      l->rdirect = 1;
+      l->rprefix = 0;
+      *buf = uv_buf_init(p, (unsigned)room);
+      return;
+    }
+  }
   /* A split frame header's bytes go first, so the parser sees them contiguous. */
   if (!c->tp && c->in.len && c->in.len <= WS__READ_BUF / 2) {
     pre = c->in.len;
@@ -525,6 +550,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   ws_loop_cork(l);
   if (c->tp) {
     c->tp->on_read(c, buf->base, (size_t)nread);
+  } else if (l->rdirect) {
+    l->rdirect = 0;
+    ws__conn_input(c, buf->base, (size_t)nread);
   } else if (l->rprefix || !c->in.len) {
     c->in.len = c->in.start = 0;   /* its bytes were copied to the front of rbuf */
     ws__conn_input(c, l->rbuf, l->rprefix + (size_t)nread);

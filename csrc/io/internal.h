@@ -7,6 +7,8 @@
 #define WS__READ_BUF (256 * 1024)   /* the loop's one read buffer */
 #define WS__CORK_BUF (64 * 1024)    /* batches small sends made inside a handler */
 #define WS__CORK_MAX (16 * 1024)    /* larger sends bypass the cork buffer */
+#define WS__MSG_PREALLOC (1024 * 1024) /* room made ahead for a split frame's rest */
+#define WS__DIRECT_MIN (16 * 1024)     /* a frame rest at least this big is read in place */
 #define WS__TLS_HEADROOM (32 * 1024) /* TLS reads land after this much of the read buffer */
 
 /* A byte queue: live bytes are base[start .. start+len). */
@@ -18,6 +20,7 @@ typedef struct ws_buf {
 int ws__buf_append(ws_buf_t *b, const char *data, size_t len);
 char *ws__buf_reserve(ws_buf_t *b, size_t len);   /* room for len more; NULL on ENOMEM */
 void ws__buf_consume(ws_buf_t *b, size_t len);
+static inline size_t ws__buf_room(const ws_buf_t *b) { return b->cap - b->start - b->len; }
 void ws__buf_free(ws_buf_t *b);
 
 struct ws_loop {
@@ -25,6 +28,7 @@ struct ws_loop {
   const ws_io_events_t *ev;
   char *rbuf;                /* the read buffer; a conn's input tail is put first */
   size_t rprefix;            /* bytes of tail placed at rbuf by the last alloc */
+  int rdirect;               /* the last alloc gave a conn's message buffer, not rbuf */
   ws_buf_t cork;             /* corked bytes of cork_owner */
   ws_conn_t *cork_owner;
   int cork_depth;

@@ -25,8 +25,24 @@ ws_loop_t *l_loop(void);
  * after an error (then the caller applies its own consequence: close 1011, answer 500).
  * target: stack index of the object the handler belongs to, or 0. */
 int l_dispatch(lua_State *L, int nargs, int target);
+/* The same with debug.traceback (l_push_traceback) already at stack index tb, below the
+ * function: for a caller making several calls in a row. Pops the function and args. */
+int l_call(lua_State *L, int nargs, int tb, int target);
+void l_push_traceback(lua_State *L);
 /* Pushes a registered Lua hook (see core.init) by name; nil if absent. */
 void l_push_hook(lua_State *L, const char *name);
+
+/* Strings the event path uses every message, made once and pushed from the registry's
+ * array part: lua_pushstring/lua_setfield would look each up (hash, strcmp) every time. */
+enum {
+  L_K_TYPE, L_K_TARGET, L_K_DATA, L_K_BINARY, L_K_LISTENERS,
+  L_K_OPEN, L_K_MESSAGE, L_K_ERROR, L_K_CLOSE, L_K_DATA_EV,
+  L_K_ONOPEN, L_K_ONMESSAGE, L_K_ONERROR, L_K_ONCLOSE, L_K_ONDATA,
+  L_K_MESSAGE_F, L_K_CODE, L_K_REASON, L_K_WASCLEAN,
+  L_K_COUNT
+};
+extern int l_key_refs[L_K_COUNT];
+#define l_push_key(L, k) lua_rawgeti((L), LUA_REGISTRYINDEX, l_key_refs[k])
 
 /* Pushes the userdata anchored by ref. */
 void l_push_ref(lua_State *L, int ref);
@@ -38,6 +54,7 @@ void l_push_headers(lua_State *L, const ws_http_head_t *h);   /* l_util.c */
 int l_uservalue_newindex(lua_State *L);
 
 void l_conn_open(lua_State *L);      /* metatable + methods */
+void l_conn_forget(void);            /* at lua_close: drop what l_conn_open noted */
 void l_server_open(lua_State *L);
 void l_tls_open(lua_State *L);
 int l_conn_push_new(lua_State *L, ws_conn_t *c);   /* wraps c (server side) */

@@ -3,7 +3,19 @@
 #include <string.h>
 #include "binding.h"
 
-static l_box_t *check_box(lua_State *L) { return luaL_checkudata(L, 1, L_CONN_MT); }
+static const void *conn_mt;   /* the metatable's identity, for the fast check below */
+
+/* luaL_checkudata without its registry look-up by name on every method call; anything
+ * that is not plainly a socket takes the full check, and its error. */
+static l_box_t *check_box(lua_State *L) {
+  l_box_t *b = lua_touserdata(L, 1);
+  if (b && conn_mt && lua_getmetatable(L, 1)) {
+    const void *mt = lua_topointer(L, -1);
+    lua_pop(L, 1);
+    if (mt == conn_mt) return b;
+  }
+  return luaL_checkudata(L, 1, L_CONN_MT);
+}
 
 /* The conn, or NULL once it is gone (closed and freed). */
 static ws_conn_t *conn_of(lua_State *L) { return check_box(L)->p; }
@@ -40,48 +52,61 @@ void l_conn_options(lua_State *L, int t, ws_conn_options_t *o) {
 /* ---- events --------------------------------------------------------------- */
 
 /* Calls ud's on<type> handler and its listeners with the event at the top; pops it.
- * Stack: ..., ud, event. An error in a handler closes the socket with 1011. */
-static void emit(lua_State *L, const char *handler, const char *type) {
-  int ud = lua_gettop(L) - 1, ev = ud + 1;
+ * Stack: ..., ud, event. handler and type are L_K_* keys. An error in a handler closes
+ * the socket with 1011. The uservalue and listener tables are plain: raw access. */
+static void emit(lua_State *L, int handler, int type) {
+  int ud = lua_gettop(L) - 1, ev = ud + 1, tb = ud + 2, uv = ud + 3;
   l_box_t *b = lua_touserdata(L, ud);
   int failed = 0;
+  l_push_traceback(L);
   ws_lua_getuv(L, ud);
-  int uv = lua_gettop(L);
-  lua_getfield(L, uv, handler);
+  l_push_key(L, handler);
+  lua_rawget(L, uv);
   if (lua_isfunction(L, -1)) {
     lua_pushvalue(L, ev);
-    failed |= l_dispatch(L, 1, ud);
+    failed |= l_call(L, 1, tb, ud);
   } else {
     lua_pop(L, 1);
   }
-  lua_getfield(L, uv, "listeners");
+  l_push_key(L, L_K_LISTENERS);
+  lua_rawget(L, uv);
   if (lua_istable(L, -1)) {
-    lua_getfield(L, -1, type);
+    l_push_key(L, type);
+    lua_rawget(L, -2);
     if (lua_istable(L, -1)) {
       /* Call a snapshot: listeners added or removed by a listener wait for next time. */
       int list = lua_gettop(L), n = (int)ws_lua_rawlen(L, list);
+      luaL_checkstack(L, n + 2, "too many listeners");
       for (int i = 1; i <= n; i++) lua_rawgeti(L, list, i);
       for (int i = 0; i < n; i++) {
         lua_pushvalue(L, list + 1 + i);
         lua_pushvalue(L, ev);
-        failed |= l_dispatch(L, 1, ud);
+        failed |= l_call(L, 1, tb, ud);
       }
       lua_pop(L, n);
     }
     lua_pop(L, 1);
   }
-  lua_pop(L, 3);   /* listeners, uv, event */
-  if (failed && b->p && strcmp(type, "close") != 0)
-    ws_conn_close(b->p, 1011, "handler error", 13);
+  lua_pop(L, 4);   /* listeners, uv, traceback, event */
+  if (failed && b->p && type != L_K_CLOSE) ws_conn_close(b->p, 1011, "handler error", 13);
 }
 
-/* Pushes a new event table {type=..., target=ud}; ud at index ud. */
-static void new_event(lua_State *L, int ud, const char *type, int extra) {
+/* Pushes a new event table {type=..., target=ud}; ud at index ud, type an L_K_* key. */
+static void new_event(lua_State *L, int ud, int type, int extra) {
   lua_createtable(L, 0, 2 + extra);
-  lua_pushstring(L, type);
-  lua_setfield(L, -2, "type");
+  l_push_key(L, L_K_TYPE);
+  l_push_key(L, type);
+  lua_rawset(L, -3);
+  l_push_key(L, L_K_TARGET);
   lua_pushvalue(L, ud);
-  lua_setfield(L, -2, "target");
+  lua_rawset(L, -3);
+}
+
+/* event[key] = the value at the top (popped). */
+static void set_key(lua_State *L, int key) {
+  l_push_key(L, key);
+  lua_insert(L, -2);
+  lua_rawset(L, -3);
 }
 
 static void ev_open(ws_conn_t *c, const ws_http_head_t *head) {
@@ -97,8 +122,8 @@ static void ev_open(ws_conn_t *c, const ws_http_head_t *head) {
     lua_setfield(L, -2, "headers");
     lua_pop(L, 1);
   }
-  new_event(L, ud, "open", 0);
-  emit(L, "onopen", "open");
+  new_event(L, ud, L_K_OPEN, 0);
+  emit(L, L_K_ONOPEN, L_K_OPEN);
   lua_pop(L, 1);
 }
 
@@ -106,12 +131,14 @@ static void ev_message(ws_conn_t *c, int binary, const char *data, size_t len) {
   lua_State *L = l_main;
   box_of(c);
   int ud = lua_gettop(L);
-  new_event(L, ud, "message", 2);
+  new_event(L, ud, L_K_MESSAGE, 2);
+  l_push_key(L, L_K_DATA);
   lua_pushlstring(L, data, len);   /* the one copy of the payload */
-  lua_setfield(L, -2, "data");
+  lua_rawset(L, -3);
+  l_push_key(L, L_K_BINARY);
   lua_pushboolean(L, binary);
-  lua_setfield(L, -2, "binary");
-  emit(L, "onmessage", "message");
+  lua_rawset(L, -3);
+  emit(L, L_K_ONMESSAGE, L_K_MESSAGE);
   lua_pop(L, 1);
 }
 
@@ -135,10 +162,10 @@ static void ev_error(ws_conn_t *c, int err, const char *message) {
   lua_State *L = l_main;
   box_of(c);
   int ud = lua_gettop(L);
-  new_event(L, ud, "error", 1);
+  new_event(L, ud, L_K_ERROR, 1);
   lua_pushstring(L, message);
-  lua_setfield(L, -2, "message");
-  emit(L, "onerror", "error");
+  set_key(L, L_K_MESSAGE_F);
+  emit(L, L_K_ONERROR, L_K_ERROR);
   lua_pop(L, 1);
 }
 
@@ -155,14 +182,14 @@ static void ev_close(ws_conn_t *c, unsigned code, const char *reason, size_t rle
       lua_pop(L, 1);
     }
   } else {
-    new_event(L, ud, "close", 3);
+    new_event(L, ud, L_K_CLOSE, 3);
     lua_pushinteger(L, code);
-    lua_setfield(L, -2, "code");
+    set_key(L, L_K_CODE);
     lua_pushlstring(L, reason, rlen);
-    lua_setfield(L, -2, "reason");
+    set_key(L, L_K_REASON);
     lua_pushboolean(L, clean);
-    lua_setfield(L, -2, "wasClean");
-    emit(L, "onclose", "close");
+    set_key(L, L_K_WASCLEAN);
+    emit(L, L_K_ONCLOSE, L_K_CLOSE);
   }
   lua_pop(L, 1);
 }
@@ -172,10 +199,10 @@ static void ev_raw(ws_conn_t *c, const char *data, size_t len) {
   lua_State *L = l_main;
   box_of(c);
   int ud = lua_gettop(L);
-  new_event(L, ud, "data", 1);
+  new_event(L, ud, L_K_DATA_EV, 1);
   lua_pushlstring(L, data, len);
-  lua_setfield(L, -2, "data");
-  emit(L, "ondata", "data");
+  set_key(L, L_K_DATA);
+  emit(L, L_K_ONDATA, L_K_DATA_EV);
   lua_pop(L, 1);
 }
 
@@ -363,8 +390,11 @@ static const luaL_Reg methods[] = {
   {NULL, NULL}
 };
 
+void l_conn_forget(void) { conn_mt = NULL; }
+
 void l_conn_open(lua_State *L) {
   luaL_newmetatable(L, L_CONN_MT);
+  if (!conn_mt) conn_mt = lua_topointer(L, -1);
   lua_newtable(L);
   ws_lua_setfuncs(L, methods, 0);
   lua_pushvalue(L, -1);

@@ -14,6 +14,14 @@ ws_loop_t *l_loop(void) { return loop; }
 
 void l_push_ref(lua_State *L, int ref) { lua_rawgeti(L, LUA_REGISTRYINDEX, ref); }
 
+int l_key_refs[L_K_COUNT];
+static const char *const key_names[L_K_COUNT] = {
+  "type", "target", "data", "binary", "listeners",
+  "open", "message", "error", "close", "data",
+  "onopen", "onmessage", "onerror", "onclose", "ondata",
+  "message", "code", "reason", "wasClean",
+};
+
 void l_push_hook(lua_State *L, const char *name) {
   if (hooks_ref == LUA_NOREF) {
     lua_pushnil(L);
@@ -92,10 +100,17 @@ int l_dispatch(lua_State *L, int nargs, int target) {
   lua_insert(L, fn);                          /* target, fn, args */
   l_push_ref(L, traceback_ref);
   lua_insert(L, fn + 1);                      /* target, traceback, fn, args */
-  ws_loop_cork(loop);                         /* sends made in the handler leave together */
-  int r = lua_pcall(L, nargs, 0, fn + 1);
-  if (r != 0) handler_error(L, fn);
+  int r = l_call(L, nargs, fn + 1, target ? fn : 0);
   lua_pop(L, 2);
+  return r;
+}
+
+void l_push_traceback(lua_State *L) { l_push_ref(L, traceback_ref); }
+
+int l_call(lua_State *L, int nargs, int tb, int target) {
+  ws_loop_cork(loop);                         /* sends made in the handler leave together */
+  int r = lua_pcall(L, nargs, 0, tb);
+  if (r != 0) handler_error(L, target);
   ws_loop_uncork(loop);
   return r ? -1 : 0;
 }
@@ -226,6 +241,8 @@ static int l_loop_gc(lua_State *L) {
     traceback_ref = LUA_NOREF;
   }
   hooks_ref = pending_error_ref = LUA_NOREF;
+  memset(l_key_refs, 0, sizeof l_key_refs);   /* the state they lived in is closing */
+  l_conn_forget();
   l_main = NULL;
   return 0;
 }
@@ -281,6 +298,12 @@ int luaopen_luaws_core(lua_State *L) {
     lua_getfield(L, -1, "traceback");
     traceback_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pop(L, 1);
+  }
+  if (!l_key_refs[0]) {
+    for (int i = 0; i < L_K_COUNT; i++) {
+      lua_pushstring(L, key_names[i]);
+      l_key_refs[i] = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
   }
   luaL_newmetatable(L, L_TIMER_MT);
   lua_pop(L, 1);
