@@ -369,7 +369,7 @@ static int on_data(void *ud, int opcode, int rsv, char *data, size_t len, int fi
     return 0;
   }
   if (!fin || c->msg.len) {
-    if (data == c->msg.base + c->msg.start + c->msg.len && len <= ws__buf_room(&c->msg)) {
+    if (c->msg.base && data == c->msg.base + c->msg.start + c->msg.len && len <= ws__buf_room(&c->msg)) {
       c->msg.len += len;   /* read straight into the message (on_alloc) */
     } else {
       /* The first piece of a split frame: room for the rest of the frame at once (up to
