@@ -332,7 +332,8 @@ static int conn_start(conn_t *c) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
   int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  /* connect mode writes only when all it sent was answered: Nagle never holds a byte */
+  if (opt.mode != MODE_CONNECT) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   if (opt.nsrc) {
     /* The port is picked at connect() time, per destination, so each source address
      * gives a full ephemeral range (~28k) towards the server. */
@@ -351,7 +352,20 @@ static int conn_start(conn_t *c) {
   c->state = C_CONNECTING;
   w->opening++;
   c->events = EPOLLOUT;
-  struct epoll_event e = {.events = EPOLLOUT, .data.ptr = c};
+  if (!opt.tls) {
+    /* On loopback the TCP handshake is usually done inside connect(): then the request
+     * goes now, and the wait for writability (an epoll turn, SO_ERROR, a MOD) is saved.
+     * If it is not done yet, write fails with EAGAIN and the usual path follows. */
+    ssize_t n = write(fd, request, request_len);
+    if (n == (ssize_t)request_len) {
+      c->state = C_HANDSHAKE;
+      c->events = EPOLLIN;
+    } else if (n >= 0 || (errno != EAGAIN && errno != ENOTCONN)) {
+      conn_close(c);
+      return -1;
+    }
+  }
+  struct epoll_event e = {.events = c->events, .data.ptr = c};
   if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &e) < 0) {
     conn_close(c);
     return -1;
