@@ -333,11 +333,11 @@ static int l_conn_peer(lua_State *L) {
 
 /* Fields read live from C; everything else lives in the uservalue table. */
 static int l_conn_index(lua_State *L) {
-  l_box_t *b = check_box(L);
   lua_pushvalue(L, 2);
-  lua_rawget(L, lua_upvalueindex(1));   /* methods */
+  lua_rawget(L, lua_upvalueindex(1));   /* methods: each checks its own self */
   if (!lua_isnil(L, -1)) return 1;
   lua_pop(L, 1);
+  l_box_t *b = check_box(L);
   ws_conn_t *c = b->p;
   const char *k = lua_tostring(L, 2);
   if (k && lua_type(L, 2) == LUA_TSTRING) {
