@@ -362,6 +362,15 @@ static void drop(ws_conn_t *c, const char *why) {
   ws__conn_destroy(c, 1006, 0);
 }
 
+/* Room to make in the message buffer for the current frame's rest, beyond the `have`
+ * bytes it holds: never more than the frame still owes, and never more than what came
+ * (or WS__MSG_AHEAD), so a peer that announces a big frame and sends little of it makes
+ * us hold at most twice what it sent. */
+static size_t msg_ahead(const ws_conn_t *c, size_t have) {
+  size_t cap = have > WS__MSG_AHEAD ? have : WS__MSG_AHEAD;
+  return c->parser.remaining < cap ? (size_t)c->parser.remaining : cap;
+}
+
 static int on_data(void *ud, int opcode, int rsv, char *data, size_t len, int fin) {
   ws_conn_t *c = ud;
   if (c->state != WS__S_OPEN) {   /* after close(): discard, look for the peer's close */
@@ -372,10 +381,8 @@ static int on_data(void *ud, int opcode, int rsv, char *data, size_t len, int fi
     if (c->msg.base && data == c->msg.base + c->msg.start + c->msg.len && len <= ws__buf_room(&c->msg)) {
       c->msg.len += len;   /* read straight into the message (on_alloc) */
     } else {
-      /* The first piece of a split frame: room for the rest of the frame at once (up to
-       * WS__MSG_PREALLOC, so a peer cannot make us hold memory it never sends). */
-      uint64_t rest = c->parser.in_frame ? c->parser.remaining : 0;
-      if (!c->msg.len && rest) ws__buf_reserve(&c->msg, len + (size_t)(rest < WS__MSG_PREALLOC ? rest : WS__MSG_PREALLOC));
+      /* The first piece of a split frame: room for more of it at once (msg_ahead). */
+      if (!c->msg.len && c->parser.in_frame) ws__buf_reserve(&c->msg, len + msg_ahead(c, len));
       if (ws__buf_append(&c->msg, data, len) != 0) {
         ws__conn_fail(c, WS_ENOMEM, "out of memory");
         return 1;
@@ -496,7 +503,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
    * read is no longer than the frame, so it never takes in the next frame's header. */
   if (!c->tp && c->state == WS__S_OPEN && c->msg.len && !c->in.len && c->parser.in_frame &&
       c->parser.remaining >= WS__DIRECT_MIN) {
-    size_t want = c->parser.remaining < WS__MSG_PREALLOC ? (size_t)c->parser.remaining : WS__MSG_PREALLOC;
+    size_t want = msg_ahead(c, c->msg.len);
     char *p = ws__buf_reserve(&c->msg, want);
     if (p) {
       size_t room = ws__buf_room(&c->msg);

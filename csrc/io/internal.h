@@ -7,7 +7,7 @@
 #define WS__READ_BUF (256 * 1024)   /* the loop's one read buffer */
 #define WS__CORK_BUF (64 * 1024)    /* batches small sends made inside a handler */
 #define WS__CORK_MAX (16 * 1024)    /* larger sends bypass the cork buffer */
-#define WS__MSG_PREALLOC (1024 * 1024) /* room made ahead for a split frame's rest */
+#define WS__MSG_AHEAD (64 * 1024)      /* room made ahead of a split frame's bytes */
 #define WS__DIRECT_MIN (16 * 1024)     /* a frame rest at least this big is read in place */
 #define WS__TLS_HEADROOM (32 * 1024) /* TLS reads land after this much of the read buffer */
 

@@ -23,10 +23,14 @@ char *ws__buf_reserve(ws_buf_t *b, size_t len) {
     if (cap > SIZE_MAX / 2) return NULL;
     cap *= 2;
   }
-  char *nb = malloc(cap);
-  if (!nb) return NULL;
-  if (b->len) memcpy(nb, b->base + b->start, b->len);
-  free(b->base);
+  char *nb;
+  if (b->start == 0) {   /* realloc may grow in place (or by mremap): no copy then */
+    if (!(nb = realloc(b->base, cap))) return NULL;
+  } else {
+    if (!(nb = malloc(cap))) return NULL;
+    if (b->len) memcpy(nb, b->base + b->start, b->len);
+    free(b->base);
+  }
   b->base = nb;
   b->cap = cap;
   b->start = 0;
