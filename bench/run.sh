@@ -21,7 +21,8 @@
 # run counts; the table also gives the server's CPU time per message, which other load on
 # a shared machine moves much less than throughput.
 # Other knobs: BENCH_TESTS ("a b c d e f": the tests to run), BENCH_LUAS ("lua5.4 luajit"),
-# BENCH_NODE (1; 0 skips Node ws),
+# BENCH_NODE (1; 0 skips Node ws), BENCH_FLOOR (1; 0 skips the floor server of a and b:
+# bench/floor_echo.c, the thinnest C echo server, whose figures are this machine's ceiling),
 # BENCH_OUT (build/bench: the log and the loadgen binary), CC.
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -84,6 +85,13 @@ done
 LUAS=$build_luas
 [ -n "$LUAS" ] || die "no Lua to run"
 
+FLOOR=$OUT/floor_echo
+if [ "${BENCH_FLOOR:-1}" = 1 ] && [ $SMOKE = 0 ] &&
+   ${CC:-cc} -O2 -Wall -Wextra -Icsrc/core -o "$FLOOR" bench/floor_echo.c csrc/core/*.c -lcrypto >>"$LOG" 2>&1; then
+  FLOOR_ON=1
+else
+  FLOOR_ON=0
+fi
 ${CC:-cc} -O2 -g -Wall -Wextra -Icsrc/core -o "$LOADGEN" bench/loadgen.c csrc/core/*.c \
   -lssl -lcrypto -lz -lpthread || die "cannot build the load generator"
 
@@ -123,6 +131,8 @@ start_server() {
   if [ "$kind" = luaws ]; then
     LUA_CPATH="build/$lua/?.so;;" LUA_PATH="lua/?.lua;lua/?/init.lua;;" \
       $PIN_SRV "$lua" "$script" 0 "$@" >"$out" 2>&1 &
+  elif [ "$kind" = floor ]; then
+    $PIN_SRV "$script" >"$out" 2>&1 &
   else
     $PIN_SRV node "$script" 0 "$@" >"$out" 2>&1 &
   fi
@@ -191,13 +201,15 @@ check() {   # smoke: the run just made must have worked
 
 # ---- the tests ------------------------------------------------------------------------
 
-# A peer is lua5.4 or luajit (luaws on that Lua) or ws (Node).
+# A peer is lua5.4 or luajit (luaws on that Lua), ws (Node) or floor (bench/floor_echo.c,
+# a and b only: the thinnest C echo server, what this machine and generator allow).
 # start_peer PEER [broadcast | tls]; tls: the echo server on wss:// (test e)
 start_peer() {
   local tls=()
   [ "${2:-}" = tls ] && tls=(--tls "$TLSDIR/cert.pem" "$TLSDIR/key.pem")
   case $1 in
     ws) start_server ws node spec/peers/ws_echo_server.js "${tls[@]}" ;;
+    floor) start_server floor - "$FLOOR" ;;
     *) if [ "${2:-}" = broadcast ]; then start_server luaws "$1" bench/broadcast_server.lua
        else start_server luaws "$1" examples/echo_server.lua "${tls[@]}"; fi ;;
   esac || die "the $1 server did not start"
@@ -311,14 +323,16 @@ say "peers:$(for p in $PEERS; do case $p in ws) printf ' node %s ws %s' "$(node 
   "$(node -p 'require("./spec/peers/node_modules/ws/package.json").version')" ;; *) printf ' luaws/%s' "$p" ;; esac; done)"
 say "best of $REPEAT runs per peer, peers interleaved"
 
+ECHO_PEERS=$PEERS
+[ "$FLOOR_ON" = 1 ] && ECHO_PEERS="$PEERS floor"
 has a && for r in $(seq "$REPEAT"); do
-  for p in $PEERS; do
+  for p in $ECHO_PEERS; do
     say "a: echo $a_c conns, 16 B text, 1 in flight, ${SECS}s: $p (run $r)"
     one "$p" a msgs/s echo -c $a_c -s 16 -m 1 -d "$SECS"
   done
 done
 has b && for r in $(seq "$REPEAT"); do
-  for p in $PEERS; do
+  for p in $ECHO_PEERS; do
     say "b: echo $b_c conns, 64 KiB binary, 1 in flight, ${SECS}s: $p (run $r)"
     one "$p" b MB/s echo -c $b_c -s 65536 -b -m 1 -d "$SECS"
   done
@@ -424,6 +438,20 @@ if [ "$MAXTEST" = 1 ]; then
   row "f broadcast call ms (server side)" f_ms
   row "f broadcast delivery spread ms" f_spread
   row "f broadcast messages delivered" f_got
+fi
+if [ "$FLOOR_ON" = 1 ] && { [ -n "${R[floor,a]:-}" ] || [ -n "${R[floor,b]:-}" ]; }; then
+  # The ceiling: the same generator against a server that does nothing but read, unmask
+  # and write. luaws/floor near 1 means what is left is the kernel's and the generator's.
+  say ""
+  say "floor: bench/floor_echo.c (C, epoll, no libuv, no Lua), same generator"
+  for t in a b; do
+    [ -n "${R[floor,$t]:-}" ] || continue
+    line="$t: ${R[floor,$t]} $([ $t = a ] && echo msg/s || echo MB/s); server user / kernel us ${R[floor,${t}_split]};"
+    line="$line cpu% server / generator ${R[floor,${t}_cpu]}; luaws/floor:"
+    for p in $LUAS; do line="$line $p $(ratio "${R[$p,$t]:-}" "${R[floor,$t]}")"; done
+    [ "$NODE" = 1 ] && line="$line, ws $(ratio "${R[ws,$t]:-}" "${R[floor,$t]}")"
+    say "  $line"
+  done
 fi
 say ""
 say "log: $LOG"
