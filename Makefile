@@ -11,7 +11,7 @@ endif
 CC ?= cc
 OPT ?= -O2
 CFLAGS ?= $(OPT) -g
-WARN = -Wall -Wextra -Wno-unused-parameter
+WARN = -Wall -Wextra
 LUA_CFLAGS := $(shell pkg-config --cflags $(LUA_PC) 2>/dev/null)
 DEP_LIBS := $(shell pkg-config --libs libuv openssl 2>/dev/null || echo -luv -lssl -lcrypto) -lz
 BUILD ?= build/$(LUA)

@@ -101,6 +101,7 @@ void ws__conn_timer(ws_conn_t *c, uint64_t ms, uint64_t repeat) {
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status) {
+  (void)status;   /* failed or not, the socket closes next */
   ws_conn_t *c = req->data;
   free(req);
   if (c->state != WS__S_CLOSED) ws__conn_destroy(c, c->close_code, (c->flags & WS__F_CLEAN) != 0);
@@ -372,6 +373,7 @@ static size_t msg_ahead(const ws_conn_t *c, size_t have) {
 }
 
 static int on_data(void *ud, int opcode, int rsv, char *data, size_t len, int fin) {
+  (void)rsv;   /* no extension is negotiated yet, so the parser lets no RSV bit through */
   ws_conn_t *c = ud;
   if (c->state != WS__S_OPEN) {   /* after close(): discard, look for the peer's close */
     ws__buf_free(&c->msg);
@@ -494,6 +496,7 @@ void ws__conn_input(ws_conn_t *c, char *buf, size_t len) {
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  (void)suggested;   /* libuv's 64 KiB guess; the loop's buffer is bigger */
   ws_conn_t *c = h->data;
   ws_loop_t *l = c->loop;
   size_t pre = 0;

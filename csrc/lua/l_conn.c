@@ -102,13 +102,6 @@ static void new_event(lua_State *L, int ud, int type, int extra) {
   lua_rawset(L, -3);
 }
 
-/* event[key] = the value at the top (popped). */
-static void set_key(lua_State *L, int key) {
-  l_push_key(L, key);
-  lua_insert(L, -2);
-  lua_rawset(L, -3);
-}
-
 static void ev_open(ws_conn_t *c, const ws_http_head_t *head) {
   lua_State *L = l_main;
   l_box_t *b = box_of(c);
@@ -159,12 +152,14 @@ static void ev_pong(ws_conn_t *c, const char *data, size_t len) {
 }
 
 static void ev_error(ws_conn_t *c, int err, const char *message) {
+  (void)err;   /* the message says it; the close event carries the code */
   lua_State *L = l_main;
   box_of(c);
   int ud = lua_gettop(L);
   new_event(L, ud, L_K_ERROR, 1);
+  l_push_key(L, L_K_MESSAGE_F);
   lua_pushstring(L, message);
-  set_key(L, L_K_MESSAGE_F);
+  lua_rawset(L, -3);
   emit(L, L_K_ONERROR, L_K_ERROR);
   lua_pop(L, 1);
 }
@@ -183,12 +178,15 @@ static void ev_close(ws_conn_t *c, unsigned code, const char *reason, size_t rle
     }
   } else {
     new_event(L, ud, L_K_CLOSE, 3);
+    l_push_key(L, L_K_CODE);
     lua_pushinteger(L, code);
-    set_key(L, L_K_CODE);
+    lua_rawset(L, -3);
+    l_push_key(L, L_K_REASON);
     lua_pushlstring(L, reason, rlen);
-    set_key(L, L_K_REASON);
+    lua_rawset(L, -3);
+    l_push_key(L, L_K_WASCLEAN);
     lua_pushboolean(L, clean);
-    set_key(L, L_K_WASCLEAN);
+    lua_rawset(L, -3);
     emit(L, L_K_ONCLOSE, L_K_CLOSE);
   }
   lua_pop(L, 1);
@@ -200,8 +198,9 @@ static void ev_raw(ws_conn_t *c, const char *data, size_t len) {
   box_of(c);
   int ud = lua_gettop(L);
   new_event(L, ud, L_K_DATA_EV, 1);
+  l_push_key(L, L_K_DATA);
   lua_pushlstring(L, data, len);
-  set_key(L, L_K_DATA);
+  lua_rawset(L, -3);
   emit(L, L_K_ONDATA, L_K_DATA_EV);
   lua_pop(L, 1);
 }

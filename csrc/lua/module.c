@@ -145,6 +145,7 @@ static int l_step(lua_State *L) {
 }
 
 static int l_stop(lua_State *L) {
+  (void)L;
   uv_stop(ws_loop_uv(loop));
   return 0;
 }
