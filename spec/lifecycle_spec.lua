@@ -308,6 +308,18 @@ describe("socket surface", function()
     assert.equal(ws, rec.closes[1].target)
   end)
 
+  it("calls every one of 500 listeners of one event, in order", function()
+    local ws, rec, sws = pair()
+    sws().onmessage = function(e) sws():send(e.data) end
+    local order = {}
+    for i = 1, 500 do
+      ws:addEventListener("message", function() order[#order + 1] = i end)
+    end
+    ws:send("x")
+    H.wait(function() return #rec.messages == 1 and #order == 500 end, 5, "the listeners")
+    for i = 1, 500 do assert.equal(i, order[i]) end
+  end)
+
   it("checks close() arguments as browsers do", function()
     local ws = pair()
     assert.has_error(function() ws:close(1001) end)
