@@ -120,8 +120,9 @@ int ws_hixie_check_request(const ws_http_head_t *h, int *version, const char **w
   }
   /* Host goes into the location the client compares against its URL, so it must be
    * one, unambiguous value (RFC 9112 3.2: 400 for several). */
-  if (ws__hixie_count(h, "Host", &hd) != 1 || hd->value_len == 0) {
-    *why = hd ? "more than one Host" : "missing Host";
+  n1 = ws__hixie_count(h, "Host", &hd);
+  if (n1 != 1 || hd->value_len == 0) {
+    *why = n1 > 1 ? "more than one Host" : "missing Host";
     return 400;
   }
   /* The target is the location's resource name, so only origin-form will do. */
