@@ -103,14 +103,14 @@ static int ws__hixie_key(const ws_http_head_t *h, const char *name, uint32_t *va
 }
 
 int ws_hixie_check_request(const ws_http_head_t *h, int *version, const char **why) {
-  const ws_header_t *hd, *k1, *k2;
-  size_t n1, n2;
+  const ws_header_t *host, *k1, *k2;
+  size_t hosts, n1, n2;
   uint32_t v;
 
   *version = 0;
   *why = NULL;
   /* -76 4.1 (what a client sends) and 5.1 (what a server reads); -75 likewise. */
-  if (!h->method || h->method_len != sizeof "GET" - 1 || memcmp(h->method, "GET", 3) != 0) {
+  if (!h->method || h->method_len != sizeof "GET" - 1 || memcmp(h->method, "GET", sizeof "GET" - 1) != 0) {
     *why = "method must be GET";
     return 400;
   }
@@ -120,9 +120,9 @@ int ws_hixie_check_request(const ws_http_head_t *h, int *version, const char **w
   }
   /* Host goes into the location the client compares against its URL, so it must be
    * one, unambiguous value (RFC 9112 3.2: 400 for several). */
-  n1 = ws__hixie_count(h, "Host", &hd);
-  if (n1 != 1 || hd->value_len == 0) {
-    *why = n1 > 1 ? "more than one Host" : "missing Host";
+  hosts = ws__hixie_count(h, "Host", &host);
+  if (hosts != 1 || host->value_len == 0) {
+    *why = hosts > 1 ? "more than one Host" : "missing Host";
     return 400;
   }
   /* The target is the location's resource name, so only origin-form will do. */

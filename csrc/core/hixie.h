@@ -15,7 +15,9 @@
 /* Server: checks an upgrade request of either draft (GET, HTTP/1.1, one Host, a path as
  * target, Upgrade: WebSocket, Connection: Upgrade, no Sec-WebSocket-Version). Both
  * Sec-WebSocket-Key1 and Key2, each valid: *version = 76; neither: *version = 75.
- * Returns 0, or the HTTP status to answer (400) and *why. Origin is not required. */
+ * Returns 0, or the HTTP status to answer (400) and *why. Origin is not required.
+ * For 76 the answer needs key3, the WS_HIXIE76_KEY3_LEN bytes that follow the head (no
+ * Content-Length announces them), so the caller reads those before responding. */
 int ws_hixie_check_request(const ws_http_head_t *h, int *version, const char **why);
 
 /* The subprotocol the client asked for (-76: Sec-WebSocket-Protocol, -75:
