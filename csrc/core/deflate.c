@@ -441,6 +441,8 @@ int ws_deflate_can_share(const ws_deflate_t *d, int window_bits) {
 static int ws__inflate_restart(ws_deflate_t *d) {
   z_stream *z = d->zin;
   d->in_skip = 1;
+  z->next_in = NULL; /* the rest of this input is skipped, not kept for the next call */
+  z->avail_in = 0;
   if (!d->recv_nct) {
     Bytef *dict = malloc((size_t)1 << 15);
     uInt n = 0;

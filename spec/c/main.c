@@ -84,6 +84,8 @@ int main(void) {
   test_close();
   test_http();
   test_handshake();
+  test_ext();
+  test_deflate();
   printf("%ld passed, %ld failed\n", test_passed, test_failed);
   return test_failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
