@@ -3,7 +3,7 @@
 # how many chunk-size bytes follow before the frames (its high bits set a size limit).
 set -e
 cd "$(dirname "$0")"
-mkdir -p corpus/frame corpus/http
+mkdir -p corpus/frame corpus/http corpus/inflate
 f=corpus/frame
 # RFC 6455 5.7 examples
 printf '\000\201\005Hello' > $f/text-unmasked
@@ -26,3 +26,18 @@ printf '\r\nPOST /x?y=1 HTTP/1.0\nA: b\nC:\n\n' > $h/lf-only
 printf 'HTTP/1.1 404\r\nX:   a b  \r\n\r\n' > $h/no-reason
 printf 'GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n' > $h/obs-fold
 printf 'GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\nSec-WebSocket-Version: 8\r\n\r\n' > $h/version8
+
+i=corpus/inflate
+# fuzz_inflate: byte 0 bit 7 set = the rest is an extensions header; else bit 0 = no
+# context takeover, bits 1-3 = window bits - 8, bits 4-5 = size limit, then messages,
+# each a length byte and its bytes. RFC 7692 7.2.3's examples, then a few more.
+printf '\016\007\362\110\315\311\311\007\000\005\362\000\021\000\000' > $i/hello-twice
+printf '\017\007\362\110\315\311\311\007\000\007\362\110\315\311\311\007\000' > $i/no-context
+printf '\016\013\000\005\000\372\377Hello\000' > $i/stored
+printf '\016\010\363\110\315\311\311\007\000\000\005\362\000\021\000\000' > $i/bfinal
+printf '\016\015\362\110\005\000\000\000\377\377\312\311\311\007\000\001\000' > $i/two-blocks
+printf '\000\005\362\110\315\311\311' > $i/window8-cut
+# 200000 zeros in 211 bytes, under a 100-byte limit
+{ printf '\036\323\354\301\061\001\000\000\000\302\240\365\117\155\006\177\240'; head -c 193 /dev/zero; printf '\200\327\000'; } > $i/bomb
+printf '\200permessage-deflate; client_max_window_bits; server_max_window_bits=10, permessage-deflate' > $i/header-offers
+printf '\200permessage-deflate; server_max_window_bits="1\\0"; client_no_context_takeover, x-foo;a=b' > $i/header-quoted
