@@ -8,7 +8,11 @@
  * compressed with windowBits 9 and Z_HUFFMAN_ONLY: zlib documents that this emits no
  * string matches, so no distance can reach past 256 bytes and any window suffices.
  * Inflating a window-8 stream uses windowBits 9 (a larger window reads any stream a
- * smaller one can). */
+ * smaller one can).
+ *
+ * The inflater uses the negotiated window, to hold no more memory than it must. zlib
+ * does not police it strictly: a peer's distance past its window is refused only when
+ * the bytes it points at are not in the same inflate call's output. */
 #include <limits.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -480,10 +484,12 @@ static int ws__inflate_run(ws_deflate_t *d, const unsigned char *in, size_t len,
     r = inflate(z, Z_SYNC_FLUSH);
     n = room - z->avail_out;
     z->next_out = NULL;
-    if (r == Z_DATA_ERROR || r == Z_NEED_DICT) return WS_EINFLATE;
-    if (r != Z_OK && r != Z_BUF_ERROR && r != Z_STREAM_END) return ws__zerr(r);
+    /* The limit first: output made before a corrupt spot is real, and how much of it
+     * one call sees depends on how the input was cut. */
     d->in_total += n;
     if (max && d->in_total > max) return WS_ETOOBIG;
+    if (r == Z_DATA_ERROR || r == Z_NEED_DICT) return WS_EINFLATE;
+    if (r != Z_OK && r != Z_BUF_ERROR && r != Z_STREAM_END) return ws__zerr(r);
     if (n) {
       int e = sink(ud, (const char *)buf, n);
       if (e) return e < 0 ? e : WS_EINTERNAL;

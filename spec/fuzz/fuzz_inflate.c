@@ -154,9 +154,18 @@ static void fuzz_messages(uint8_t flags, const uint8_t *data, size_t size) {
       free(piece);
       off += k;
     } while (!e2 && off < n);
-    REQUIRE(err == e2);
     REQUIRE(err == 0 || err == WS_EINFLATE || err == WS_ETOOBIG);
-    if (err != WS_ETOOBIG) REQUIRE(a.len == b.len && a.hash == b.hash);
+    if (err != e2) {
+      /* zlib lets a distance past a small window through when the bytes it points at
+       * are in the same call's output, so a peer breaking its window may be caught
+       * only in some cuts of the input. With 15 bits, no distance can be too far. */
+      REQUIRE(p.client_max_window_bits < 15 && (err == WS_EINFLATE || e2 == WS_EINFLATE));
+      free(a.keep);
+      free(msg);
+      break;
+    }
+    /* Output before an error depends on where the input was cut; after none, not. */
+    if (!err) REQUIRE(a.len == b.len && a.hash == b.hash);
     if (err) {
       REQUIRE(ws_deflate_memory(&whole) == 0);
       REQUIRE(ws_deflate_inflate(&whole, "", 0, 1, max, sink, &a) == err);
