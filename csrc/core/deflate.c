@@ -25,15 +25,11 @@
 /* RFC 7692 7.2.1: a sync flush ends with an empty stored block's LEN and NLEN. */
 static const unsigned char ws__tail[4] = {0x00, 0x00, 0xff, 0xff};
 
-void ws_deflate_config_default(ws_deflate_config_t *cfg) {
-  memset(cfg, 0, sizeof *cfg);
-  cfg->level = Z_DEFAULT_COMPRESSION;
-  cfg->mem_level = 8;
-  cfg->strategy = Z_DEFAULT_STRATEGY;
-  cfg->server_max_window_bits = 15;
-  cfg->client_max_window_bits = 15;
-  cfg->threshold = 1024;
-}
+/* As Node's ws: zlib's defaults, full windows, context takeover, threshold 1024. */
+static const ws_deflate_config_t ws__defaults = {Z_DEFAULT_COMPRESSION, 8, Z_DEFAULT_STRATEGY,
+                                                 15, 15, 0, 0, 1024};
+
+void ws_deflate_config_default(ws_deflate_config_t *cfg) { *cfg = ws__defaults; }
 
 static int ws__bits_ok(int b) { return b >= 8 && b <= 15; }
 
@@ -47,10 +43,7 @@ int ws_deflate_config_check(const ws_deflate_config_t *cfg) {
 }
 
 static const ws_deflate_config_t *ws__cfg(const void *config) {
-  static ws_deflate_config_t defaults;
-  if (config) return config;
-  if (!defaults.mem_level) ws_deflate_config_default(&defaults);
-  return &defaults;
+  return config ? config : &ws__defaults;
 }
 
 /* ---- negotiation (RFC 7692 5, 7.1) -------------------------------------------- */
