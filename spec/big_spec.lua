@@ -19,7 +19,7 @@ describe("a message over 4 GiB", function()
     big = big .. big
     big = big .. big
     assert.equal(size, #big)
-    local s = H.server()
+    local s = H.server { max_memory = math.huge }   -- the 1 GiB default would drop it
     s.onupgrade = function(req)
       local ws = H.track(WebSocket(req))
       ws.onopen = function() assert(ws:send(big, "binary")); big = nil end
