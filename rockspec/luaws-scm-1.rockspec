@@ -24,8 +24,9 @@ build = {
   modules = {
     ["luaws.core"] = {
       sources = {
-        "csrc/core/close.c", "csrc/core/errors.c", "csrc/core/frame.c",
-        "csrc/core/handshake.c", "csrc/core/http.c", "csrc/core/mask.c", "csrc/core/utf8.c",
+        "csrc/core/close.c", "csrc/core/deflate.c", "csrc/core/errors.c", "csrc/core/ext.c",
+        "csrc/core/frame.c", "csrc/core/handshake.c", "csrc/core/hixie.c", "csrc/core/http.c",
+        "csrc/core/mask.c", "csrc/core/utf8.c",
         "csrc/io/client.c", "csrc/io/conn.c", "csrc/io/loop.c", "csrc/io/server.c",
         "csrc/io/tls.c",
         "csrc/lua/l_conn.c", "csrc/lua/l_server.c", "csrc/lua/l_tls.c", "csrc/lua/l_util.c",
