@@ -604,7 +604,9 @@ void ws__conn_input(ws_conn_t *c, char *buf, size_t len) {
     off += (size_t)n;
   }
   c->flags &= ~WS__F_IN_INPUT;
-  if (c->state == WS__S_CLOSED) {
+  /* Closed, or failed (the rest is never parsed: the parser's error is sticky, and buf
+   * may lie in the message buffer that the failure freed): nothing is kept. */
+  if (c->state == WS__S_CLOSED || (c->flags & WS__F_FAILED)) {
     ws__buf_free(&c->in);
     return;
   }
