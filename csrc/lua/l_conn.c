@@ -176,18 +176,23 @@ static void ev_error(ws_conn_t *c, int err, const char *message) {
   lua_pop(L, 1);
 }
 
+/* A plain HTTP request's events go to the Lua server module's hook, with the conn. */
+static void request_hook(lua_State *L, const char *name, int ud) {
+  l_push_hook(L, name);
+  if (lua_isfunction(L, -1)) {
+    lua_pushvalue(L, ud);
+    l_dispatch(L, 1, ud);
+  } else {
+    lua_pop(L, 1);
+  }
+}
+
 static void ev_drain(ws_conn_t *c) {
   lua_State *L = l_main;
   l_box_t *b = box_of(c);
   int ud = lua_gettop(L);
   if (b->kind == L_KIND_REQUEST) {   /* a plain HTTP response (res) */
-    l_push_hook(L, "_onrequestdrain");
-    if (lua_isfunction(L, -1)) {
-      lua_pushvalue(L, ud);
-      l_dispatch(L, 1, ud);
-    } else {
-      lua_pop(L, 1);
-    }
+    request_hook(L, "_onrequestdrain", ud);
   } else {
     new_event(L, ud, L_K_DRAIN, 0);
     emit(L, L_K_ONDRAIN, L_K_DRAIN);
@@ -200,13 +205,7 @@ static void ev_close(ws_conn_t *c, unsigned code, const char *reason, size_t rle
   l_box_t *b = box_of(c);
   int ud = lua_gettop(L);
   if (b->kind == L_KIND_REQUEST) {   /* a plain HTTP exchange ended (res, EventSource) */
-    l_push_hook(L, "_onrequestclose");
-    if (lua_isfunction(L, -1)) {
-      lua_pushvalue(L, ud);
-      l_dispatch(L, 1, ud);
-    } else {
-      lua_pop(L, 1);
-    }
+    request_hook(L, "_onrequestclose", ud);
   } else {
     new_event(L, ud, L_K_CLOSE, 3);
     l_push_key(L, L_K_CODE);

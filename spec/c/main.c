@@ -77,6 +77,36 @@ char *test_guard_copy(const void *data, size_t len) {
   return p;
 }
 
+/* A growable byte buffer, for the tests' event logs. */
+void tb_put(tbuf_t *b, const void *d, size_t n) {
+  if (b->len + n > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + n) cap *= 2;
+    b->p = realloc(b->p, cap);
+    if (!b->p) abort();
+    b->cap = cap;
+  }
+  if (n) memcpy(b->p + b->len, d, n);
+  b->len += n;
+}
+
+void tb_byte(tbuf_t *b, int c) {
+  uint8_t x = (uint8_t)c;
+  tb_put(b, &x, 1);
+}
+
+void tb_u64(tbuf_t *b, uint64_t v) { tb_put(b, &v, sizeof v); }
+
+void tb_free(tbuf_t *b) {
+  free(b->p);
+  b->p = NULL;
+  b->len = b->cap = 0;
+}
+
+int tb_eq(const tbuf_t *a, const tbuf_t *b) {
+  return a->len == b->len && (a->len == 0 || memcmp(a->p, b->p, a->len) == 0);
+}
+
 int main(void) {
   test_errors();
   test_utf8();

@@ -40,6 +40,17 @@ void test_check_mem(const char *file, int line, const char *as, const char *bs,
 void test_check_str(const char *file, int line, const char *as, const char *bs,
                     const char *a, const char *b);
 
+/* A growable byte buffer (aborts when out of memory). */
+typedef struct {
+  uint8_t *p;
+  size_t len, cap;
+} tbuf_t;
+void tb_put(tbuf_t *b, const void *d, size_t n);
+void tb_byte(tbuf_t *b, int c);
+void tb_u64(tbuf_t *b, uint64_t v);
+void tb_free(tbuf_t *b);
+int tb_eq(const tbuf_t *a, const tbuf_t *b);
+
 void test_errors(void);
 void test_frame(void);
 void test_utf8(void);

@@ -6,42 +6,6 @@
 #include "test.h"
 #include "ws.h"
 
-/* ---- a growable byte buffer ---------------------------------------------- */
-
-typedef struct {
-  uint8_t *p;
-  size_t len, cap;
-} tbuf_t;
-
-static void tb_put(tbuf_t *b, const void *d, size_t n) {
-  if (b->len + n > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n) cap *= 2;
-    b->p = realloc(b->p, cap);
-    if (!b->p) abort();
-    b->cap = cap;
-  }
-  if (n) memcpy(b->p + b->len, d, n);
-  b->len += n;
-}
-
-static void tb_byte(tbuf_t *b, int c) {
-  uint8_t x = (uint8_t)c;
-  tb_put(b, &x, 1);
-}
-
-static void tb_u64(tbuf_t *b, uint64_t v) { tb_put(b, &v, sizeof v); }
-
-static void tb_free(tbuf_t *b) {
-  free(b->p);
-  b->p = NULL;
-  b->len = b->cap = 0;
-}
-
-static int tb_eq(const tbuf_t *a, const tbuf_t *b) {
-  return a->len == b->len && (a->len == 0 || memcmp(a->p, b->p, a->len) == 0);
-}
-
 /* ---- the event log --------------------------------------------------------- */
 
 /* Records what the parser reports: 'D' op rsv len data for each whole message (its

@@ -7,42 +7,6 @@
 #include "hixie.h"
 #include "test.h"
 
-/* ---- a growable byte buffer ---------------------------------------------- */
-
-typedef struct {
-  uint8_t *p;
-  size_t len, cap;
-} hb_t;
-
-static void hb_put(hb_t *b, const void *d, size_t n) {
-  if (b->len + n > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n) cap *= 2;
-    b->p = realloc(b->p, cap);
-    if (!b->p) abort();
-    b->cap = cap;
-  }
-  if (n) memcpy(b->p + b->len, d, n);
-  b->len += n;
-}
-
-static void hb_byte(hb_t *b, int c) {
-  uint8_t x = (uint8_t)c;
-  hb_put(b, &x, 1);
-}
-
-static void hb_u64(hb_t *b, uint64_t v) { hb_put(b, &v, sizeof v); }
-
-static void hb_free(hb_t *b) {
-  free(b->p);
-  b->p = NULL;
-  b->len = b->cap = 0;
-}
-
-static int hb_eq(const hb_t *a, const hb_t *b) {
-  return a->len == b->len && (a->len == 0 || memcmp(a->p, b->p, a->len) == 0);
-}
-
 #define LIT(s) (s), sizeof(s) - 1
 
 /* ---- the opening handshake -------------------------------------------------- */
@@ -331,7 +295,7 @@ static void test_response(void) {
  * the data of an unfinished frame and 'L' and the count of bytes left unconsumed. Two
  * runs behave the same iff their logs are equal. */
 typedef struct {
-  hb_t log, msg;
+  tbuf_t log, msg;
   int in_msg;
   int stop; /* callbacks return non-zero: 0 never, 1 always, 2 at random */
   uint64_t rng;
@@ -349,12 +313,12 @@ static int rec_on_data(void *ud, int op, int rsv, char *d, size_t n, int fin) {
   if (op != WS_OP_TEXT || rsv != 0) r->misuse++;
   if (n == 0 && !fin) r->misuse++;         /* an empty piece only to end a frame */
   if (memchr(d, 0xFF, n)) r->misuse++;     /* the sentinel is never data */
-  hb_put(&r->msg, d, n);
+  tb_put(&r->msg, d, n);
   if (fin) {
     r->fin_calls++;
-    hb_byte(&r->log, 'D');
-    hb_u64(&r->log, r->msg.len);
-    hb_put(&r->log, r->msg.p, r->msg.len);
+    tb_byte(&r->log, 'D');
+    tb_u64(&r->log, r->msg.len);
+    tb_put(&r->log, r->msg.p, r->msg.len);
     r->msg.len = 0;
     r->in_msg = 0;
   }
@@ -366,28 +330,28 @@ static int rec_on_control(void *ud, int op, char *d, size_t n) {
   (void)d;
   r->control_calls++;
   if (op != WS_OP_CLOSE || n != 0 || r->in_msg) r->misuse++;
-  hb_byte(&r->log, 'C');
+  tb_byte(&r->log, 'C');
   return rec_stop(r);
 }
 
 static const ws_parser_settings_t rec_settings = {rec_on_data, rec_on_control};
 
-static void exp_text(hb_t *e, const void *d, size_t n) {
-  hb_byte(e, 'D');
-  hb_u64(e, n);
-  hb_put(e, d, n);
+static void exp_text(tbuf_t *e, const void *d, size_t n) {
+  tb_byte(e, 'D');
+  tb_u64(e, n);
+  tb_put(e, d, n);
 }
 
-static void exp_close(hb_t *e) { hb_byte(e, 'C'); }
+static void exp_close(tbuf_t *e) { tb_byte(e, 'C'); }
 
-static void exp_end(hb_t *e) {
-  hb_byte(e, 'L');
-  hb_u64(e, 0);
+static void exp_end(tbuf_t *e) {
+  tb_byte(e, 'L');
+  tb_u64(e, 0);
 }
 
-static void exp_error(hb_t *e, int err) {
-  hb_byte(e, 'E');
-  hb_u64(e, (uint64_t)(int64_t)err);
+static void exp_error(tbuf_t *e, int err) {
+  tb_byte(e, 'E');
+  tb_u64(e, (uint64_t)(int64_t)err);
 }
 
 /* ---- feeding, as a caller would ---------------------------------------------- */
@@ -406,7 +370,7 @@ static long feed_violations; /* consumed more than given, or no error when stick
  * bytes sit right before an unreadable page, so any over-read crashes. Returns the
  * error, or 0; the log goes to *log. */
 static int feed(const cfg_t *c, const uint8_t *in, size_t len, int mode, uint64_t seed,
-                int stop, hb_t *log, rec_t *out) {
+                int stop, tbuf_t *log, rec_t *out) {
   ws_hixie_parser_t p;
   rec_t r;
   char *end = test_guard_end();
@@ -462,14 +426,14 @@ static int feed(const cfg_t *c, const uint8_t *in, size_t len, int mode, uint64_
     exp_error(&r.log, err);
   } else {
     if (r.in_msg) {
-      hb_byte(&r.log, 'P');
-      hb_u64(&r.log, r.msg.len);
-      hb_put(&r.log, r.msg.p, r.msg.len);
+      tb_byte(&r.log, 'P');
+      tb_u64(&r.log, r.msg.len);
+      tb_put(&r.log, r.msg.p, r.msg.len);
     }
-    hb_byte(&r.log, 'L');
-    hb_u64(&r.log, have);
+    tb_byte(&r.log, 'L');
+    tb_u64(&r.log, have);
   }
-  hb_free(&r.msg);
+  tb_free(&r.msg);
   *log = r.log;
   if (out) *out = r;
   return err;
@@ -477,8 +441,8 @@ static int feed(const cfg_t *c, const uint8_t *in, size_t len, int mode, uint64_
 
 /* Runs in every way there is and checks that the logs agree; returns the whole-feed
  * error and leaves its log in *log (if log is not NULL). */
-static int feed_all(const cfg_t *c, const uint8_t *in, size_t len, uint64_t seed, hb_t *log) {
-  hb_t ref, other;
+static int feed_all(const cfg_t *c, const uint8_t *in, size_t len, uint64_t seed, tbuf_t *log) {
+  tbuf_t ref, other;
   rec_t r;
   int err, i, same = 1, stop;
   long before = feed_violations;
@@ -491,29 +455,29 @@ static int feed_all(const cfg_t *c, const uint8_t *in, size_t len, uint64_t seed
       int e;
       if (mode == FEED_WHOLE && stop == 0) continue;
       e = feed(c, in, len, mode, seed + (uint64_t)i * 7919 + (uint64_t)stop, stop, &other, &r);
-      if (e != err || !hb_eq(&ref, &other) || r.misuse) {
+      if (e != err || !tb_eq(&ref, &other) || r.misuse) {
         same = 0;
         fprintf(stderr, "  mode %d stop %d: err %d vs %d, log %zu vs %zu bytes\n", mode,
                 stop, e, err, other.len, ref.len);
       }
-      hb_free(&other);
+      tb_free(&other);
     }
   }
   CHECK(same);
   CHECK_INT(feed_violations - before, 0);
   if (log) *log = ref;
-  else hb_free(&ref);
+  else tb_free(&ref);
   return err;
 }
 
 /* Both report the caller's line, where the input is. */
-static void expect_log_at(int line, const cfg_t *c, const void *in, size_t len, hb_t *want) {
-  hb_t got;
+static void expect_log_at(int line, const cfg_t *c, const void *in, size_t len, tbuf_t *want) {
+  tbuf_t got;
   feed_all(c, in, len, len * 31 + 1, &got);
-  if (hb_eq(&got, want)) test_passed++;
+  if (tb_eq(&got, want)) test_passed++;
   else test_fail(__FILE__, line, "the log is the one expected");
-  hb_free(&got);
-  hb_free(want);
+  tb_free(&got);
+  tb_free(want);
 }
 
 static void expect_error_at(int line, const cfg_t *c, const void *in, size_t len, int err) {
@@ -530,7 +494,7 @@ static const cfg_t V75 = {75, 0};
 /* ---- the framing parser: events ------------------------------------------------- */
 
 static void test_parser_events(void) {
-  hb_t want = {0}, in = {0};
+  tbuf_t want = {0}, in = {0};
   const cfg_t *both[2] = {&V75, &V76};
   int v;
 
@@ -556,13 +520,13 @@ static void test_parser_events(void) {
     {
       size_t i;
       /* Type 0x80, then 0x81 0x00: 1 * 128 + 0 bytes; then 0x80 0x03: 0 * 128 + 3. */
-      hb_put(&in, LIT("\x80\x81\x00"));
-      for (i = 0; i < 128; i++) hb_byte(&in, i % 3 == 0 ? 0xFF : i % 3 == 1 ? 0x00 : 'z');
-      hb_put(&in, LIT("\x80\x80\x03" "\xff\x00\xff" "\x00" "ok" "\xff"));
+      tb_put(&in, LIT("\x80\x81\x00"));
+      for (i = 0; i < 128; i++) tb_byte(&in, i % 3 == 0 ? 0xFF : i % 3 == 1 ? 0x00 : 'z');
+      tb_put(&in, LIT("\x80\x80\x03" "\xff\x00\xff" "\x00" "ok" "\xff"));
       exp_text(&want, "ok", 2);
       exp_end(&want);
       expect_log(c, in.p, in.len, &want);
-      hb_free(&in);
+      tb_free(&in);
     }
 
     /* The closing handshake: 0xFF with length 0 however written, for both drafts; the
@@ -585,9 +549,9 @@ static void test_parser_events(void) {
     expect_log(c, LIT("\x01" "abc" "\xff" "\x7f\xc0\xfe\xff" "\x00" "ok" "\xff"), &want);
 
     /* Unfinished frames are reported as pending. */
-    hb_put(&want, LIT("P"));
-    hb_u64(&want, 3);
-    hb_put(&want, LIT("abc"));
+    tb_put(&want, LIT("P"));
+    tb_u64(&want, 3);
+    tb_put(&want, LIT("abc"));
     exp_end(&want);
     expect_log(c, LIT("\x00" "abc"), &want);
   }
@@ -620,13 +584,13 @@ static void test_parser_errors(void) {
     CHECK_INT(ws_hixie_parser_execute(&p, &rec_settings, &r, in, 1), WS_EUTF8);
     CHECK_INT(p.error, WS_EUTF8);
     CHECK_INT(r.data_calls, 1);
-    hb_free(&r.log);
-    hb_free(&r.msg);
+    tb_free(&r.log);
+    tb_free(&r.msg);
   }
 
   /* max_length: exactly the limit is fine, one byte more fails, whatever the frame. */
   {
-    hb_t want = {0};
+    tbuf_t want = {0};
     exp_text(&want, "abcde", 5);
     exp_text(&want, "", 0);
     exp_end(&want);
@@ -654,8 +618,8 @@ static void test_parser_errors(void) {
     CHECK_INT(ws_hixie_parser_execute(&p, &rec_settings, &r, LIT("\x80\x81")), 2);
     CHECK_INT(ws_hixie_parser_execute(&p, &rec_settings, &r, LIT("\x80")), 1);
     CHECK_INT(ws_hixie_parser_execute(&p, &rec_settings, &r, LIT("\x80")), WS_ETOOBIG);
-    hb_free(&r.log);
-    hb_free(&r.msg);
+    tb_free(&r.log);
+    tb_free(&r.msg);
   }
   /* Whichever comes first of bad UTF-8 and the limit decides, however the input is cut. */
   expect_error(&lim3, LIT("\x00" "a\xc0" "bcd" "\xff"), WS_EUTF8);
@@ -665,9 +629,9 @@ static void test_parser_errors(void) {
 
   /* Without a limit, a length is still bounded by 64 bits: 2^64 - 1 is taken... */
   {
-    hb_t want = {0};
-    hb_put(&want, LIT("L"));
-    hb_u64(&want, 0);
+    tbuf_t want = {0};
+    tb_put(&want, LIT("L"));
+    tb_u64(&want, 0);
     expect_log(&V76, LIT("\x80\x81\xff\xff\xff\xff\xff\xff\xff\xff\x7f"), &want);
   }
   /* ... one more group is not. */
@@ -711,8 +675,8 @@ static void test_consumption(void) {
   CHECK_INT(exec1(&p, &r, "\xff", 1), 1);
   CHECK_INT(r.data_calls, 2);
   CHECK_INT(r.fin_calls, 2);
-  hb_free(&r.log);
-  hb_free(&r.msg);
+  tb_free(&r.log);
+  tb_free(&r.msg);
 
   /* Stopping: the count includes the piece or frame that stopped it, no more. */
   memset(&r, 0, sizeof r);
@@ -746,8 +710,8 @@ static void test_consumption(void) {
     CHECK_MEM(r.log.p + r.log.len - 6, 6, "abcdef", 6);
     CHECK_INT(exec1(&p, &r, "", 0), 0);
   }
-  hb_free(&r.log);
-  hb_free(&r.msg);
+  tb_free(&r.log);
+  tb_free(&r.msg);
 
   /* Callbacks may be left out. */
   {
@@ -762,21 +726,21 @@ static void test_consumption(void) {
 /* ---- the writer ------------------------------------------------------------------ */
 
 static void test_writer(void) {
-  hb_t in = {0}, want = {0};
+  tbuf_t in = {0}, want = {0};
   CHECK_INT(WS_HIXIE_TEXT_START_LEN, 1);
   CHECK_INT(WS_HIXIE_TEXT_END_LEN, 1);
   CHECK_INT(WS_HIXIE_CLOSE_LEN, 2);
   CHECK_MEM(WS_HIXIE_TEXT_START WS_HIXIE_TEXT_END WS_HIXIE_CLOSE, 4, "\x00\xff\xff\x00", 4);
   /* What the writer makes, the parser reads back. */
-  hb_put(&in, WS_HIXIE_TEXT_START, WS_HIXIE_TEXT_START_LEN);
-  hb_put(&in, LIT("h\xc3\xa9llo"));
-  hb_put(&in, WS_HIXIE_TEXT_END, WS_HIXIE_TEXT_END_LEN);
-  hb_put(&in, WS_HIXIE_CLOSE, WS_HIXIE_CLOSE_LEN);
+  tb_put(&in, WS_HIXIE_TEXT_START, WS_HIXIE_TEXT_START_LEN);
+  tb_put(&in, LIT("h\xc3\xa9llo"));
+  tb_put(&in, WS_HIXIE_TEXT_END, WS_HIXIE_TEXT_END_LEN);
+  tb_put(&in, WS_HIXIE_CLOSE, WS_HIXIE_CLOSE_LEN);
   exp_text(&want, LIT("h\xc3\xa9llo"));
   exp_close(&want);
   exp_end(&want);
   expect_log(&V76, in.p, in.len, &want);
-  hb_free(&in);
+  tb_free(&in);
 }
 
 /* ---- random streams ---------------------------------------------------------- */
@@ -796,50 +760,50 @@ static size_t rand_len(uint64_t *seed) {
 }
 
 /* Writes a -76 length: 7-bit groups, most significant first, high bit = more. */
-static void put_length(hb_t *b, uint64_t n) {
+static void put_length(tbuf_t *b, uint64_t n) {
   uint8_t g[10];
   int k = 0;
   do {
     g[k++] = (uint8_t)(n & 0x7F);
     n >>= 7;
   } while (n);
-  while (k > 1) hb_byte(b, g[--k] | 0x80);
-  hb_byte(b, g[0]);
+  while (k > 1) tb_byte(b, g[--k] | 0x80);
+  tb_byte(b, g[0]);
 }
 
 /* A stream of random frames of every kind, and the log a parser must produce for it. */
-static void make_stream(uint64_t *seed, hb_t *in, hb_t *want) {
+static void make_stream(uint64_t *seed, tbuf_t *in, tbuf_t *want) {
   int frames = 1 + (int)(test_rand(seed) % 8), f;
   for (f = 0; f < frames; f++) {
-    hb_t data = {0};
+    tbuf_t data = {0};
     size_t target = rand_len(seed), i;
     switch (test_rand(seed) % 6) {
     case 0: case 1: case 2: /* text */
       while (data.len < target) {
         const char *t = texts[test_rand(seed) % (sizeof texts / sizeof texts[0])];
-        hb_put(&data, t, t[0] ? strlen(t) : 1);
+        tb_put(&data, t, t[0] ? strlen(t) : 1);
       }
-      hb_byte(in, 0x00);
-      hb_put(in, data.p, data.len);
-      hb_byte(in, 0xFF);
+      tb_byte(in, 0x00);
+      tb_put(in, data.p, data.len);
+      tb_byte(in, 0xFF);
       exp_text(want, data.p, data.len);
       break;
     case 3: /* length-prefixed, any bytes, any type with the high bit */
-      hb_byte(in, 0x80 | (int)(test_rand(seed) & 0x7F));
+      tb_byte(in, 0x80 | (int)(test_rand(seed) & 0x7F));
       if (in->p[in->len - 1] == 0xFF && target == 0) exp_close(want);
       put_length(in, target);
-      for (i = 0; i < target; i++) hb_byte(in, (int)test_rand(seed));
+      for (i = 0; i < target; i++) tb_byte(in, (int)test_rand(seed));
       break;
     case 4: /* sentinel with another type: discarded, need not be UTF-8 */
-      hb_byte(in, 1 + (int)(test_rand(seed) % 0x7F));
-      for (i = 0; i < target; i++) hb_byte(in, (int)(test_rand(seed) % 0xFF));
-      hb_byte(in, 0xFF);
+      tb_byte(in, 1 + (int)(test_rand(seed) % 0x7F));
+      for (i = 0; i < target; i++) tb_byte(in, (int)(test_rand(seed) % 0xFF));
+      tb_byte(in, 0xFF);
       break;
     default:
-      hb_put(in, WS_HIXIE_CLOSE, WS_HIXIE_CLOSE_LEN);
+      tb_put(in, WS_HIXIE_CLOSE, WS_HIXIE_CLOSE_LEN);
       exp_close(want);
     }
-    hb_free(&data);
+    tb_free(&data);
   }
   exp_end(want);
 }
@@ -849,12 +813,12 @@ static void test_random_streams(void) {
   int iter, good = 0, runs = 0;
   for (iter = 0; iter < 300; iter++) {
     cfg_t c = {iter & 1 ? 75 : 76, 0};
-    hb_t in = {0}, want = {0}, got;
+    tbuf_t in = {0}, want = {0}, got;
     size_t cut;
     make_stream(&seed, &in, &want);
     feed_all(&c, in.p, in.len, seed, &got);
-    good += hb_eq(&got, &want);
-    hb_free(&got);
+    good += tb_eq(&got, &want);
+    tb_free(&got);
     /* Damaged copies: whatever the parser makes of them, it makes the same of them
      * however they are fed. Cut short, or with one byte changed and a random limit. */
     cut = in.len ? (size_t)(test_rand(&seed) % in.len) : 0;
@@ -866,8 +830,8 @@ static void test_random_streams(void) {
       feed_all(&c, in.p, in.len, seed, NULL);
     }
     runs++;
-    hb_free(&in);
-    hb_free(&want);
+    tb_free(&in);
+    tb_free(&want);
   }
   CHECK_INT(good, runs);
 }
