@@ -1,7 +1,8 @@
 #!/bin/sh
 # Runs one suite and adds its counts to $TALLY (a file of "passed failed" lines).
 #   sh scripts/suite.sh NAME COMMAND...
-# A suite's output is TAP ("ok"/"not ok" lines) or ends with "N passed, N failed".
+# A suite's output is TAP ("ok"/"not ok" lines) or has a line "N passed, N failed",
+# which then counts alone.
 # A command that fails without reporting a failure counts as one failure; one that
 # succeeds without reporting counts as one pass.
 name=$1; shift
@@ -13,9 +14,9 @@ cat "$log"
 pass=$(grep -cE '^ok [0-9]+' "$log")
 fail=$(grep -cE '^not ok [0-9]+' "$log")
 line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
-if [ -n "$line" ]; then
-  pass=$((pass + $(echo "$line" | sed -E 's/^([0-9]+) passed.*/\1/')))
-  fail=$((fail + $(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')))
+if [ -n "$line" ]; then   # a summary line counts alone (it may also print TAP lines)
+  pass=$(echo "$line" | sed -E 's/^([0-9]+) passed.*/\1/')
+  fail=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
 fi
 if [ "$status" -eq 0 ] && [ "$pass" -eq 0 ] && [ "$fail" -eq 0 ]; then
   pass=1   # a step that reports no counts (a build, a fuzz run) counts once

@@ -78,6 +78,32 @@ describe("hostile peers", function()
     for i = 1, 5 do assert.equal("message " .. i, f[i].payload) end
   end)
 
+  it("reads on after pause() and resume() inside onopen", function()
+    local s, rec = server_with(nil, function(ws)
+      ws.onopen = function() ws:pause(); ws:resume() end
+      ws.onmessage = function(e) ws:send(e.data) end
+    end)
+    local ws, crec = H.client("ws://127.0.0.1:" .. s.port .. "/")
+    assert.equal("ping?", H.roundtrip(ws, crec, "ping?", nil, 3).data)
+  end)
+
+  it("finishes the close handshake after close(), pause() and resume() in onmessage", function()
+    local s, rec = server_with({ close_timeout = 30 }, function(ws, rec)
+      ws.onmessage = function()
+        ws:close(1000, "bye")
+        ws:pause()
+        ws:resume()
+      end
+    end)
+    local ws, crec = H.client("ws://127.0.0.1:" .. s.port .. "/")
+    H.wait(function() return crec.opens == 1 end, 5, "open")
+    ws:send("x")
+    -- Not the 30 s close timeout: the server reads the client's close at once.
+    H.wait(function() return #rec.closes == 1 and #crec.closes == 1 end, 3, "both closes")
+    assert.equal(1000, rec.closes[1].code)
+    assert.is_true(rec.closes[1].wasClean)
+  end)
+
   it("holds WebSocket.broadcast to each socket's max_buffered", function()
     local s, rec = server_with({ max_buffered = 1024 * 1024 })
     local c, crec = H.raw_upgraded(s.port)

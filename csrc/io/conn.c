@@ -738,7 +738,11 @@ void ws_conn_pause(ws_conn_t *c) {
  * reading starts again. Inside the conn's own input (a handler's resume()), the input
  * loop that is running goes on by itself: it is never entered twice. */
 static void reading_unblocked(ws_conn_t *c) {
-  if (c->state == WS__S_CLOSED || c->flags & (WS__BLOCKED | WS__F_IN_INPUT)) return;
+  if (c->state == WS__S_CLOSED || c->flags & WS__BLOCKED) return;
+  if (c->flags & WS__F_IN_INPUT) {   /* a handler's resume(): read on after this input */
+    ws__conn_start_read(c);
+    return;
+  }
   if (c->in.len) {
     ws_loop_cork(c->loop);
     ws__conn_input(c, c->in.base + c->in.start, c->in.len);
