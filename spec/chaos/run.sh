@@ -4,8 +4,9 @@
 # or on a sanitizer report from it.
 #   sh spec/chaos/run.sh BUILD_DIR [LUA]      e.g. build/lua5.4, build/asan-lua5.4
 # A BUILD_DIR whose name contains "asan" runs under ASan+UBSan (the runtime preloaded, as
-# scripts/run_specs.sh does), with longer bounds (CHAOS_SCALE=3) and 2,000 churned
-# connections instead of 20,000. Extra arguments for attack.py: CHAOS_ARGS="--only churn".
+# scripts/run_specs.sh does; a 16 MiB quarantine so that freed memory shows in RSS), with
+# longer bounds (CHAOS_SCALE=3), RSS ceilings doubled (CHAOS_RSS_SCALE=2) and 2,000
+# churned connections instead of 20,000. Extra arguments for attack.py: CHAOS_ARGS="--only churn".
 # Prints TAP and a last line "N passed, N failed".
 cd "$(dirname "$0")/../.."
 BUILD=${1:-build/lua5.4}
@@ -21,11 +22,12 @@ trap 'rm -rf "$tmp"' EXIT
 case $BUILD in
   *asan*)
     ASAN_RT=$(clang -print-file-name=libclang_rt.asan-x86_64.so)
-    export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=86:${ASAN_OPTIONS:-}"
+    export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=86:quarantine_size_mb=16:${ASAN_OPTIONS:-}"
     export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
     export LSAN_OPTIONS="suppressions=$(pwd)/spec/lsan.supp:${LSAN_OPTIONS:-}"
     export CHAOS_SCALE=${CHAOS_SCALE:-3}
     export CHAOS_CHURN=${CHAOS_CHURN:-2000}
+    export CHAOS_RSS_SCALE=${CHAOS_RSS_SCALE:-2}
     ;;
 esac
 
@@ -86,7 +88,11 @@ extra=0
 if [ "$alive" -eq 0 ]; then
   n=$((n + 1)); extra=$((extra + 1))
   echo "not ok $n - the server process died during the run (status $server_status)"
-  tail -n 20 "$tmp/err" | sed 's/^/# /'
+  if grep -qE 'Sanitizer|runtime error:' "$tmp/err"; then
+    grep -A 30 -E 'Sanitizer|runtime error:' "$tmp/err" | head -n 40 | sed 's/^/# /'
+  else
+    tail -n 20 "$tmp/err" | sed 's/^/# /'
+  fi
 elif grep -qE 'Sanitizer|runtime error:' "$tmp/err"; then
   n=$((n + 1)); extra=$((extra + 1))
   echo "not ok $n - sanitizer report from the server"
