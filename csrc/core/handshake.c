@@ -86,6 +86,13 @@ int ws_handshake_check_request(const ws_http_head_t *h, int *version, const char
     *why = "missing Host";
     return 400;
   }
+  /* An upgrade request has no body (4.1: the client sends a GET; RFC 9110 9.3.1 gives a
+   * GET body no meaning). Taking one would parse the body's bytes as frames. */
+  if (ws__count(h, "Content-Length", &hd) > 1 || (hd && !ws__value_is(hd, "0")) ||
+      ws_http_find(h, "Transfer-Encoding")) {
+    *why = "an upgrade request must not have a body";
+    return 400;
+  }
   if (!ws__has_token(h, "Upgrade", "websocket")) {
     *why = "Upgrade must be websocket";
     return 400;
@@ -211,5 +218,11 @@ int ws_handshake_check_response(const ws_http_head_t *h, const char *key,
     *why = "Sec-WebSocket-Protocol was not offered";
     return WS_EHANDSHAKE;
   }
+  /* 4.1: an extension the client did not offer fails the connection. It offers none. */
+  for (size_t i = 0; i < h->num_headers; i++)
+    if (ws__header_is(&h->headers[i], "Sec-WebSocket-Extensions") && h->headers[i].value_len) {
+      *why = "Sec-WebSocket-Extensions names an extension that was not offered";
+      return WS_EHANDSHAKE;
+    }
   return 0;
 }

@@ -20,10 +20,11 @@
   X(HTTP, -30008, 0, "malformed HTTP head")                                    \
   X(HEADTOOBIG, -30009, 0, "HTTP head too large")                              \
   X(HANDSHAKE, -30010, 0, "handshake failed")                                  \
-  X(TIMEDOUT, -30011, 0, "timed out")                                          \
+  X(TIMEDOUT, -30011, 1008, "timed out")                                       \
   X(NOMEM, -30012, 1011, "out of memory")                                      \
   X(BACKPRESSURE, -30013, 0, "send buffer limit reached")                      \
-  X(INVAL, -30014, 0, "invalid argument")
+  X(INVAL, -30014, 0, "invalid argument")                                      \
+  X(OVERLOAD, -30015, 1013, "server memory budget exceeded")
 
 enum {
 #define WS__ERR_ENUM(name, val, code, msg) WS_E##name = (val),

@@ -37,13 +37,12 @@ void ws__client_on_secure(ws_conn_t *c) {
   ws__client_hs_t *hs = c->hs;
   if (hs->raw) {
     c->state = WS__S_RAW;
-    ws__conn_timer(c, 0, 0);
     ws__client_free_hs(c);
     if (c->loop->ev->on_open) c->loop->ev->on_open(c, NULL);
     return;
   }
   c->state = WS__S_HANDSHAKE;
-  uv_buf_t b = uv_buf_init(hs->request, (unsigned)hs->request_len);
+  ws_iov_t b = {hs->request, hs->request_len};
   ws__conn_write(c, &b, 1);
 }
 
@@ -127,8 +126,6 @@ int ws_conn_connect(ws_loop_t *l, ws_conn_t **out, const char *host, int port,
   hs->gai.data = c;
   if ((r = uv_getaddrinfo(l->uv, &hs->gai, on_resolved, host, portstr, &hints)) != 0) goto fail;
   c->refs++;
-  if (o->handshake_timeout_ms)
-    ws__conn_timer(c, o->handshake_timeout_ms, 0);
   *out = c;
   return 0;
 fail:
@@ -144,10 +141,16 @@ ssize_t ws__client_on_head(ws_conn_t *c, char *buf, size_t len) {
   memset(&h, 0, sizeof h);
   h.headers = hdrs;
   h.num_headers = c->max_headers > 256 ? 256 : c->max_headers;
-  int r = ws_http_parse_response(buf, len, &h);
-  if (r == WS_EAGAIN) {
+  size_t end = ws__head_end(buf, len, &c->scanned);
+  int r;
+  if (!end) {
     if (len < c->max_head) return 0;
     r = WS_EHEADTOOBIG;
+  } else {
+    c->scanned = 0;
+    r = ws_http_parse_response(buf, end, &h);
+    if (r == WS_EAGAIN) r = WS_EHTTP;
+    if (r > 0 && (size_t)r > c->max_head) r = WS_EHEADTOOBIG;
   }
   if (r == WS_EHEADTOOBIG) {
     ws__conn_fail(c, WS_EHANDSHAKE, "handshake response head too large");
@@ -180,7 +183,7 @@ ssize_t ws__client_on_head(ws_conn_t *c, char *buf, size_t len) {
   memset(&c->hs->early, 0, sizeof early);
   ws__client_free_hs(c);
   if (early.len) {
-    uv_buf_t b = uv_buf_init(early.base + early.start, (unsigned)early.len);
+    ws_iov_t b = {early.base + early.start, early.len};
     ws__conn_write(c, &b, 1);
   }
   ws__buf_free(&early);

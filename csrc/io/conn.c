@@ -2,15 +2,24 @@
  * close handshake and the one timer (handshake, ping or close, by state). */
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include "internal.h"
 
+/* The defaults, and why (README "Limits and timeouts" has the table). */
 void ws_conn_options_default(ws_conn_options_t *o) {
   o->max_length = (1ull << 26) - 1;   /* faye's default */
-  o->max_fragments = 1u << 16;
+  o->max_fragments = 0;               /* empty fragments cost the peer header bytes, so
+                                         the bytes it sends bound them already */
   o->ping_ms = 0;
   o->close_timeout_ms = 30000;
   o->handshake_timeout_ms = 30000;
-  o->max_buffered = 64u << 20;
+  o->idle_timeout_ms = 120000;        /* uWebSockets closes idle sockets after 120 s */
+  o->pong_timeout_ms = 30000;
+  o->message_timeout_ms = 120000;     /* a stalled half message must not pin memory */
+  o->send_timeout_ms = 60000;         /* nginx's send_timeout */
+  o->high_water = 1u << 20;           /* uWebSockets' backpressure limit */
+  o->max_buffered = 16u << 20;
+  o->backpressure_error = 0;
   o->max_head = 16 * 1024;
   o->max_headers = 64;
 }
@@ -30,12 +39,17 @@ ws_conn_t *ws__conn_new(ws_loop_t *l) {
   c->refs = 1;
   c->version = 13;
   c->close_code = 1006;
-  l->nconns++;
+  c->state_at = c->heard_at = ws__now(l);
+  ws__loop_link(l, c);
   return c;
 }
 
 static void finalize(ws_conn_t *c) {
   ws_loop_t *l = c->loop;
+  if (c->error && c->flags & WS__F_KNOWN && l->ev->on_error)
+    l->ev->on_error(c, c->error->err, c->error->message);
+  free(c->error);
+  c->error = NULL;
   if (c->flags & WS__F_KNOWN && l->ev->on_close)
     l->ev->on_close(c, c->close_code, c->close_reason ? c->close_reason : "",
                     c->close_reason ? strlen(c->close_reason) : 0,
@@ -43,13 +57,13 @@ static void finalize(ws_conn_t *c) {
   if (l->ev->on_free) l->ev->on_free(c);
   if (c->tp) c->tp->free(c);
   ws__client_free_hs(c);
-  ws__server_unlink(c);
   ws__buf_free(&c->in);
   ws__buf_free(&c->msg);
   ws__buf_free(&c->pending);
+  ws__conn_account(c);
+  ws__loop_unlink(c);
   free(c->protocol);
   free(c->close_reason);
-  l->nconns--;
   free(c);
 }
 
@@ -59,7 +73,13 @@ void ws__conn_unref(ws_conn_t *c) {
 
 static void on_handle_closed(uv_handle_t *h) { ws__conn_unref(h->data); }
 
-/* Memory is freed only in libuv's close callbacks; on_close fires from there too, so it
+/* How a connection ends, from the most to the least orderly:
+ *   ws_conn_close   the closing handshake (a close frame, then wait for the peer's);
+ *   ws__conn_fail   the peer broke the protocol: a close frame with the code, then end;
+ *   ws__conn_end    flush what is queued, FIN, then close the handle;
+ *   ws__conn_abort  give up on the peer: on_error, a close frame if it fits, destroy;
+ *   ws__conn_destroy close the handle now (ws_conn_terminate).
+ * Memory is freed only in libuv's close callbacks; on_close fires from there too, so it
  * is never re-entered from inside a handler. */
 void ws__conn_destroy(ws_conn_t *c, unsigned code, int clean) {
   if (c->state == WS__S_CLOSED) return;
@@ -71,33 +91,12 @@ void ws__conn_destroy(ws_conn_t *c, unsigned code, int clean) {
     l->cork_owner = NULL;
     l->cork.len = l->cork.start = 0;
   }
-  ws__conn_timer(c, 0, 0);
+  /* Nothing more is read or sent: the buffers go now, so a budget sees them go. */
+  ws__buf_free(&c->in);
+  ws__buf_free(&c->msg);
+  ws__buf_free(&c->pending);
+  ws__conn_account(c);
   uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
-}
-
-static void on_timer_closed(uv_handle_t *h) {
-  ws_conn_t *c = h->data;
-  free(h);
-  ws__conn_unref(c);
-}
-
-/* An idle socket without ping has no timer at all: it is made and freed on demand. */
-void ws__conn_timer(ws_conn_t *c, uint64_t ms, uint64_t repeat) {
-  if (ms == 0 && repeat == 0) {
-    if (c->timer) {
-      uv_timer_stop(c->timer);
-      uv_close((uv_handle_t *)c->timer, on_timer_closed);
-      c->timer = NULL;
-    }
-    return;
-  }
-  if (!c->timer) {
-    if (!(c->timer = malloc(sizeof *c->timer))) return;   /* no timeout beats a crash */
-    uv_timer_init(c->loop->uv, c->timer);
-    c->timer->data = c;
-    c->refs++;
-  }
-  uv_timer_start(c->timer, ws__conn_on_timer, ms, repeat);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status) {
@@ -121,11 +120,12 @@ static void do_shutdown(ws_conn_t *c) {
   ws__conn_destroy(c, c->close_code, (c->flags & WS__F_CLEAN) != 0);
 }
 
-/* Flush what is queued, send FIN, then close. The close timer bounds the wait. */
+/* Flush what is queued, send FIN, then close. close_ms bounds the wait (the sweep). */
 void ws__conn_end(ws_conn_t *c) {
   if (c->state == WS__S_CLOSED) return;
+  if (!(c->flags & WS__F_END_AFTER_FLUSH)) c->state_at = ws__now(c->loop);
   c->flags |= WS__F_END_AFTER_FLUSH;
-  if (c->close_timeout_ms) ws__conn_timer(c, c->close_timeout_ms, 0);
+  ws__loop_sweep_for(c->loop, c->close_ms);
   if (c->loop->cork_owner == c) return;     /* the uncork flush gets here again */
   if (c->pending.len == 0 && !c->inflight) do_shutdown(c);
 }
@@ -133,12 +133,26 @@ void ws__conn_end(ws_conn_t *c) {
 /* ---- writing -------------------------------------------------------------- */
 
 static void on_write(uv_write_t *req, int status);
+static void reading_unblocked(ws_conn_t *c);
 
-/* A write handed to libuv: the queued bytes move here, so sends can queue more. */
+#define WS__WRITE_CHUNK (1u << 20)   /* one uv_write at most: the send timeout measures
+                                        progress per chunk, and uv_buf_t lengths are 32-bit */
+
+/* A write handed to libuv: the queued bytes move here, so sends can queue more. They
+ * go out a chunk at a time. */
 struct ws__write {
   uv_write_t req;
   ws_buf_t buf;
+  size_t chunk;    /* bytes of buf that libuv has now */
 };
+
+static size_t chunk_of(size_t len) { return len < WS__WRITE_CHUNK ? len : WS__WRITE_CHUNK; }
+
+static int write_chunk(ws_conn_t *c, struct ws__write *w) {
+  w->chunk = chunk_of(w->buf.len);
+  uv_buf_t b = uv_buf_init(w->buf.base + w->buf.start, (unsigned)w->chunk);
+  return uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+}
 
 static void kick(ws_conn_t *c) {
   if (c->inflight || !c->pending.len || c->state == WS__S_CLOSED) return;
@@ -151,8 +165,7 @@ static void kick(ws_conn_t *c) {
   memset(&c->pending, 0, sizeof c->pending);
   w->req.data = c;
   c->inflight = w;
-  uv_buf_t b = uv_buf_init(w->buf.base + w->buf.start, (unsigned)w->buf.len);
-  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+  if (write_chunk(c, w) != 0) {
     c->inflight = NULL;
     ws__buf_free(&w->buf);
     free(w);
@@ -160,9 +173,29 @@ static void kick(ws_conn_t *c) {
   }
 }
 
+/* The queue is empty: a throttled conn reads again, and whoever waits hears of it. */
+static void drained(ws_conn_t *c) {
+  if (c->flags & WS__F_END_AFTER_FLUSH) {
+    do_shutdown(c);
+    return;
+  }
+  uint32_t owed = c->flags & WS__F_DRAIN;
+  c->flags &= ~(WS__F_DRAIN | WS__F_THROTTLED);
+  if (owed && c->loop->ev->on_drain) c->loop->ev->on_drain(c);
+  if (c->state != WS__S_CLOSED) reading_unblocked(c);
+}
+
 static void on_write(uv_write_t *req, int status) {
   ws_conn_t *c = req->data;
   struct ws__write *w = (struct ws__write *)req;
+  if (status == 0 && c->state != WS__S_CLOSED) {
+    c->out_at = ws__now(c->loop);   /* the peer took a chunk: progress */
+    ws__buf_consume(&w->buf, w->chunk);
+    if (w->buf.len) {
+      if (write_chunk(c, w) == 0) return;
+      status = UV_EPIPE;
+    }
+  }
   ws__buf_free(&w->buf);   /* idle connections keep no write buffers */
   free(w);
   c->inflight = NULL;
@@ -171,32 +204,42 @@ static void on_write(uv_write_t *req, int status) {
     ws__conn_destroy(c, 1006, 0);
     return;
   }
-  if (c->pending.len) {
-    kick(c);
-  } else if (c->flags & WS__F_END_AFTER_FLUSH) {
-    do_shutdown(c);
-  } else if (c->loop->ev->on_drain) {
-    c->loop->ev->on_drain(c);
-  }
+  if (c->pending.len) kick(c);
+  else drained(c);
+  if (c->state != WS__S_CLOSED) ws__conn_account(c);
 }
 
-int ws__conn_write_raw(ws_conn_t *c, const uv_buf_t *bufs, unsigned n) {
+/* bufs -> uv_buf_t pieces of at most WS__WRITE_CHUNK bytes each (uv_buf_t lengths are
+ * unsigned int); returns how many, at most max. */
+static unsigned split_bufs(uv_buf_t *out, unsigned max, const ws_iov_t *iov, unsigned n) {
+  unsigned k = 0;
+  for (unsigned i = 0; i < n && k < max; i++)
+    for (size_t off = 0; off < iov[i].len && k < max; off += chunk_of(iov[i].len - off))
+      out[k++] = uv_buf_init((char *)iov[i].base + off, (unsigned)chunk_of(iov[i].len - off));
+  return k;
+}
+
+int ws__conn_write_raw(ws_conn_t *c, const ws_iov_t *iov, unsigned n) {
   if (c->state == WS__S_CLOSED) return WS_ECLOSED;
   unsigned i = 0;
   size_t skip = 0;
   if (!c->pending.len && !c->inflight) {
     /* Try the syscall first; only an unsent tail is queued. */
-    int r = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+    uv_buf_t b[8];
+    unsigned nb = split_bufs(b, 8, iov, n);
+    int r = nb ? uv_try_write((uv_stream_t *)&c->tcp, b, nb) : 0;
     if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) {
       ws__conn_destroy(c, 1006, 0);
       return r;
     }
     size_t sent = r > 0 ? (size_t)r : 0;
-    while (i < n && sent >= bufs[i].len) sent -= bufs[i++].len;
+    while (i < n && sent >= iov[i].len) sent -= iov[i++].len;
     skip = sent;
+    c->out_at = ws__now(c->loop);   /* the send timeout counts from here */
+    if (i == n) return 0;
   }
   for (; i < n; i++, skip = 0)
-    if (ws__buf_append(&c->pending, bufs[i].base + skip, bufs[i].len - skip) != 0) {
+    if (ws__buf_append(&c->pending, iov[i].base + skip, iov[i].len - skip) != 0) {
       ws__conn_destroy(c, 1006, 0);
       return WS_ENOMEM;
     }
@@ -204,9 +247,9 @@ int ws__conn_write_raw(ws_conn_t *c, const uv_buf_t *bufs, unsigned n) {
   return 0;
 }
 
-int ws__conn_write(ws_conn_t *c, const uv_buf_t *bufs, unsigned n) {
-  if (c->tp) return c->tp->write(c, bufs, n);
-  return ws__conn_write_raw(c, bufs, n);
+int ws__conn_write(ws_conn_t *c, const ws_iov_t *iov, unsigned n) {
+  if (c->tp) return c->tp->write(c, iov, n);
+  return ws__conn_write_raw(c, iov, n);
 }
 
 void ws__conn_flush_cork(ws_loop_t *l) {
@@ -214,7 +257,7 @@ void ws__conn_flush_cork(ws_loop_t *l) {
   if (!c) return;
   l->cork_owner = NULL;
   if (l->cork.len) {
-    uv_buf_t b = uv_buf_init(l->cork.base + l->cork.start, (unsigned)l->cork.len);
+    ws_iov_t b = {l->cork.base + l->cork.start, l->cork.len};
     l->cork.len = l->cork.start = 0;
     ws__conn_write(c, &b, 1);
   }
@@ -261,7 +304,7 @@ static int send_frame_rsv(ws_conn_t *c, int rsv, int opcode, const char *data, s
     if (c->state == WS__S_CLOSED) return WS_ECLOSED;
   }
   if (!client) {
-    uv_buf_t b[2] = {uv_buf_init((char *)hdr, (unsigned)hl), uv_buf_init((char *)data, (unsigned)len)};
+    ws_iov_t b[2] = {{(const char *)hdr, hl}, {data, len}};
     return ws__conn_write(c, b, len ? 2 : 1);
   }
   /* A client must mask, so the payload is copied once into a frame buffer. */
@@ -270,7 +313,7 @@ static int send_frame_rsv(ws_conn_t *c, int rsv, int opcode, const char *data, s
   memcpy(frame, hdr, hl);
   if (len) memcpy(frame + hl, data, len);
   ws_mask(frame + hl, len, key, 0);
-  uv_buf_t b = uv_buf_init(frame, (unsigned)(hl + len));
+  ws_iov_t b = {frame, hl + len};
   int r = ws__conn_write(c, &b, 1);
   free(frame);
   return r;
@@ -287,18 +330,52 @@ static void send_close(ws_conn_t *c, unsigned code, const char *reason, size_t r
   send_frame(c, WS_OP_CLOSE, payload, n);
 }
 
+/* May len more bytes be queued? A message is refused only when bytes are already
+ * queued and it would take the queue past max_buffered (so one message of any size can
+ * always be sent). Refused: with the "error" policy the send fails and the conn stays;
+ * otherwise the peer, which is not reading, is dropped, so nothing is lost silently. */
+int ws__conn_admit(ws_conn_t *c, size_t len) {
+  size_t queued = ws_conn_buffered(c);
+  if (queued == 0 || len <= c->max_buffered - (queued < c->max_buffered ? queued : c->max_buffered))
+    return 0;
+  if (c->flags & WS__F_BP_ERROR) return WS_EBACKPRESSURE;
+  char msg[160];
+  snprintf(msg, sizeof msg, "the peer is not reading: %zu bytes queued, max_buffered is %zu",
+           queued, c->max_buffered);
+  ws__conn_abort(c, WS_EBACKPRESSURE, 1008, msg);
+  return WS_EBACKPRESSURE;
+}
+
+/* After bytes were queued: past high_water, stop reading from the peer until the queue
+ * drains, so back-pressure reaches a sender that does not read what it is sent. */
+void ws__conn_after_queue(ws_conn_t *c) {
+  if (c->state == WS__S_CLOSED) return;
+  size_t queued = ws_conn_buffered(c);
+  if (queued > c->high_water && c->high_water) {
+    c->flags |= WS__F_THROTTLED | WS__F_DRAIN;
+    if (c->flags & WS__F_READING) {
+      uv_read_stop((uv_stream_t *)&c->tcp);
+      c->flags &= ~WS__F_READING;
+    }
+  }
+  if (!(c->flags & WS__F_IN_INPUT)) ws__conn_account(c);
+}
+
 int ws_conn_send(ws_conn_t *c, int opcode, const char *data, size_t len) {
   int early = (c->state == WS__S_CONNECTING || c->state == WS__S_HANDSHAKE) &&
               (c->flags & WS__F_CLIENT);
   if (c->state != WS__S_OPEN && !early) return WS_ECLOSED;
   if ((opcode & 8) && len > WS_MAX_CONTROL) return WS_EINVAL;
-  if (ws_conn_buffered(c) + len > c->max_buffered) return WS_EBACKPRESSURE;
-  return send_frame(c, opcode, data, len);
+  int r = ws__conn_admit(c, len);
+  if (r) return r;
+  r = send_frame(c, opcode, data, len);
+  ws__conn_after_queue(c);
+  return r;
 }
 
 int ws_conn_write_raw(ws_conn_t *c, const char *data, size_t len) {
   if (c->state != WS__S_RAW) return WS_ECLOSED;
-  uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+  ws_iov_t b = {data, len};
   return ws__conn_write(c, &b, 1);
 }
 
@@ -310,31 +387,64 @@ size_t ws_conn_buffered(const ws_conn_t *c) {
 
 /* ---- closing -------------------------------------------------------------- */
 
-void ws__conn_fail(ws_conn_t *c, int err, const char *message) {
-  if (c->state == WS__S_CLOSED) return;
-  ws_loop_t *l = c->loop;
-  unsigned code = (unsigned)ws_err_close_code(err);
+/* Errors are told from the close callback, just before on_close: never from inside the
+ * send, read or timer that found them, so no handler runs nested in another, and a
+ * handler that raises cannot change what the peer was told. */
+static void note_error(ws_conn_t *c, int err, const char *message) {
   c->flags |= WS__F_FAILED;
   c->flags &= ~WS__F_CLEAN;
-  int was_socket = c->state == WS__S_OPEN || c->state == WS__S_CLOSING;
-  if (c->flags & WS__F_KNOWN && l->ev->on_error) l->ev->on_error(c, err, message);
+  if (!(c->flags & WS__F_KNOWN) || c->error) return;
+  size_t n = strlen(message);
+  if ((c->error = malloc(sizeof *c->error + n + 1))) {
+    c->error->err = err;
+    memcpy(c->error->message, message, n + 1);
+  }
+}
+
+void ws__conn_fail(ws_conn_t *c, int err, const char *message) {
   if (c->state == WS__S_CLOSED) return;
-  if (was_socket) {
+  note_error(c, err, message);
+  if (c->state == WS__S_OPEN || c->state == WS__S_CLOSING) {
+    unsigned code = (unsigned)ws_err_close_code(err);
     if (!(c->flags & WS__F_CLOSE_SENT)) send_close(c, code, NULL, 0);
     c->close_code = (uint16_t)code;
     c->state = WS__S_CLOSING;
+    ws__buf_free(&c->msg);
     ws__conn_end(c);
-  } else {
-    ws__conn_destroy(c, 1006, 0);
+    return;
   }
+  ws__conn_destroy(c, 1006, 0);
+}
+
+void ws__conn_abort(ws_conn_t *c, int err, unsigned code, const char *message) {
+  if (c->state == WS__S_CLOSED) return;
+  note_error(c, err, message);
+  if (code && (c->state == WS__S_OPEN || c->state == WS__S_CLOSING) &&
+      !(c->flags & WS__F_CLOSE_SENT) && !c->pending.len && !c->inflight && !c->tp) {
+    /* Best effort, and only where nothing is queued ahead of it. */
+    char payload[WS_MAX_CONTROL];
+    uint8_t frame[WS_MAX_HEADER + 2], key[4];
+    int client = (c->flags & WS__F_CLIENT) != 0;
+    size_t n = ws_close_build(payload, code, NULL, 0);   /* a code alone: 2 bytes */
+    if (n == 2 && (!client || ws_random(key, 4) == 0)) {
+      size_t hl = ws_frame_header(frame, 1, 0, WS_OP_CLOSE, n, client ? key : NULL);
+      memcpy(frame + hl, payload, n);
+      if (client) ws_mask((char *)frame + hl, n, key, 0);
+      uv_buf_t b = uv_buf_init((char *)frame, (unsigned)(hl + n));
+      uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    }
+  }
+  ws__conn_destroy(c, 1006, 0);
 }
 
 void ws_conn_close(ws_conn_t *c, unsigned code, const char *reason, size_t reason_len) {
   switch (c->state) {
   case WS__S_OPEN:
     send_close(c, code, reason, reason_len);
+    if (c->state != WS__S_OPEN) break;   /* the write failed: it is closed */
     c->state = WS__S_CLOSING;
-    if (c->state == WS__S_CLOSING && c->close_timeout_ms) ws__conn_timer(c, c->close_timeout_ms, 0);
+    c->state_at = ws__now(c->loop);
+    ws__loop_sweep_for(c->loop, c->close_ms);
     break;
   case WS__S_CLOSING:
   case WS__S_CLOSED:
@@ -356,12 +466,7 @@ static void deliver(ws_conn_t *c, int binary, const char *data, size_t len) {
   if (c->loop->ev->on_message) c->loop->ev->on_message(c, binary, data, len);
 }
 
-/* Gives up on a peer that is gone or hostile: onerror, then onclose 1006. */
-static void drop(ws_conn_t *c, const char *why) {
-  c->flags |= WS__F_FAILED;
-  if (c->flags & WS__F_KNOWN && c->loop->ev->on_error) c->loop->ev->on_error(c, WS_ETIMEDOUT, why);
-  ws__conn_destroy(c, 1006, 0);
-}
+#define WS__BLOCKED (WS__F_PAUSED | WS__F_THROTTLED)
 
 /* Room to make in the message buffer for the current frame's rest, beyond the `have`
  * bytes it holds: never more than the frame still owes, and never more than what came
@@ -391,12 +496,14 @@ static int on_data(void *ud, int opcode, int rsv, char *data, size_t len, int fi
       }
     }
     if (!fin) return 0;
+    c->msg_at = 0;
     deliver(c, opcode == WS_OP_BINARY, c->msg.base + c->msg.start, c->msg.len);
     ws__buf_free(&c->msg);
   } else {
+    c->msg_at = 0;
     deliver(c, opcode == WS_OP_BINARY, data, len);
   }
-  return c->state == WS__S_CLOSED || (c->flags & WS__F_PAUSED);
+  return c->state == WS__S_CLOSED || (c->flags & WS__BLOCKED);
 }
 
 static int on_control(void *ud, int opcode, char *data, size_t len) {
@@ -404,15 +511,16 @@ static int on_control(void *ud, int opcode, char *data, size_t len) {
   if (opcode == WS_OP_PING) {
     /* A peer that pings but never reads would grow our queue of pongs without end. */
     if (ws_conn_buffered(c) > c->max_buffered) {
-      drop(c, "peer sends pings but does not read the pongs");
+      ws__conn_abort(c, WS_EBACKPRESSURE, 1008, "peer sends pings but does not read the pongs");
       return 1;
     }
     if (!(c->flags & WS__F_CLOSE_SENT)) send_frame(c, WS_OP_PONG, data, len);
-    return c->state == WS__S_CLOSED;
+    ws__conn_after_queue(c);
+    return c->state == WS__S_CLOSED || (c->flags & WS__F_THROTTLED);
   }
   if (opcode == WS_OP_PONG) {
     if (c->loop->ev->on_pong) c->loop->ev->on_pong(c, data, len);
-    return c->state == WS__S_CLOSED || (c->flags & WS__F_PAUSED);
+    return c->state == WS__S_CLOSED || (c->flags & WS__BLOCKED);
   }
   unsigned code;
   const char *reason;
@@ -432,11 +540,14 @@ static int on_control(void *ud, int opcode, char *data, size_t len) {
   }
   if (!(c->flags & WS__F_CLOSE_SENT)) send_close(c, code == 1005 ? 0 : code, reason, rlen);
   if (c->state == WS__S_CLOSED) return 1;
+  if (c->state != WS__S_CLOSING) c->state_at = ws__now(c->loop);
   c->state = WS__S_CLOSING;
   c->flags |= WS__F_CLEAN;
+  ws__buf_free(&c->msg);
+  c->msg_at = 0;
   if (c->flags & WS__F_CLIENT) {
     /* RFC 6455 7.1.1: the server closes TCP first; the client waits, bounded. */
-    if (c->close_timeout_ms) ws__conn_timer(c, c->close_timeout_ms, 0);
+    ws__loop_sweep_for(c->loop, c->close_ms);
   } else {
     ws__conn_end(c);
   }
@@ -445,11 +556,23 @@ static int on_control(void *ud, int opcode, char *data, size_t len) {
 
 static const ws_parser_settings_t parser_settings = {on_data, on_control};
 
-/* Consumes buf (which starts with any earlier unconsumed tail); keeps what is left. */
+/* A message (or a frame header) has begun and not ended: message_timeout runs. */
+static void note_message(ws_conn_t *c) {
+  if (c->msg_at || c->state != WS__S_OPEN) return;
+  if (c->parser.in_frame || c->parser.msg_opcode || c->in.len) {
+    c->msg_at = ws__now(c->loop) | 1;   /* never 0, which means none */
+    ws__loop_sweep_for(c->loop, c->message_ms);
+  }
+}
+
+/* Consumes buf (which starts with any earlier unconsumed tail); keeps what is left.
+ * Never re-entered for one conn: a resume() from inside a handler only clears the flag,
+ * and this loop goes on. */
 void ws__conn_input(ws_conn_t *c, char *buf, size_t len) {
   int from_in = c->in.len && buf == c->in.base + c->in.start;
   size_t off = 0;
-  while (off < len && c->state != WS__S_CLOSED && !(c->flags & WS__F_PAUSED)) {
+  c->flags |= WS__F_IN_INPUT;
+  while (off < len && c->state != WS__S_CLOSED && !(c->flags & WS__BLOCKED)) {
     ssize_t n;
     switch (c->state) {
     case WS__S_HTTP:
@@ -480,6 +603,7 @@ void ws__conn_input(ws_conn_t *c, char *buf, size_t len) {
     if (n <= 0) break;
     off += (size_t)n;
   }
+  c->flags &= ~WS__F_IN_INPUT;
   if (c->state == WS__S_CLOSED) {
     ws__buf_free(&c->in);
     return;
@@ -493,6 +617,31 @@ void ws__conn_input(ws_conn_t *c, char *buf, size_t len) {
   } else {
     ws__buf_free(&c->in);
   }
+  note_message(c);
+  ws__conn_account(c);
+}
+
+/* Hands bytes that just arrived to the conn, after its unconsumed tail: buf holds
+ * `pre` bytes of that tail copied in front of the new ones (pre is 0 or c->in.len), or
+ * none, and then they are appended to the tail. */
+void ws__conn_feed(ws_conn_t *c, char *buf, size_t pre, size_t len) {
+  if (pre || !c->in.len) {
+    c->in.len = c->in.start = 0;   /* its bytes were copied to the front of buf */
+    ws__conn_input(c, buf, pre + len);
+  } else if (ws__buf_append(&c->in, buf + pre, len) == 0) {
+    ws__conn_input(c, c->in.base + c->in.start, c->in.len);
+  } else {
+    ws__conn_fail(c, WS_ENOMEM, "out of memory");
+  }
+}
+
+/* A split frame header's bytes go in front of the next read, so the parser sees them
+ * contiguous; a request head (which grows by appending, and is searched on from where
+ * the last search stopped) and a long tail stay in c->in. */
+size_t ws__conn_prefix_room(const ws_conn_t *c, size_t max) {
+  if (!c->in.len || c->in.len > max) return 0;
+  if (c->state != WS__S_OPEN && c->state != WS__S_CLOSING) return 0;
+  return c->in.len;
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
@@ -513,16 +662,14 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
       if (room > want) room = want;
       l->rdirect = 1;
       l->rprefix = 0;
-      *buf = uv_buf_init(p, (unsigned)room);
+      *buf = uv_buf_init(p, (unsigned)chunk_of(room));
       return;
     }
   }
-  /* A split frame header's bytes go first, so the parser sees them contiguous. */
-  if (!c->tp && c->in.len && c->in.len <= WS__READ_BUF / 2) {
-    pre = c->in.len;
-    memcpy(l->rbuf, c->in.base + c->in.start, pre);
-  } else if (c->tp) {
+  if (c->tp) {
     pre = WS__TLS_HEADROOM;   /* TLS decrypts into the front, in place (tls.c) */
+  } else if ((pre = ws__conn_prefix_room(c, WS__READ_BUF / 2))) {
+    memcpy(l->rbuf, c->in.base + c->in.start, pre);
   }
   l->rprefix = pre;
   *buf = uv_buf_init(l->rbuf + pre, (unsigned)(WS__READ_BUF - pre));
@@ -557,25 +704,21 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   c->flags |= WS__F_HEARD;
+  c->heard_at = ws__now(l);
   ws_loop_cork(l);
   if (c->tp) {
     c->tp->on_read(c, buf->base, (size_t)nread);
   } else if (l->rdirect) {
     l->rdirect = 0;
     ws__conn_input(c, buf->base, (size_t)nread);
-  } else if (l->rprefix || !c->in.len) {
-    c->in.len = c->in.start = 0;   /* its bytes were copied to the front of rbuf */
-    ws__conn_input(c, l->rbuf, l->rprefix + (size_t)nread);
-  } else if (ws__buf_append(&c->in, buf->base, (size_t)nread) == 0) {
-    ws__conn_input(c, c->in.base + c->in.start, c->in.len);
   } else {
-    ws__conn_fail(c, WS_ENOMEM, "out of memory");
+    ws__conn_feed(c, l->rbuf, l->rprefix, (size_t)nread);
   }
   ws_loop_uncork(l);
 }
 
 int ws__conn_start_read(ws_conn_t *c) {
-  if (c->flags & WS__F_READING || c->state == WS__S_CLOSED) return 0;
+  if (c->flags & (WS__F_READING | WS__BLOCKED) || c->state == WS__S_CLOSED) return 0;
   c->flags |= WS__F_READING;
   return uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
@@ -589,55 +732,108 @@ void ws_conn_pause(ws_conn_t *c) {
   }
 }
 
-void ws_conn_resume(ws_conn_t *c) {
-  if (c->state == WS__S_CLOSED || !(c->flags & WS__F_PAUSED)) return;
-  c->flags &= ~WS__F_PAUSED;
-  if (c->in.len) {   /* what arrived while paused comes first */
+/* Neither paused nor throttled any more: what arrived meanwhile comes first, then
+ * reading starts again. Inside the conn's own input (a handler's resume()), the input
+ * loop that is running goes on by itself: it is never entered twice. */
+static void reading_unblocked(ws_conn_t *c) {
+  if (c->state == WS__S_CLOSED || c->flags & (WS__BLOCKED | WS__F_IN_INPUT)) return;
+  if (c->in.len) {
     ws_loop_cork(c->loop);
     ws__conn_input(c, c->in.base + c->in.start, c->in.len);
     ws_loop_uncork(c->loop);
   }
-  if (!(c->flags & WS__F_PAUSED)) ws__conn_start_read(c);
+  ws__conn_start_read(c);
 }
 
-/* ---- state ---------------------------------------------------------------- */
+void ws_conn_resume(ws_conn_t *c) {
+  if (c->state == WS__S_CLOSED || !(c->flags & WS__F_PAUSED)) return;
+  c->flags &= ~WS__F_PAUSED;
+  reading_unblocked(c);
+}
+
+/* ---- state and deadlines --------------------------------------------------- */
 
 void ws__conn_set_open(ws_conn_t *c, const ws_http_head_t *head) {
+  ws_loop_t *l = c->loop;
   c->state = WS__S_OPEN;
   c->flags |= WS__F_KNOWN;
-  ws__conn_timer(c, c->ping_ms, c->ping_ms);
-  if (c->loop->ev->on_open) c->loop->ev->on_open(c, head);
+  c->heard_at = c->ping_at = ws__now(l);
+  ws__loop_sweep_for(l, c->ping_ms);
+  ws__loop_sweep_for(l, c->idle_ms);
+  ws__loop_sweep_for(l, c->send_ms);
+  if (l->ev->on_open) l->ev->on_open(c, head);
 }
 
-void ws__conn_on_timer(uv_timer_t *t) {
-  ws_conn_t *c = t->data;
-  switch (c->state) {
-  case WS__S_OPEN:
-    if (!(c->flags & WS__F_END_AFTER_FLUSH)) {
-      /* A whole interval without a byte from the peer, not even the pong: it is gone. */
-      if ((c->flags & (WS__F_PINGED | WS__F_HEARD)) == WS__F_PINGED) {
-        drop(c, "no pong within the ping interval");
-        return;
-      }
-      c->flags = (uint16_t)((c->flags & ~WS__F_HEARD) | WS__F_PINGED);
-      send_frame(c, WS_OP_PING, NULL, 0);
+static int due(uint32_t now, uint32_t since, uint32_t ms) {
+  return ms && (uint32_t)(now - since) >= ms;
+}
+
+/* Keep-alive. With the ping option, a ping every interval, and a peer that sent nothing
+ * at all in a whole interval after one is gone. Without it, a peer silent for idle_ms is
+ * pinged, and dropped if it is still silent pong_ms later. */
+static void keepalive(ws_conn_t *c, uint32_t now) {
+  if (c->ping_ms) {
+    if (!due(now, c->ping_at, c->ping_ms)) return;
+    if ((c->flags & (WS__F_PINGED | WS__F_HEARD)) == WS__F_PINGED) {
+      ws__conn_abort(c, WS_ETIMEDOUT, 1001, "no pong within the ping interval");
       return;
     }
-    break;
-  case WS__S_HTTP:
-  case WS__S_REQUEST:
-    ws__conn_destroy(c, 1006, 0);
+  } else if (c->flags & WS__F_PINGED) {
+    if (c->flags & WS__F_HEARD) {
+      c->flags &= ~WS__F_PINGED;
+    } else if (due(now, c->ping_at, c->pong_ms)) {
+      ws__conn_abort(c, WS_ETIMEDOUT, 1001, "the peer was silent and did not answer a ping");
+    }
     return;
+  } else if (!due(now, c->heard_at, c->idle_ms)) {
+    return;
+  }
+  c->flags = (c->flags & ~WS__F_HEARD) | WS__F_PINGED;
+  c->ping_at = now;
+  ws__loop_sweep_for(c->loop, c->pong_ms);
+  send_frame(c, WS_OP_PING, NULL, 0);
+}
+
+uint32_t ws__conn_sweep(ws_conn_t *c, uint32_t now) {
+  switch (c->state) {
+  case WS__S_HTTP:
+    if (due(now, c->state_at, c->handshake_ms)) ws__conn_destroy(c, 1006, 0);
+    return c->handshake_ms;
   case WS__S_CONNECTING:
   case WS__S_HANDSHAKE:
-    ws__conn_fail(c, WS_ETIMEDOUT, "opening handshake timed out");
-    return;
+    if (due(now, c->state_at, c->handshake_ms))
+      ws__conn_fail(c, WS_ETIMEDOUT, "opening handshake timed out");
+    return c->handshake_ms;
+  case WS__S_CLOSED:
+    return 0;
   default:
     break;
   }
-  /* Close timeout: the peer did not answer our close, or did not close TCP. */
-  int clean = (c->flags & WS__F_CLEAN) && (c->flags & WS__F_CLOSE_RECEIVED);
-  ws__conn_destroy(c, clean ? c->close_code : 1006, clean);
+  int closing = c->state == WS__S_CLOSING || (c->flags & WS__F_END_AFTER_FLUSH);
+  if (closing && due(now, c->state_at, c->close_ms)) {
+    /* The peer did not answer our close, or did not close TCP. */
+    int clean = (c->flags & WS__F_CLEAN) && (c->flags & WS__F_CLOSE_RECEIVED);
+    ws__conn_destroy(c, clean ? c->close_code : 1006, clean);
+    return 0;
+  }
+  if (c->send_ms && ws_conn_buffered(c) && due(now, c->out_at, c->send_ms)) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "the peer took none of %zu queued bytes in %u ms",
+             ws_conn_buffered(c), (unsigned)c->send_ms);
+    ws__conn_abort(c, WS_ETIMEDOUT, 1008, msg);
+    return 0;
+  }
+  if (c->state != WS__S_OPEN || closing) return c->close_ms;
+  if (c->msg_at && due(now, c->msg_at, c->message_ms)) {
+    ws__conn_fail(c, WS_ETIMEDOUT, "a message was not completed within message_timeout");
+    return c->close_ms;
+  }
+  keepalive(c, now);
+  uint32_t m = c->ping_ms ? c->ping_ms : c->idle_ms;
+  if (c->flags & WS__F_PINGED && c->pong_ms && (!m || c->pong_ms < m)) m = c->pong_ms;
+  if (c->msg_at && c->message_ms && (!m || c->message_ms < m)) m = c->message_ms;
+  if (c->send_ms && (!m || c->send_ms < m)) m = c->send_ms;
+  return m;
 }
 
 int ws_conn_ready_state(const ws_conn_t *c) {
@@ -683,14 +879,45 @@ int ws_conn_peer(const ws_conn_t *c, char *ip, size_t iplen, int *port) {
   return uv_ip4_name(a, ip, iplen);
 }
 
+static uint32_t timeout_ms(uint32_t ms) { return ms > WS_TIMEOUT_MAX ? WS_TIMEOUT_MAX : ms; }
+
 void ws__conn_apply_options(ws_conn_t *c, const ws_conn_options_t *o, int role) {
   ws_parser_init(&c->parser, role, o->max_length);
   c->parser.max_fragments = o->max_fragments;
-  c->max_buffered = o->max_buffered;
-  c->ping_ms = o->ping_ms;
-  c->close_timeout_ms = o->close_timeout_ms;
+  c->max_buffered = o->max_buffered ? o->max_buffered : SIZE_MAX;
+  c->high_water = o->high_water;
+  if (o->backpressure_error) c->flags |= WS__F_BP_ERROR;
+  else c->flags &= ~WS__F_BP_ERROR;
+  c->ping_ms = timeout_ms(o->ping_ms);
+  c->close_ms = timeout_ms(o->close_timeout_ms);
+  c->handshake_ms = timeout_ms(o->handshake_timeout_ms);
+  c->idle_ms = timeout_ms(o->idle_timeout_ms);
+  c->pong_ms = timeout_ms(o->pong_timeout_ms);
+  c->message_ms = timeout_ms(o->message_timeout_ms);
+  c->send_ms = timeout_ms(o->send_timeout_ms);
   c->max_head = o->max_head > 65535 ? 65535 : (uint16_t)o->max_head;
   c->max_headers = o->max_headers;
+  ws__loop_sweep_for(c->loop, c->handshake_ms);
+}
+
+/* ---- memory ----------------------------------------------------------------- */
+
+void ws__conn_account(ws_conn_t *c) {
+  ws_loop_t *l = c->loop;
+  size_t in = c->in.cap + c->msg.cap;
+  size_t out = c->pending.cap + (c->inflight ? c->inflight->buf.cap : 0) + ws__client_early_len(c);
+  l->mem_in += in - c->acct_in;     /* unsigned: a decrease wraps back correctly */
+  l->mem_out += out - c->acct_out;
+  ssize_t delta = (ssize_t)(in + out) - (ssize_t)(c->acct_in + c->acct_out);
+  c->acct_in = in;
+  c->acct_out = out;
+  if (c->server && delta) ws__server_account(c->server, delta);
+}
+
+void ws_loop_stats(ws_loop_t *l, ws_loop_stats_t *st) {
+  st->connections = (size_t)l->nconns;
+  st->buffered_in = l->mem_in;
+  st->buffered_out = l->mem_out;
 }
 
 size_t ws_loop_broadcast(ws_loop_t *l, ws_conn_t **conns, size_t n, int opcode,
@@ -701,13 +928,16 @@ size_t ws_loop_broadcast(ws_loop_t *l, ws_conn_t **conns, size_t n, int opcode,
   ws__conn_flush_cork(l);
   for (size_t i = 0; i < n; i++) {
     ws_conn_t *c = conns[i];
-    if (c->state != WS__S_OPEN) continue;
+    if (c->state != WS__S_OPEN || ws__conn_admit(c, hl + len) != 0) continue;
+    int r;
     if (c->flags & WS__F_CLIENT) {
-      if (send_frame(c, opcode, data, len) == 0) sent++;
-      continue;
+      r = send_frame(c, opcode, data, len);
+    } else {
+      ws_iov_t b[2] = {{(const char *)hdr, hl}, {data, len}};
+      r = ws__conn_write(c, b, 2);
     }
-    uv_buf_t b[2] = {uv_buf_init((char *)hdr, (unsigned)hl), uv_buf_init((char *)data, (unsigned)len)};
-    if (ws__conn_write(c, b, 2) == 0) sent++;
+    ws__conn_after_queue(c);
+    if (r == 0) sent++;
   }
   return sent;
 }

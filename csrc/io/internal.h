@@ -11,6 +11,12 @@
 #define WS__DIRECT_MIN (16 * 1024)     /* a frame rest at least this big is read in place */
 #define WS__TLS_HEADROOM (32 * 1024) /* TLS reads land after this much of the read buffer */
 
+/* A piece of bytes to write (uv_buf_t's length is only 32-bit). */
+typedef struct ws_iov {
+  const char *base;
+  size_t len;
+} ws_iov_t;
+
 /* A byte queue: live bytes are base[start .. start+len). */
 typedef struct ws_buf {
   char *base;
@@ -33,7 +39,20 @@ struct ws_loop {
   ws_conn_t *cork_owner;
   int cork_depth;
   int nconns;
+  ws_conn_t *conns;          /* every conn, for the sweep and server close */
+  uv_timer_t sweep;          /* checks every conn's deadlines (ws__conn_sweep) */
+  uint32_t sweep_ms;         /* its period: a quarter of the shortest timeout in use */
+  int sweep_on;
+  size_t mem_in, mem_out;    /* bytes buffered by all conns (ws_loop_stats) */
 };
+
+/* Loop time in ms, for the conns' deadlines; compared by unsigned difference, so it may
+ * wrap (every timeout is below 2^31 ms). */
+static inline uint32_t ws__now(const ws_loop_t *l) { return (uint32_t)uv_now(l->uv); }
+/* The sweep's period must be short enough for a conn with this timeout (ms). */
+void ws__loop_sweep_for(ws_loop_t *l, uint32_t timeout_ms);
+void ws__loop_link(ws_loop_t *l, ws_conn_t *c);
+void ws__loop_unlink(ws_conn_t *c);
 
 /* Connection states (readyState is derived from them). */
 enum {
@@ -60,40 +79,58 @@ enum {
   WS__F_SHUTDOWN = 1 << 8,
   WS__F_CLEAN = 1 << 9,             /* close handshake done both ways */
   WS__F_HEARD = 1 << 10,            /* bytes came since the last automatic ping */
-  WS__F_PINGED = 1 << 11            /* an automatic ping is out */
+  WS__F_PINGED = 1 << 11,           /* an automatic ping is out */
+  WS__F_IN_INPUT = 1 << 12,         /* ws__conn_input is running: never re-enter it */
+  WS__F_THROTTLED = 1 << 13,        /* not reading: bufferedAmount passed high_water */
+  WS__F_DRAIN = 1 << 14,            /* on_drain is owed when the queue empties */
+  WS__F_BP_ERROR = 1 << 15          /* over max_buffered: send fails, the conn stays */
 };
 
 typedef struct ws__client_hs ws__client_hs_t;
 
+/* An error to tell the layer above just before on_close (conn.c, note_error). */
+struct ws__error {
+  int err;
+  char message[];
+};
+
 /* Under the connection: plain TCP (tp == NULL) or TLS (tls.c). */
 typedef struct ws__transport {
   void (*on_read)(ws_conn_t *c, char *data, size_t len);           /* from the socket */
-  int (*write)(ws_conn_t *c, const uv_buf_t *bufs, unsigned n);    /* to the peer */
+  int (*write)(ws_conn_t *c, const ws_iov_t *iov, unsigned n);     /* to the peer */
   void (*shutdown)(ws_conn_t *c);                                  /* before FIN */
   void (*free)(ws_conn_t *c);
 } ws__transport_t;
 
 struct ws_conn {
   uv_tcp_t tcp;
-  uv_timer_t *timer;               /* made when a timeout or ping needs it */
   ws_loop_t *loop;
   ws_server_t *server;
-  ws_conn_t *next, *prev;          /* server's list of conns */
+  ws_conn_t *next, *prev;          /* the loop's list of conns */
   void *data;
   const ws__transport_t *tp;
   void *tls;
   ws__client_hs_t *hs;             /* client handshake state, freed at open */
   char *protocol;                  /* negotiated subprotocol, NULL if none */
   char *close_reason;              /* the peer's close reason, if any */
+  struct ws__error *error;         /* an abort's error, told just before on_close */
   ws_parser_t parser;
   ws_buf_t in;                     /* unconsumed input (split header, paused) */
   ws_buf_t msg;                    /* an unfinished message */
   ws_buf_t pending;                /* queued, not yet handed to libuv */
   struct ws__write *inflight;      /* the write libuv has, made when one is needed */
-  size_t max_buffered;
-  uint32_t ping_ms, close_timeout_ms;
+  size_t max_buffered, high_water;
+  size_t acct_in, acct_out;        /* buffered bytes last counted in the loop's totals */
+  /* Timeouts in ms (0: none), checked by the loop's sweep against these times. */
+  uint32_t handshake_ms, close_ms, ping_ms, idle_ms, pong_ms, message_ms, send_ms;
+  uint32_t state_at;               /* connecting, accepted, or closing began */
+  uint32_t heard_at;               /* bytes last came from the peer */
+  uint32_t ping_at;                /* the automatic ping went out */
+  uint32_t msg_at;                 /* the message in progress began; 0 if none */
+  uint32_t out_at;                 /* the peer last took queued bytes (or they queued) */
+  uint32_t scanned;                /* bytes of a head already searched for its end */
+  uint32_t flags;
   uint16_t max_head, max_headers;
-  uint16_t flags;
   uint16_t close_code;             /* for on_close */
   uint8_t state;
   uint8_t version;                 /* 13, 8, 7 */
@@ -107,7 +144,8 @@ struct ws_server {
   void *data;
   ws_tls_ctx_t *tls;
   ws_server_options_t opt;
-  ws_conn_t *conns;
+  size_t mem;                      /* bytes its conns buffer (opt.max_memory bounds it) */
+  int evicting;
   void (*on_closed)(ws_server_t *s);
   int closing;
 };
@@ -119,13 +157,23 @@ void ws__conn_destroy(ws_conn_t *c, unsigned code, int clean);
 void ws__conn_fail(ws_conn_t *c, int err, const char *message);
 void ws__conn_set_open(ws_conn_t *c, const ws_http_head_t *head);
 void ws__conn_apply_options(ws_conn_t *c, const ws_conn_options_t *o, int role);
-int ws__conn_write(ws_conn_t *c, const uv_buf_t *bufs, unsigned n);
-int ws__conn_write_raw(ws_conn_t *c, const uv_buf_t *bufs, unsigned n);
+int ws__conn_write(ws_conn_t *c, const ws_iov_t *iov, unsigned n);
+int ws__conn_write_raw(ws_conn_t *c, const ws_iov_t *iov, unsigned n);
 void ws__conn_end(ws_conn_t *c);
 void ws__conn_eof(ws_conn_t *c);   /* the peer's stream ended inside the transport */
-void ws__conn_on_timer(uv_timer_t *t);
-/* Arms the conn's one timer (ms 0 and repeat 0: stops it and frees it). */
-void ws__conn_timer(ws_conn_t *c, uint64_t ms, uint64_t repeat);
+/* Acts on whichever of c's deadlines has passed; returns the shortest timeout c has. */
+uint32_t ws__conn_sweep(ws_conn_t *c, uint32_t now);
+/* Counts c's buffers in the loop's totals and its server's budget. */
+void ws__conn_account(ws_conn_t *c);
+/* Before queueing len bytes: 0, or WS_EBACKPRESSURE under c's max_buffered policy (the
+ * "drop" policy has aborted c then). After queueing: throttles reading past high_water. */
+int ws__conn_admit(ws_conn_t *c, size_t len);
+void ws__conn_after_queue(ws_conn_t *c);
+void ws__conn_feed(ws_conn_t *c, char *buf, size_t pre, size_t len);
+size_t ws__conn_prefix_room(const ws_conn_t *c, size_t max);
+/* Gives up on a peer (gone, silent, or over a limit): on_error with err, a close frame
+ * with code if the socket takes it at once, then the TCP connection is dropped. */
+void ws__conn_abort(ws_conn_t *c, int err, unsigned code, const char *message);
 void ws__conn_flush_cork(ws_loop_t *l);
 
 /* Head handling in the HTTP states: returns bytes consumed, 0 to wait for more, or -1
@@ -137,6 +185,9 @@ void ws__client_on_secure(ws_conn_t *c);   /* TCP (and TLS) ready: send the requ
 void ws__conn_unref(ws_conn_t *c);
 int ws__client_queue_early(ws_conn_t *c, const char *frame, size_t len);
 size_t ws__client_early_len(const ws_conn_t *c);
-void ws__server_unlink(ws_conn_t *c);
+/* Where a request or response head ends (after its blank line) in buf, searching on
+ * from *scanned (the bytes searched before); 0 while it has not come. */
+size_t ws__head_end(const char *buf, size_t len, uint32_t *scanned);
+void ws__server_account(ws_server_t *s, ssize_t delta);
 
 #endif

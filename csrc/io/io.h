@@ -15,13 +15,23 @@ typedef struct ws_tls_ctx ws_tls_ctx_t;   /* see tls.h; NULL for plain TCP */
 /* readyState, as browsers number it. */
 enum { WS_CONNECTING = 0, WS_OPEN = 1, WS_CLOSING = 2, WS_CLOSED = 3 };
 
+/* Every timeout is in ms, below 2^31 (longer ones are cut to that); 0 = none. */
+#define WS_TIMEOUT_MAX 0x7fffffffu
+
 typedef struct ws_conn_options {
   uint64_t max_length;            /* message limit, 0 = none; over it: close 1009 */
   uint32_t max_fragments;         /* frames in one message, 0 = none; over: 1009 */
   uint32_t ping_ms;               /* automatic ping interval, 0 = off */
   uint32_t close_timeout_ms;      /* wait for the peer's close / TCP close */
   uint32_t handshake_timeout_ms;  /* client: connect + TLS + HTTP handshake */
-  size_t max_buffered;            /* send() fails with EBACKPRESSURE beyond this */
+  uint32_t idle_timeout_ms;       /* silence before a ping (when ping_ms is 0) */
+  uint32_t pong_timeout_ms;       /* after that ping: silence before the peer is dropped */
+  uint32_t message_timeout_ms;    /* a started message must end within it (else 1008) */
+  uint32_t send_timeout_ms;       /* queued bytes none of which the peer takes: dropped */
+  size_t high_water;              /* bufferedAmount over it: stop reading until drained */
+  size_t max_buffered;            /* a send that would queue more: backpressure policy */
+  int backpressure_error;         /* 0: over max_buffered the peer is dropped (1008);
+                                     1: only the send fails with EBACKPRESSURE */
   size_t max_head;                /* client: bytes in the response head */
   uint16_t max_headers;           /* client: header count in the response head */
 } ws_conn_options_t;
@@ -32,6 +42,8 @@ typedef struct ws_server_options {
   size_t max_head;                /* bytes in a request head (431 beyond) */
   uint16_t max_headers;           /* header count in a request head (431 beyond) */
   uint32_t handshake_timeout_ms;  /* from accept to a whole request head */
+  size_t max_memory;              /* bytes all its conns may buffer; over it the largest
+                                     are dropped (1013); 0 = no budget */
   int backlog;
   int raw;                        /* tests: connections deliver raw bytes (on_raw) */
 } ws_server_options_t;
@@ -56,7 +68,8 @@ typedef struct ws_io_events {
   void (*on_close)(ws_conn_t *c, unsigned code, const char *reason, size_t reason_len,
                    int was_clean);
   void (*on_raw)(ws_conn_t *c, const char *data, size_t len);  /* raw mode; len 0: EOF */
-  void (*on_drain)(ws_conn_t *c);      /* write queue emptied (HTTP responses) */
+  /* The write queue emptied after bufferedAmount passed high_water (reading resumes). */
+  void (*on_drain)(ws_conn_t *c);
   /* The conn's memory is about to be freed (after libuv's close callback). */
   void (*on_free)(ws_conn_t *c);
 } ws_io_events_t;
@@ -72,10 +85,17 @@ int ws_loop_free(ws_loop_t *l);
  * written when the outermost uncork runs. */
 void ws_loop_cork(ws_loop_t *l);
 void ws_loop_uncork(ws_loop_t *l);
-/* Builds the server frame for data once; sends it to every conn (broadcast). Returns
- * how many it was queued for. */
+/* Builds the server frame for data once; sends it to every conn (broadcast), each under
+ * its own max_buffered policy. Returns how many it was queued for. */
 size_t ws_loop_broadcast(ws_loop_t *l, ws_conn_t **conns, size_t n, int opcode,
                          const char *data, size_t len);
+
+typedef struct ws_loop_stats {
+  size_t connections;
+  size_t buffered_in;     /* unconsumed input and unfinished messages */
+  size_t buffered_out;    /* queued for peers */
+} ws_loop_stats_t;
+void ws_loop_stats(ws_loop_t *l, ws_loop_stats_t *st);
 
 /* ---- server -------------------------------------------------------------- */
 
@@ -83,6 +103,7 @@ size_t ws_loop_broadcast(ws_loop_t *l, ws_conn_t **conns, size_t n, int opcode,
 int ws_server_listen(ws_loop_t *l, ws_server_t **out, const char *host, int port,
                      const ws_server_options_t *o, ws_tls_ctx_t *tls, void *data);
 int ws_server_port(ws_server_t *s);
+size_t ws_server_buffered(ws_server_t *s);   /* bytes its conns buffer, in and out */
 void *ws_server_data(ws_server_t *s);
 /* Stops accepting; open sockets get close 1001. on_server_closed fires when done. */
 void ws_server_close(ws_server_t *s, void (*on_closed)(ws_server_t *s));
@@ -107,6 +128,9 @@ int ws_conn_accept(ws_conn_t *c, const char *protocol, const char *extra_headers
 int ws_conn_http_write(ws_conn_t *c, const char *data, size_t len);
 /* Flush, then close the TCP connection. */
 void ws_conn_http_end(ws_conn_t *c);
+/* The layer above's handler for c raised: an unanswered request (plain or upgrade) gets
+ * 500, a response under way is cut short, an open socket closes with 1011. */
+void ws_conn_handler_failed(ws_conn_t *c);
 
 /* Sends a data message (WS_OP_TEXT / WS_OP_BINARY) or PING / PONG. 0 or an error:
  * WS_ECLOSED, WS_EBACKPRESSURE, WS_EINVAL (control payload > 125). */

@@ -50,6 +50,9 @@ void ws__buf_free(ws_buf_t *b) {
 
 static ws_loop_t *the_loop;   /* one per process: luaws drives uv_default_loop() */
 
+#define WS__SWEEP_MAX 1000u   /* ms: the sweep's longest period */
+#define WS__SWEEP_MIN 5u
+
 ws_loop_t *ws_loop_get(uv_loop_t *uv, const ws_io_events_t *events) {
   if (the_loop) return the_loop;
   ws_loop_t *l = calloc(1, sizeof *l);
@@ -61,6 +64,10 @@ ws_loop_t *ws_loop_get(uv_loop_t *uv, const ws_io_events_t *events) {
   }
   l->uv = uv;
   l->ev = events;
+  l->sweep_ms = WS__SWEEP_MAX;
+  uv_timer_init(uv, &l->sweep);
+  l->sweep.data = l;
+  uv_unref((uv_handle_t *)&l->sweep);   /* deadlines alone keep no loop running */
   the_loop = l;
   return l;
 }
@@ -69,6 +76,7 @@ uv_loop_t *ws_loop_uv(ws_loop_t *l) { return l->uv; }
 
 int ws_loop_free(ws_loop_t *l) {
   if (l->nconns > 0) return UV_EBUSY;   /* conns still point at it: leave it be */
+  uv_close((uv_handle_t *)&l->sweep, NULL);
   uv_run(l->uv, UV_RUN_NOWAIT);          /* pending close callbacks */
   int r = uv_loop_close(l->uv);
   if (r) return r;
@@ -79,20 +87,84 @@ int ws_loop_free(ws_loop_t *l) {
   return 0;
 }
 
+/* ---- deadlines: one timer walks every conn ------------------------------------ *
+ * Every conn's timeouts (handshake, idle and pong, message, send, close, ping) are
+ * checked by one periodic walk, as uWebSockets does, rather than a libuv timer per
+ * conn: an idle conn then costs a list link, not a timer handle. A timeout fires between
+ * its time and a quarter of it later (the period is at most a quarter of the shortest
+ * timeout in use, and at most a second). */
+
+static void sweep_cb(uv_timer_t *t) {
+  ws_loop_t *l = t->data;
+  uint32_t now = ws__now(l), shortest = 0;
+  ws_loop_cork(l);
+  for (ws_conn_t *c = l->conns, *next; c; c = next) {
+    next = c->next;   /* c may close, but is freed only in a later close callback */
+    uint32_t m = ws__conn_sweep(c, now);
+    if (m && (!shortest || m < shortest)) shortest = m;
+  }
+  ws_loop_uncork(l);
+  /* Lengthen the period again once short timeouts are gone. */
+  uint32_t want = shortest ? shortest / 4 : WS__SWEEP_MAX;
+  if (want < WS__SWEEP_MIN) want = WS__SWEEP_MIN;
+  if (want > WS__SWEEP_MAX) want = WS__SWEEP_MAX;
+  if (want != l->sweep_ms) {
+    l->sweep_ms = want;
+    uv_timer_start(&l->sweep, sweep_cb, want, want);
+  }
+}
+
+void ws__loop_sweep_for(ws_loop_t *l, uint32_t timeout_ms) {
+  uint32_t want = timeout_ms / 4;
+  if (!timeout_ms) return;
+  if (want < WS__SWEEP_MIN) want = WS__SWEEP_MIN;
+  if (l->sweep_on && want >= l->sweep_ms) return;
+  if (want < l->sweep_ms) l->sweep_ms = want;
+  l->sweep_on = 1;
+  uv_timer_start(&l->sweep, sweep_cb, l->sweep_ms, l->sweep_ms);
+}
+
+void ws__loop_link(ws_loop_t *l, ws_conn_t *c) {
+  c->prev = NULL;
+  c->next = l->conns;
+  if (l->conns) l->conns->prev = c;
+  l->conns = c;
+  l->nconns++;
+}
+
+void ws__loop_unlink(ws_conn_t *c) {
+  ws_loop_t *l = c->loop;
+  if (c->prev) c->prev->next = c->next;
+  else l->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  c->next = c->prev = NULL;
+  if (--l->nconns == 0 && l->sweep_on) {
+    uv_timer_stop(&l->sweep);
+    l->sweep_on = 0;
+  }
+}
+
 void ws_loop_cork(ws_loop_t *l) { l->cork_depth++; }
 
 void ws_loop_uncork(ws_loop_t *l) {
   if (l->cork_depth > 0 && --l->cork_depth == 0) ws__conn_flush_cork(l);
 }
 
+struct ws__count {
+  ws_loop_t *l;
+  int n;
+};
+
 static void count_handle(uv_handle_t *h, void *arg) {
-  if (!uv_is_closing(h)) ++*(int *)arg;
+  struct ws__count *k = arg;
+  if (!uv_is_closing(h) && h != (uv_handle_t *)&k->l->sweep) k->n++;
 }
 
+/* The sweep timer is the loop's own, not a handle that anything left open. */
 int ws_loop_active_handles(ws_loop_t *l) {
-  int n = 0;
-  uv_walk(l->uv, count_handle, &n);
-  return n;
+  struct ws__count k = {l, 0};
+  uv_walk(l->uv, count_handle, &k);
+  return k.n;
 }
 
 struct ws_timer {

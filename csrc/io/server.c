@@ -11,6 +11,8 @@ void ws_server_options_default(ws_server_options_t *o) {
   o->max_head = 16 * 1024;
   o->max_headers = 64;
   o->handshake_timeout_ms = 30000;
+  o->max_memory = (size_t)1 << 30;   /* ten peers stalling 64 MiB messages fit; a flood
+                                        of them does not take the machine */
   o->backlog = 511;
   o->raw = 0;
 }
@@ -19,27 +21,38 @@ void ws_server_options_default(ws_server_options_t *o) {
 static ws_conn_t *cur_conn;
 static const ws_http_head_t *cur_head;
 
-static const char *status_text(int status) {
-  switch (status) {
-  case 400: return "Bad Request";
-  case 426: return "Upgrade Required";
-  case 431: return "Request Header Fields Too Large";
-  default: return "Error";
-  }
-}
-
 /* Answers an HTTP error and closes; nothing reaches the layer above. */
 static void respond_error(ws_conn_t *c, int status, const char *why, const char *extra) {
+  const char *text = status == 400   ? "Bad Request"
+                     : status == 426 ? "Upgrade Required"
+                     : status == 431 ? "Request Header Fields Too Large"
+                                     : "Error";
   char buf[512];
   int n = snprintf(buf, sizeof buf,
                    "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
                    "Connection: close\r\n%s\r\n%s\n",
-                   status, status_text(status), strlen(why) + 1, extra ? extra : "", why);
+                   status, text, strlen(why) + 1, extra ? extra : "", why);
   if (n < 0 || (size_t)n >= sizeof buf) n = (int)strlen(buf);
   c->state = WS__S_RESPONDING;
-  uv_buf_t b = uv_buf_init(buf, (unsigned)n);
+  ws_iov_t b = {buf, (size_t)n};
   ws__conn_write(c, &b, 1);
   ws__conn_end(c);
+}
+
+/* A head ends at an empty line: "\n\r\n" or "\n\n" (a bare LF ends lines too, RFC 9112
+ * 2.2). The search goes on from where the last one stopped, so a head that arrives a
+ * byte at a time costs linear time, not quadratic. */
+size_t ws__head_end(const char *buf, size_t len, uint32_t *scanned) {
+  size_t i = *scanned > 2 ? *scanned - 2 : 0;
+  for (; i < len; i++) {
+    const char *nl = memchr(buf + i, '\n', len - i);
+    if (!nl) break;
+    i = (size_t)(nl - buf);
+    if (i + 1 < len && buf[i + 1] == '\n') return i + 2;
+    if (i + 2 < len && buf[i + 1] == '\r' && buf[i + 2] == '\n') return i + 3;
+  }
+  *scanned = len > UINT32_MAX ? UINT32_MAX : (uint32_t)len;
+  return 0;
 }
 
 ssize_t ws__server_on_head(ws_conn_t *c, char *buf, size_t len) {
@@ -53,10 +66,15 @@ ssize_t ws__server_on_head(ws_conn_t *c, char *buf, size_t len) {
   memset(&h, 0, sizeof h);
   h.headers = hdrs;
   h.num_headers = s->opt.max_headers;
-  int r = ws_http_parse_request(buf, len, &h);
-  if (r == WS_EAGAIN) {
+  size_t end = ws__head_end(buf, len, &c->scanned);
+  int r;
+  if (!end) {
     if (len < s->opt.max_head) return 0;
     r = WS_EHEADTOOBIG;
+  } else {
+    c->scanned = 0;
+    r = ws_http_parse_request(buf, end, &h);
+    if (r == WS_EAGAIN) r = WS_EHTTP;   /* a whole head that does not parse */
   }
   if (r > 0 && (size_t)r > s->opt.max_head) r = WS_EHEADTOOBIG;
   if (r == WS_EHEADTOOBIG) {
@@ -67,7 +85,6 @@ ssize_t ws__server_on_head(ws_conn_t *c, char *buf, size_t len) {
     respond_error(c, 400, "malformed HTTP request", NULL);
     return -1;
   }
-  ws__conn_timer(c, 0, 0);
   int upgrade = ws_handshake_is_upgrade(&h);
   if (upgrade) {
     int version = 13;
@@ -121,7 +138,7 @@ int ws_conn_accept(ws_conn_t *c, const char *protocol, const char *extra_headers
     return WS_ENOMEM;
   }
   ws__conn_apply_options(c, o, WS_ROLE_SERVER);
-  uv_buf_t b = uv_buf_init(buf, (unsigned)n);
+  ws_iov_t b = {buf, (size_t)n};
   int r = ws__conn_write(c, &b, 1);
   free(buf);
   if (r) return r;
@@ -131,9 +148,39 @@ int ws_conn_accept(ws_conn_t *c, const char *protocol, const char *extra_headers
 
 int ws_conn_http_write(ws_conn_t *c, const char *data, size_t len) {
   if (c->state != WS__S_REQUEST && c->state != WS__S_RESPONDING) return WS_ECLOSED;
+  int r = ws__conn_admit(c, len);
+  if (r) return r;
   c->state = WS__S_RESPONDING;
-  uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-  return ws__conn_write(c, &b, 1);
+  ws_iov_t b = {data, len};
+  r = ws__conn_write(c, &b, 1);
+  ws__conn_after_queue(c);
+  return r;
+}
+
+void ws_conn_handler_failed(ws_conn_t *c) {
+  static const char response[] = "HTTP/1.1 500 Internal Server Error\r\n"
+                                 "Content-Type: text/plain\r\n"
+                                 "Content-Length: 22\r\n"
+                                 "Connection: close\r\n\r\n"
+                                 "Internal Server Error\n";
+  _Static_assert(sizeof "Internal Server Error\n" - 1 == 22, "Content-Length of the 500");
+  switch (c->state) {
+  case WS__S_REQUEST: {
+    ws_iov_t b = {response, sizeof response - 1};
+    c->state = WS__S_RESPONDING;
+    ws__conn_write(c, &b, 1);
+    ws__conn_end(c);
+    break;
+  }
+  case WS__S_RESPONDING:
+    ws__conn_end(c);
+    break;
+  case WS__S_OPEN:
+    ws_conn_close(c, 1011, "handler error", sizeof "handler error" - 1);
+    break;
+  default:   /* closing already, or a raw test conn */
+    if (c->state == WS__S_RAW) ws__conn_end(c);
+  }
 }
 
 void ws_conn_http_end(ws_conn_t *c) {
@@ -142,15 +189,28 @@ void ws_conn_http_end(ws_conn_t *c) {
   ws__conn_end(c);
 }
 
-void ws__server_unlink(ws_conn_t *c) {
-  ws_server_t *s = c->server;
-  if (!s) return;
-  if (c->prev) c->prev->next = c->next;
-  else s->conns = c->next;
-  if (c->next) c->next->prev = c->prev;
-  c->next = c->prev = NULL;
-  c->server = NULL;
+/* Over the budget, the conns holding the most are dropped (1013, Try Again Later) until
+ * it is met: one hostile peer cannot take what the others need. */
+void ws__server_account(ws_server_t *s, ssize_t delta) {
+  s->mem += (size_t)delta;
+  if (s->evicting) return;   /* an eviction below, accounting for what it freed */
+  s->evicting = 1;
+  while (s->opt.max_memory && s->mem > s->opt.max_memory) {
+    ws_conn_t *worst = NULL;
+    for (ws_conn_t *c = s->loop->conns; c; c = c->next)
+      if (c->server == s && c->state != WS__S_CLOSED &&
+          (!worst || c->acct_in + c->acct_out > worst->acct_in + worst->acct_out))
+        worst = c;
+    if (!worst) break;
+    char msg[160];
+    snprintf(msg, sizeof msg, "the server's buffers passed max_memory (%zu bytes); this "
+             "connection held the most (%zu)", s->opt.max_memory, worst->acct_in + worst->acct_out);
+    ws__conn_abort(worst, WS_EOVERLOAD, 1013, msg);   /* frees its buffers: s->mem drops */
+  }
+  s->evicting = 0;
 }
+
+size_t ws_server_buffered(ws_server_t *s) { return s->mem; }
 
 static void on_connection(uv_stream_t *ls, int status) {
   ws_server_t *s = ls->data;
@@ -163,9 +223,6 @@ static void on_connection(uv_stream_t *ls, int status) {
   }
   uv_tcp_nodelay(&c->tcp, 1);
   c->server = s;
-  c->next = s->conns;
-  if (s->conns) s->conns->prev = c;
-  s->conns = c;
   ws_conn_options_t o;
   ws_conn_options_default(&o);
   o.handshake_timeout_ms = s->opt.handshake_timeout_ms;
@@ -180,8 +237,6 @@ static void on_connection(uv_stream_t *ls, int status) {
     if (s->loop->ev->on_request) s->loop->ev->on_request(s, c, NULL, 0);
   } else {
     c->state = WS__S_HTTP;
-    if (s->opt.handshake_timeout_ms)
-      ws__conn_timer(c, s->opt.handshake_timeout_ms, 0);
   }
   if (c->state != WS__S_CLOSED) ws__conn_start_read(c);
 }
@@ -248,10 +303,10 @@ void ws_server_close(ws_server_t *s, void (*on_closed)(ws_server_t *s)) {
   if (s->closing) return;
   s->closing = 1;
   s->on_closed = on_closed;
-  while (s->conns) {
-    ws_conn_t *c = s->conns;
-    ws__server_unlink(c);
-    if (c->state == WS__S_OPEN) ws_conn_close(c, 1001, "server closing", 14);
+  for (ws_conn_t *c = s->loop->conns; c; c = c->next) {
+    if (c->server != s) continue;
+    c->server = NULL;   /* its buffers no longer count against the server */
+    if (c->state == WS__S_OPEN) ws_conn_close(c, 1001, "server closing", sizeof "server closing" - 1);
     else if (c->state == WS__S_RESPONDING || c->state == WS__S_RAW) ws__conn_end(c);
     else if (c->state != WS__S_CLOSING) ws__conn_destroy(c, 1006, 0);
   }

@@ -185,7 +185,7 @@ static void bio_use(BIO *b, BUF_MEM *m) { BIO_set_mem_buf(b, m, BIO_NOCLOSE); }
 static int flush_out(ws_conn_t *c) {
   ws__tls_t *t = c->tls;
   if (!t->out.length) return 0;
-  uv_buf_t b = uv_buf_init(t->out.data, (unsigned)t->out.length);
+  ws_iov_t b = {t->out.data, t->out.length};
   int r = ws__conn_write_raw(c, &b, 1);   /* the syscall first; only a tail is queued */
   t->out.length = 0;
   bio_use(t->wbio, &t->out);
@@ -271,7 +271,7 @@ static void on_close_notify(ws_conn_t *c) {
  * a long request head) the plaintext is appended to c->in. */
 static void read_plaintext(ws_conn_t *c, char *base, char *end) {
   ws__tls_t *t = c->tls;
-  size_t pre = c->in.len <= WS__TLS_PREFIX_MAX ? c->in.len : 0, got = 0;
+  size_t pre = ws__conn_prefix_room(c, WS__TLS_PREFIX_MAX), got = 0;
   int e = SSL_ERROR_WANT_READ;
   for (;;) {
     size_t room = (size_t)(end - (base + pre + got));
@@ -285,15 +285,8 @@ static void read_plaintext(ws_conn_t *c, char *base, char *end) {
     got += (size_t)n;
   }
   if (got) {
-    if (pre || !c->in.len) {
-      if (pre) memcpy(base, c->in.base + c->in.start, pre);
-      c->in.len = c->in.start = 0;
-      ws__conn_input(c, base, pre + got);
-    } else if (ws__buf_append(&c->in, base, got) == 0) {
-      ws__conn_input(c, c->in.base + c->in.start, c->in.len);
-    } else {
-      ws__conn_fail(c, WS_ENOMEM, "out of memory");
-    }
+    if (pre) memcpy(base, c->in.base + c->in.start, pre);
+    ws__conn_feed(c, base, pre, got);
     if (c->state == WS__S_CLOSED) return;
   }
   /* SSL_read may have answered something (a TLS 1.3 key update). */
@@ -324,21 +317,22 @@ static void tls_on_read(ws_conn_t *c, char *data, size_t len) {
 
 /* Plaintext to the peer. Small buffers (a frame header and its payload) are joined so
  * they make one TLS record; large ones are written in chunks, each sent at once. */
-static int tls_write(ws_conn_t *c, const uv_buf_t *bufs, unsigned n) {
+static int tls_write(ws_conn_t *c, const ws_iov_t *bufs, unsigned n) {
   ws__tls_t *t = c->tls;
   if (t->dead || c->state == WS__S_CLOSED) return WS_ECLOSED;
   if (!t->secure) return WS_EINVAL;   /* nothing is sent before the handshake is done */
   char small[4096];
   size_t total = 0;
   for (unsigned i = 0; i < n; i++) total += bufs[i].len;
-  uv_buf_t joined;
+  ws_iov_t joined;
   if (n > 1 && total <= sizeof small) {
     size_t off = 0;
     for (unsigned i = 0; i < n; i++) {
       if (bufs[i].len) memcpy(small + off, bufs[i].base, bufs[i].len);
       off += bufs[i].len;
     }
-    joined = uv_buf_init(small, (unsigned)total);
+    joined.base = small;
+    joined.len = total;
     bufs = &joined;
     n = 1;
   }

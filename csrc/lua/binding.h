@@ -39,6 +39,7 @@ enum {
   L_K_OPEN, L_K_MESSAGE, L_K_ERROR, L_K_CLOSE, L_K_DATA_EV,
   L_K_ONOPEN, L_K_ONMESSAGE, L_K_ONERROR, L_K_ONCLOSE, L_K_ONDATA,
   L_K_MESSAGE_F, L_K_CODE, L_K_REASON, L_K_WASCLEAN,
+  L_K_NAME, L_K_DRAIN, L_K_ONDRAIN,
   L_K_COUNT
 };
 extern int l_key_refs[L_K_COUNT];
@@ -49,7 +50,7 @@ void l_push_ref(lua_State *L, int ref);
 l_box_t *l_box_new(lua_State *L, const char *mt, void *p);
 /* Raises a Lua error for misuse; returns nil, message, name for runtime failures. */
 int l_fail(lua_State *L, int err);
-uint64_t l_opt_u64(lua_State *L, int t, const char *name, uint64_t def);
+uint64_t l_opt_u64(lua_State *L, int t, const char *name, uint64_t def, uint64_t max);
 void l_push_headers(lua_State *L, const ws_http_head_t *h);   /* l_util.c */
 int l_uservalue_newindex(lua_State *L);
 
@@ -58,6 +59,7 @@ void l_conn_forget(void);            /* at lua_close: drop what l_conn_open note
 void l_server_open(lua_State *L);
 void l_tls_open(lua_State *L);
 int l_conn_push_new(lua_State *L, ws_conn_t *c);   /* wraps c (server side) */
+
 void l_conn_options(lua_State *L, int t, ws_conn_options_t *o);
 extern const ws_io_events_t l_events;
 

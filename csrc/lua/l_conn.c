@@ -38,15 +38,25 @@ void l_conn_options(lua_State *L, int t, ws_conn_options_t *o) {
   ws_conn_options_default(o);
   if (lua_isnoneornil(L, t)) return;
   luaL_checktype(L, t, LUA_TTABLE);
-  o->max_length = l_opt_u64(L, t, "maxLength", o->max_length);
-  o->max_fragments = (uint32_t)l_opt_u64(L, t, "max_fragments", o->max_fragments);
-  o->ping_ms = (uint32_t)l_opt_u64(L, t, "ping_ms", o->ping_ms);
-  o->close_timeout_ms = (uint32_t)l_opt_u64(L, t, "close_timeout_ms", o->close_timeout_ms);
+  const uint64_t ms = WS_TIMEOUT_MAX, bytes = (uint64_t)1 << 53;
+  o->max_length = l_opt_u64(L, t, "maxLength", o->max_length, bytes);
+  o->max_fragments = (uint32_t)l_opt_u64(L, t, "max_fragments", o->max_fragments, UINT32_MAX);
+  o->ping_ms = (uint32_t)l_opt_u64(L, t, "ping_ms", o->ping_ms, ms);
+  o->close_timeout_ms = (uint32_t)l_opt_u64(L, t, "close_timeout_ms", o->close_timeout_ms, ms);
   o->handshake_timeout_ms =
-      (uint32_t)l_opt_u64(L, t, "handshake_timeout_ms", o->handshake_timeout_ms);
-  o->max_buffered = (size_t)l_opt_u64(L, t, "max_buffered", o->max_buffered);
-  o->max_head = (size_t)l_opt_u64(L, t, "max_head", o->max_head);
-  o->max_headers = (uint16_t)l_opt_u64(L, t, "max_headers", o->max_headers);
+      (uint32_t)l_opt_u64(L, t, "handshake_timeout_ms", o->handshake_timeout_ms, ms);
+  o->idle_timeout_ms = (uint32_t)l_opt_u64(L, t, "idle_timeout_ms", o->idle_timeout_ms, ms);
+  o->pong_timeout_ms = (uint32_t)l_opt_u64(L, t, "pong_timeout_ms", o->pong_timeout_ms, ms);
+  o->message_timeout_ms =
+      (uint32_t)l_opt_u64(L, t, "message_timeout_ms", o->message_timeout_ms, ms);
+  o->send_timeout_ms = (uint32_t)l_opt_u64(L, t, "send_timeout_ms", o->send_timeout_ms, ms);
+  o->max_buffered = (size_t)l_opt_u64(L, t, "max_buffered", o->max_buffered, bytes);
+  o->high_water = (size_t)l_opt_u64(L, t, "high_water", o->high_water, bytes);
+  lua_getfield(L, t, "backpressure_error");
+  o->backpressure_error = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  o->max_head = (size_t)l_opt_u64(L, t, "max_head", o->max_head, 1u << 20);
+  o->max_headers = (uint16_t)l_opt_u64(L, t, "max_headers", o->max_headers, 256);
 }
 
 /* ---- events --------------------------------------------------------------- */
@@ -88,7 +98,7 @@ static void emit(lua_State *L, int handler, int type) {
     lua_pop(L, 1);
   }
   lua_pop(L, 4);   /* listeners, uv, traceback, event */
-  if (failed && b->p && type != L_K_CLOSE) ws_conn_close(b->p, 1011, "handler error", 13);
+  if (failed && b->p && type != L_K_CLOSE) ws_conn_handler_failed(b->p);
 }
 
 /* Pushes a new event table {type=..., target=ud}; ud at index ud, type an L_K_* key. */
@@ -143,8 +153,7 @@ static void ev_pong(ws_conn_t *c, const char *data, size_t len) {
   if (lua_isfunction(L, -1)) {
     lua_pushvalue(L, ud);
     lua_pushlstring(L, data, len);
-    if (l_dispatch(L, 2, ud) != 0 && ws_conn_ready_state(c) == WS_OPEN)
-      ws_conn_close(c, 1011, "handler error", 13);
+    if (l_dispatch(L, 2, ud) != 0) ws_conn_handler_failed(c);
   } else {
     lua_pop(L, 1);
   }
@@ -152,15 +161,37 @@ static void ev_pong(ws_conn_t *c, const char *data, size_t len) {
 }
 
 static void ev_error(ws_conn_t *c, int err, const char *message) {
-  (void)err;   /* the message says it; the close event carries the code */
   lua_State *L = l_main;
   box_of(c);
   int ud = lua_gettop(L);
-  new_event(L, ud, L_K_ERROR, 1);
+  const char *name = ws_err_name(err);
+  new_event(L, ud, L_K_ERROR, 2);
   l_push_key(L, L_K_MESSAGE_F);
   lua_pushstring(L, message);
   lua_rawset(L, -3);
+  l_push_key(L, L_K_NAME);   /* EPROTOCOL, ETIMEDOUT, EBACKPRESSURE, ECONNREFUSED, ... */
+  lua_pushstring(L, name ? name : uv_err_name(err));
+  lua_rawset(L, -3);
   emit(L, L_K_ONERROR, L_K_ERROR);
+  lua_pop(L, 1);
+}
+
+static void ev_drain(ws_conn_t *c) {
+  lua_State *L = l_main;
+  l_box_t *b = box_of(c);
+  int ud = lua_gettop(L);
+  if (b->kind == L_KIND_REQUEST) {   /* a plain HTTP response (res) */
+    l_push_hook(L, "_onrequestdrain");
+    if (lua_isfunction(L, -1)) {
+      lua_pushvalue(L, ud);
+      l_dispatch(L, 1, ud);
+    } else {
+      lua_pop(L, 1);
+    }
+  } else {
+    new_event(L, ud, L_K_DRAIN, 0);
+    emit(L, L_K_ONDRAIN, L_K_DRAIN);
+  }
   lua_pop(L, 1);
 }
 
@@ -226,7 +257,8 @@ static void ev_free(ws_conn_t *c) {
 void l_server_on_request(ws_server_t *s, ws_conn_t *c, const ws_http_head_t *head, int upgrade);
 
 const ws_io_events_t l_events = {
-  l_server_on_request, ev_open, ev_message, ev_pong, ev_error, ev_close, ev_raw, NULL, ev_free,
+  l_server_on_request, ev_open, ev_message, ev_pong, ev_error, ev_close, ev_raw, ev_drain,
+  ev_free,
 };
 
 /* ---- methods -------------------------------------------------------------- */

@@ -34,18 +34,7 @@ void l_server_on_request(ws_server_t *s, ws_conn_t *c, const ws_http_head_t *hea
     l_tls_push_info(L, c);
     lua_pushboolean(L, upgrade);
   }
-  if (l_dispatch(L, head ? 4 : 2, cv) != 0 && b->p) {
-    if (!head || upgrade) {
-      ws_conn_close(b->p, 1011, "handler error", 13);
-    } else if (ws_conn_http_write(b->p, "HTTP/1.1 500 Internal Server Error\r\n"
-                                        "Content-Type: text/plain\r\nContent-Length: 22\r\n"
-                                        "Connection: close\r\n\r\nInternal Server Error\n",
-                                  122) == 0) {
-      ws_conn_http_end(b->p);
-    } else {
-      ws_conn_http_end(b->p);   /* the head was already out: just end it */
-    }
-  }
+  if (l_dispatch(L, head ? 4 : 2, cv) != 0 && b->p) ws_conn_handler_failed(b->p);
   lua_settop(L, top);
 }
 
@@ -109,8 +98,8 @@ void l_server_open(lua_State *L) {
   lua_pop(L, 1);
 }
 
-/* core.listen{host=, port=, max_head=, max_headers=, handshake_timeout_ms=, backlog=, raw=,
- * tls=} (tls: a server context from core.tls_context, kept alive by the server) */
+/* core.listen{host=, port=, max_head=, max_headers=, handshake_timeout_ms=, max_memory=,
+ * backlog=, raw=, tls=} (tls: a server context from core.tls_context, kept alive by the server) */
 int l_listen(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   ws_server_options_t o;
@@ -120,10 +109,12 @@ int l_listen(lua_State *L) {
   lua_getfield(L, 1, "port");
   int port = (int)luaL_optinteger(L, -1, 0);
   if (port < 0 || port > 65535) return luaL_error(L, "port out of range: %d", port);
-  o.max_head = (size_t)l_opt_u64(L, 1, "max_head", o.max_head);
-  o.max_headers = (uint16_t)l_opt_u64(L, 1, "max_headers", o.max_headers);
-  o.handshake_timeout_ms = (uint32_t)l_opt_u64(L, 1, "handshake_timeout_ms", o.handshake_timeout_ms);
-  o.backlog = (int)l_opt_u64(L, 1, "backlog", (uint64_t)o.backlog);
+  o.max_head = (size_t)l_opt_u64(L, 1, "max_head", o.max_head, 1u << 20);
+  o.max_headers = (uint16_t)l_opt_u64(L, 1, "max_headers", o.max_headers, 256);
+  o.handshake_timeout_ms =
+      (uint32_t)l_opt_u64(L, 1, "handshake_timeout_ms", o.handshake_timeout_ms, WS_TIMEOUT_MAX);
+  o.max_memory = (size_t)l_opt_u64(L, 1, "max_memory", o.max_memory, (uint64_t)1 << 53);
+  o.backlog = (int)l_opt_u64(L, 1, "backlog", (uint64_t)o.backlog, 65535);
   lua_getfield(L, 1, "raw");
   o.raw = lua_toboolean(L, -1);
   lua_getfield(L, 1, "tls");

@@ -20,6 +20,7 @@ static const char *const key_names[L_K_COUNT] = {
   "open", "message", "error", "close", "data",
   "onopen", "onmessage", "onerror", "onclose", "ondata",
   "message", "code", "reason", "wasClean",
+  "name", "drain", "ondrain",
 };
 
 void l_push_hook(lua_State *L, const char *name) {
@@ -57,12 +58,15 @@ int l_fail(lua_State *L, int err) {
   return 3;
 }
 
-uint64_t l_opt_u64(lua_State *L, int t, const char *name, uint64_t def) {
+/* A whole number in [0, max] (the Lua layer has checked ranges; this keeps the casts
+ * defined for anyone calling core directly). */
+uint64_t l_opt_u64(lua_State *L, int t, const char *name, uint64_t def, uint64_t max) {
   lua_getfield(L, t, name);
   uint64_t v = def;
   if (!lua_isnil(L, -1)) {
     lua_Number n = luaL_checknumber(L, -1);
-    if (n < 0) luaL_error(L, "option %s must not be negative", name);
+    if (!(n >= 0 && n <= (lua_Number)max && n == (lua_Number)(uint64_t)n))
+      luaL_error(L, "option %s out of range", name);
     v = (uint64_t)n;
   }
   lua_pop(L, 1);
@@ -156,6 +160,19 @@ static int l_init(lua_State *L) {
   if (hooks_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, hooks_ref);
   hooks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return 0;
+}
+
+static int l_stats(lua_State *L) {
+  ws_loop_stats_t st;
+  ws_loop_stats(loop, &st);
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, (lua_Integer)st.connections);
+  lua_setfield(L, -2, "connections");
+  lua_pushinteger(L, (lua_Integer)st.buffered_in);
+  lua_setfield(L, -2, "buffered_in");
+  lua_pushinteger(L, (lua_Integer)st.buffered_out);
+  lua_setfield(L, -2, "buffered_out");
+  return 1;
 }
 
 static int l_active_handles(lua_State *L) {
@@ -255,6 +272,7 @@ static const luaL_Reg funcs[] = {
   {"stop", l_stop},
   {"init", l_init},
   {"active_handles", l_active_handles},
+  {"stats", l_stats},
   {"set_timer", l_set_timer},
   {"clear_timer", l_clear_timer},
   {"listen", l_listen},

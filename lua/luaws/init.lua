@@ -132,6 +132,9 @@ function M.broadcast(sockets, data, kind)
   return core.broadcast(sockets, data, kind == "binary" or kind == true)
 end
 
+--- stats(): { connections, buffered_in, buffered_out } for the whole loop, in bytes.
+M.stats = core.stats
+
 --- active_handles(): libuv handles still open (tests check it drops to zero).
 M.active_handles = core.active_handles
 

@@ -5,19 +5,67 @@ local function fail(level, fmt, ...)
   error(string.format(fmt, ...), level + 1)
 end
 
-local function number(o, name, level, min)
+-- Numeric options. Each has a range; math.huge means "no limit" (or "never") wherever
+-- a limit or a timeout may be turned off, and is the only way to say so.
+--   kind "seconds": a duration, 0.001 up to WS_TIMEOUT_MAX ms (24.8 days), sent to C in ms;
+--   kind "bytes" / "count": a whole number in [min, max].
+local HUGE = math.huge
+local MAX_MS = 2147483647          -- WS_TIMEOUT_MAX in csrc/io/io.h
+local MAX_INT = 2 ^ 53             -- the largest whole number every Lua holds exactly
+
+local SPECS = {
+  ping = { "seconds", off = true },
+  close_timeout = { "seconds", off = true },
+  handshake_timeout = { "seconds", off = true },
+  idle_timeout = { "seconds", off = true },
+  pong_timeout = { "seconds", off = true },
+  message_timeout = { "seconds", off = true },
+  send_timeout = { "seconds", off = true },
+  maxLength = { "bytes", 1, MAX_INT, off = true },
+  max_fragments = { "count", 1, 4294967295, off = true },
+  max_buffered = { "bytes", 1, MAX_INT, off = true },
+  high_water = { "bytes", 1, MAX_INT, off = true },
+  max_memory = { "bytes", 1, MAX_INT, off = true },
+  max_head = { "bytes", 256, 1048576 },
+  max_headers = { "count", 1, 256 },
+  backlog = { "count", 1, 65535 },
+  port = { "count", 0, 65535 },
+}
+
+local function range_text(spec)
+  local r = spec[1] == "seconds" and "a number of seconds from 0.001 to 2147483.647"
+    or string.format("a whole number from %d to %.0f", spec[2], spec[3])
+  return spec.off and r .. ", or math.huge for none" or r
+end
+
+--- Checks o[name] against its range. Returns nil when absent, 0 for math.huge (C's
+--- "none"), else the value for C (milliseconds for a duration).
+local function number(o, name, level)
   local v = o[name]
   if v == nil then return nil end
-  if type(v) ~= "number" or v ~= v or v < (min or 0) then
-    fail(level + 1, "option %s must be a number >= %d", name, min or 0)
+  local spec = SPECS[name]
+  if type(v) ~= "number" or v ~= v then
+    fail(level + 1, "option %s must be %s", name, range_text(spec))
+  end
+  if v == HUGE and spec.off then return 0 end
+  if spec[1] == "seconds" then
+    local ms = math.floor(v * 1000 + 0.5)
+    if ms < 1 or ms > MAX_MS then fail(level + 1, "option %s must be %s", name, range_text(spec)) end
+    return ms
+  end
+  if v % 1 ~= 0 or v < spec[2] or v > spec[3] then
+    fail(level + 1, "option %s must be %s", name, range_text(spec))
   end
   return v
 end
+M.number = number
 
 local SOCKET = {
   headers = true, ping = true, maxLength = true, extensions = true, tls = true,
   proxy = true, close_timeout = true, handshake_timeout = true, max_buffered = true,
   max_head = true, max_headers = true, protocols = true, max_fragments = true,
+  idle_timeout = true, pong_timeout = true, message_timeout = true, send_timeout = true,
+  high_water = true, backpressure = true,
 }
 
 --- Checks socket options (WebSocket(req, protocols, options) and Client). Returns
@@ -41,18 +89,25 @@ function M.socket(o, level)
   if o.headers ~= nil and type(o.headers) ~= "table" then
     fail(level, "option headers must be a table")
   end
-  local c = {}
-  local ping = number(o, "ping", level)
-  if ping then c.ping_ms = math.floor(ping * 1000) end
-  c.maxLength = number(o, "maxLength", level)
-  local ct = number(o, "close_timeout", level)
-  if ct then c.close_timeout_ms = math.floor(ct * 1000) end
-  local ht = number(o, "handshake_timeout", level)
-  if ht then c.handshake_timeout_ms = math.floor(ht * 1000) end
-  c.max_buffered = number(o, "max_buffered", level)
-  c.max_fragments = number(o, "max_fragments", level)
-  c.max_head = number(o, "max_head", level, 256)
-  c.max_headers = number(o, "max_headers", level, 1)
+  if o.backpressure ~= nil and o.backpressure ~= "close" and o.backpressure ~= "error" then
+    fail(level, 'option backpressure must be "close" or "error"')
+  end
+  local c = {
+    ping_ms = number(o, "ping", level),
+    maxLength = number(o, "maxLength", level),
+    close_timeout_ms = number(o, "close_timeout", level),
+    handshake_timeout_ms = number(o, "handshake_timeout", level),
+    idle_timeout_ms = number(o, "idle_timeout", level),
+    pong_timeout_ms = number(o, "pong_timeout", level),
+    message_timeout_ms = number(o, "message_timeout", level),
+    send_timeout_ms = number(o, "send_timeout", level),
+    max_buffered = number(o, "max_buffered", level),
+    high_water = number(o, "high_water", level),
+    backpressure_error = o.backpressure == "error" or nil,
+    max_fragments = number(o, "max_fragments", level),
+    max_head = number(o, "max_head", level),
+    max_headers = number(o, "max_headers", level),
+  }
   return { core = c, headers = o.headers, tls = o.tls, protocols = o.protocols }
 end
 
@@ -91,7 +146,7 @@ end
 
 local SERVER = {
   host = true, port = true, tls = true, max_head = true, max_headers = true,
-  handshake_timeout = true, backlog = true, raw = true,
+  handshake_timeout = true, backlog = true, raw = true, max_memory = true,
 }
 
 function M.server(o, level)
@@ -101,16 +156,14 @@ function M.server(o, level)
     if not SERVER[k] then fail(level, "unknown option %q", tostring(k)) end
   end
   if o.host ~= nil and type(o.host) ~= "string" then fail(level, "option host must be a string") end
-  local port = number(o, "port", level)
-  if port and (port > 65535 or port % 1 ~= 0) then fail(level, "option port must be 0-65535") end
-  local ht = number(o, "handshake_timeout", level)
   return {
     host = o.host or "127.0.0.1",
-    port = port or 0,
-    max_head = number(o, "max_head", level, 256),
-    max_headers = number(o, "max_headers", level, 1),
-    handshake_timeout_ms = ht and math.floor(ht * 1000),
-    backlog = number(o, "backlog", level, 1),
+    port = number(o, "port", level) or 0,
+    max_head = number(o, "max_head", level),
+    max_headers = number(o, "max_headers", level),
+    handshake_timeout_ms = number(o, "handshake_timeout", level),
+    max_memory = number(o, "max_memory", level),
+    backlog = number(o, "backlog", level),
     raw = o.raw and true or nil,
     tls = M.tls(o.tls, "server", level),
   }

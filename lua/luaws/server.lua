@@ -71,6 +71,11 @@ function M.init(WebSocket, hooks, upgrading)
     end
   end
 
+  function hooks._onrequestdrain(conn)
+    local res = responses[conn]
+    if res and res.ondrain then res.ondrain() end
+  end
+
   function hooks._onrequestclose(conn)
     local res = responses[conn]
     responses[conn] = nil

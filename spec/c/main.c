@@ -84,6 +84,7 @@ int main(void) {
   test_close();
   test_http();
   test_handshake();
+  test_hixie();
   printf("%ld passed, %ld failed\n", test_passed, test_failed);
   return test_failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -46,5 +46,6 @@ void test_utf8(void);
 void test_close(void);
 void test_http(void);
 void test_handshake(void);
+void test_hixie(void);
 
 #endif

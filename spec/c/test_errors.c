@@ -13,7 +13,9 @@ void test_errors(void) {
   CHECK(ws_strerror(0) == NULL);
   CHECK(ws_strerror(-1) == NULL);
   CHECK(ws_err_name(-30000) == NULL);
-  CHECK(ws_err_name(-30015) == NULL);
+  CHECK(ws_err_name(-30016) == NULL);
+  CHECK_STR(ws_err_name(WS_EOVERLOAD), "EOVERLOAD");
+  CHECK(ws_err_close_code(WS_EOVERLOAD) == 1013);
 
   CHECK_INT(ws_err_close_code(WS_EPROTOCOL), 1002);
   CHECK_INT(ws_err_close_code(WS_EUTF8), 1007);

@@ -1,9 +1,11 @@
 #!/bin/sh
 # Writes the seed corpora of the fuzzers. For fuzz_frame the first byte's low 3 bits say
 # how many chunk-size bytes follow before the frames (its high bits set a size limit).
+# For fuzz_hixie likewise, and bit 3 of the first byte picks hixie-75 (set) or -76; the
+# rest is frames, and is also tried as a request head.
 set -e
 cd "$(dirname "$0")"
-mkdir -p corpus/frame corpus/http
+mkdir -p corpus/frame corpus/http corpus/hixie
 f=corpus/frame
 # RFC 6455 5.7 examples
 printf '\000\201\005Hello' > $f/text-unmasked
@@ -26,3 +28,19 @@ printf '\r\nPOST /x?y=1 HTTP/1.0\nA: b\nC:\n\n' > $h/lf-only
 printf 'HTTP/1.1 404\r\nX:   a b  \r\n\r\n' > $h/no-reason
 printf 'GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n' > $h/obs-fold
 printf 'GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\nSec-WebSocket-Version: 8\r\n\r\n' > $h/version8
+
+x=corpus/hixie
+# text frames, empty and not, in 3-byte chunks; the -76 closing handshake
+printf '\001\002\000Hello\377\000\377\377\000' > $x/text-close
+# length-prefixed frames to skip (0x80 0x81 0x00: 128 bytes), a discarded sentinel frame
+printf '\010\200\002ab\001junk\377\000\316\272\377' > $x/skip-75
+printf '\000\200\201\000' > $x/skip-128
+head -c 128 /dev/zero >> $x/skip-128
+printf '\000ok\377' >> $x/skip-128
+# bad UTF-8, a character cut by 0xFF, and a limit (high bits) that a frame passes
+printf '\000\000ab\300\257\377' > $x/bad-utf8
+printf '\000\000\342\202\377' > $x/cut-utf8
+printf '\020\000abcdefghij\377' > $x/too-big
+# the -76 worked example request and key3, and a -75 request
+printf '\000GET /demo HTTP/1.1\r\nHost: example.com\r\nConnection: Upgrade\r\nSec-WebSocket-Key2: 12998 5 Y3 1  .P00\r\nSec-WebSocket-Protocol: sample\r\nUpgrade: WebSocket\r\nSec-WebSocket-Key1: 4 @1  46546xW%%0l 1 5\r\nOrigin: http://example.com\r\n\r\n^n:ds[4U' > $x/request-76
+printf '\010GET /demo HTTP/1.1\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\nHost: example.com\r\nOrigin: http://example.com\r\n\r\n\000hi\377' > $x/request-75
