@@ -718,7 +718,7 @@ def flood_non_reader():
     base = PROC.fds()
     p = connect_ws("/flood?bytes=1048576&count=100", rcvbuf=64 * KiB)
     t0 = time.monotonic()
-    ok, n, t = PROC.wait_fds(base - 1, 1.9 * SCALE)
+    ok, n, t = PROC.wait_fds(base, 1.9 * SCALE)
     rss = PROC.rss()
     end, total = drain_to_end(p.sock, 5)
     note("server closed it after %.2fs; the peer then read %.1f MiB and %s; RSS %.1f MiB"
@@ -817,7 +817,7 @@ def stalled_reader():
     base = PROC.fds()
     p = connect_ws("/flood?bytes=1048576&count=6", rcvbuf=32 * KiB)
     t0 = time.monotonic()
-    ok, n, t = PROC.wait_fds(base - 1, SEND_TIMEOUT + 3 * SCALE)
+    ok, n, t = PROC.wait_fds(base, SEND_TIMEOUT + 3 * SCALE)
     end, total = drain_to_end(p.sock, 5)
     note("dropped after %.2fs (send_timeout %gs; idle_timeout + pong_timeout also end it "
          "then); the peer read %.1f MiB and %s" % (t, SEND_TIMEOUT, total / MiB, end))
