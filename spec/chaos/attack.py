@@ -1195,6 +1195,15 @@ def pause_resume():
     close_cleanly(p)
 
 
+@case("handlers: pause() and resume() inside onopen: the socket reads on", 15)
+def pause_onopen():
+    p = connect_ws("/pause-onopen")
+    p.send(frame(OP_TEXT, "hi"))
+    r = p.read_message(deadline(1.5))
+    check(r == (OP_TEXT, b"hi"), "no echo: %r" % (r,))
+    close_cleanly(p)
+
+
 @case("handlers: /misuse (close twice, send after close, 200-byte ping) does not crash", 15)
 def misuse():
     p = connect_ws("/misuse")

@@ -123,13 +123,18 @@ behaviours["/pause-resume"] = function(ws)
   end
 end
 
--- Every misuse a script might commit: none of it may crash or raise out of C.
-behaviours["/misuse"] = function(ws)
+-- Paused and resumed inside onopen (twice, and a resume too many): reads on as before.
+behaviours["/pause-onopen"] = function(ws)
   ws.onopen = function()
-    ws:resume()                       -- resume without pause
+    ws:resume()
     ws:pause(); ws:pause(); ws:resume(); ws:resume()
     collectgarbage()
   end
+  ws.onmessage = echo
+end
+
+-- Every misuse a script might commit: none of it may crash or raise out of C.
+behaviours["/misuse"] = function(ws)
   ws.onmessage = function(e)
     ws:send(e.data, e.binary and "binary" or nil)
     pcall(ws.ping, ws, string.rep("p", 200))      -- over 125 bytes
