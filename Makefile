@@ -84,15 +84,14 @@ chaos-asan:
 	sh spec/chaos/run.sh build/asan-$(LUA) $(LUA)
 
 FUZZ_SECONDS ?= 30
+FUZZ_TARGETS ?= frame http hixie inflate
 fuzz:
 	@mkdir -p build/fuzz
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -Icsrc/core -o build/fuzz/frame spec/fuzz/fuzz_frame.c $(CORE_SRC) -lcrypto -lz
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -Icsrc/core -o build/fuzz/http spec/fuzz/fuzz_http.c $(CORE_SRC) -lcrypto -lz
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -Icsrc/core -o build/fuzz/hixie spec/fuzz/fuzz_hixie.c $(CORE_SRC) -lcrypto -lz
-	@mkdir -p build/fuzz/frame-corpus build/fuzz/http-corpus build/fuzz/hixie-corpus
-	build/fuzz/frame -max_total_time=$(FUZZ_SECONDS) build/fuzz/frame-corpus spec/fuzz/corpus/frame
-	build/fuzz/http -max_total_time=$(FUZZ_SECONDS) build/fuzz/http-corpus spec/fuzz/corpus/http
-	build/fuzz/hixie -max_total_time=$(FUZZ_SECONDS) build/fuzz/hixie-corpus spec/fuzz/corpus/hixie
+	@for t in $(FUZZ_TARGETS); do \
+	  clang -g -O1 -fsanitize=fuzzer,address,undefined -Icsrc/core -o build/fuzz/$$t spec/fuzz/fuzz_$$t.c $(CORE_SRC) -lcrypto -lz || exit 1; \
+	  mkdir -p build/fuzz/$$t-corpus; \
+	  build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) build/fuzz/$$t-corpus spec/fuzz/corpus/$$t || exit 1; \
+	done
 
 # Benchmarks (bench/run.sh): luaws vs Node ws, tests a-f of issue 4 (e: over wss://), for
 # lua5.4 and luajit. BENCH_TESTS, BENCH_SECONDS, BENCH_LUAS, ... as the script says.

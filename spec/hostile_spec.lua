@@ -184,12 +184,11 @@ describe("hostile peers", function()
     end
   end)
 
-  it("accepts a 4 MiB message in 65,536 fragments, both ways, by default", function()
-    local piece = string.rep("abcdefgh", 8)          -- 64 bytes
+  it("accepts a 4 MiB message in 65,537 fragments, both ways, by default", function()
+    local piece = string.rep("abcdefgh", 8)          -- 64 bytes; then an empty last one
     local frames = {}
-    for i = 1, 65536 do
-      frames[i] = zframe(i == 1 and 1 or 0, piece, i == 65536)
-    end
+    for i = 1, 65536 do frames[i] = zframe(i == 1 and 1 or 0, piece, false) end
+    frames[65537] = zframe(0, "", true)
     local wire = table.concat(frames)
     local s, rec = server_with()
     local c, crec = H.raw_upgraded(s.port)
@@ -199,7 +198,8 @@ describe("hostile peers", function()
     assert.equal(0, #rec.closes)
     -- And as a client: a server sends it in the same fragments, unmasked.
     local plain = {}
-    for i = 1, 65536 do plain[i] = F(i == 1 and 2 or 0, piece, { mask = false, fin = i == 65536 }) end
+    for i = 1, 65536 do plain[i] = F(i == 1 and 2 or 0, piece, { mask = false, fin = false }) end
+    plain[65537] = F(0, "", { mask = false })
     local hs = H.handshake_server(function(conn) conn:_raw_write(table.concat(plain)) end)
     local ws, wrec = H.client("ws://127.0.0.1:" .. hs.port .. "/")
     H.wait(function() return #wrec.messages == 1 or #wrec.closes > 0 end, 20, "the message")

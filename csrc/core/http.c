@@ -212,3 +212,19 @@ int ws_http_has_token(const char *value, size_t len, const char *token) {
   }
   return 0;
 }
+
+/* A head ends at an empty line: "\n\r\n" or "\n\n" (a bare LF ends lines too, RFC 9112
+ * 2.2). The search goes on from where the last one stopped, so a head that arrives a
+ * byte at a time costs linear time, not quadratic. */
+size_t ws_http_head_end(const char *buf, size_t len, uint32_t *scanned) {
+  size_t i = *scanned > 2 ? *scanned - 2 : 0;
+  for (; i < len; i++) {
+    const char *nl = memchr(buf + i, '\n', len - i);
+    if (!nl) break;
+    i = (size_t)(nl - buf);
+    if (i + 1 < len && buf[i + 1] == '\n') return i + 2;
+    if (i + 2 < len && buf[i + 1] == '\r' && buf[i + 2] == '\n') return i + 3;
+  }
+  *scanned = len > UINT32_MAX ? UINT32_MAX : (uint32_t)len;
+  return 0;
+}

@@ -162,6 +162,11 @@ typedef struct ws_http_head {
 int ws_http_parse_request(const char *buf, size_t len, ws_http_head_t *h);
 int ws_http_parse_response(const char *buf, size_t len, ws_http_head_t *h);
 
+/* Where a head ends (the byte after its empty line) in buf, or 0 while it has not come.
+ * *scanned: bytes of buf already searched (0 at first); updated, so that a head that
+ * arrives in many pieces is searched once in all, not once per piece. */
+size_t ws_http_head_end(const char *buf, size_t len, uint32_t *scanned);
+
 /* First header with this name (case-insensitive), or NULL. */
 const ws_header_t *ws_http_find(const ws_http_head_t *h, const char *name);
 /* Does a comma-separated header value contain token (case-insensitive)? */

@@ -141,7 +141,7 @@ ssize_t ws__client_on_head(ws_conn_t *c, char *buf, size_t len) {
   memset(&h, 0, sizeof h);
   h.headers = hdrs;
   h.num_headers = c->max_headers > 256 ? 256 : c->max_headers;
-  size_t end = ws__head_end(buf, len, &c->scanned);
+  size_t end = ws_http_head_end(buf, len, &c->scanned);
   int r;
   if (!end) {
     if (len < c->max_head) return 0;

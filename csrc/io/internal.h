@@ -185,9 +185,6 @@ void ws__client_on_secure(ws_conn_t *c);   /* TCP (and TLS) ready: send the requ
 void ws__conn_unref(ws_conn_t *c);
 int ws__client_queue_early(ws_conn_t *c, const char *frame, size_t len);
 size_t ws__client_early_len(const ws_conn_t *c);
-/* Where a request or response head ends (after its blank line) in buf, searching on
- * from *scanned (the bytes searched before); 0 while it has not come. */
-size_t ws__head_end(const char *buf, size_t len, uint32_t *scanned);
 void ws__server_account(ws_server_t *s, ssize_t delta);
 
 #endif

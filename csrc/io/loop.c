@@ -184,6 +184,7 @@ ws_timer_t *ws_timer_start(ws_loop_t *l, uint64_t ms, uint64_t repeat_ms,
   if (!t) return NULL;
   uv_timer_init(l->uv, &t->h);
   t->h.data = t;
+  uv_update_time(l->uv);   /* a script may have run long since the loop last looked */
   t->cb = cb;
   t->data = data;
   uv_timer_start(&t->h, timer_fire, ms, repeat_ms);

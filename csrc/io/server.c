@@ -39,22 +39,6 @@ static void respond_error(ws_conn_t *c, int status, const char *why, const char 
   ws__conn_end(c);
 }
 
-/* A head ends at an empty line: "\n\r\n" or "\n\n" (a bare LF ends lines too, RFC 9112
- * 2.2). The search goes on from where the last one stopped, so a head that arrives a
- * byte at a time costs linear time, not quadratic. */
-size_t ws__head_end(const char *buf, size_t len, uint32_t *scanned) {
-  size_t i = *scanned > 2 ? *scanned - 2 : 0;
-  for (; i < len; i++) {
-    const char *nl = memchr(buf + i, '\n', len - i);
-    if (!nl) break;
-    i = (size_t)(nl - buf);
-    if (i + 1 < len && buf[i + 1] == '\n') return i + 2;
-    if (i + 2 < len && buf[i + 1] == '\r' && buf[i + 2] == '\n') return i + 3;
-  }
-  *scanned = len > UINT32_MAX ? UINT32_MAX : (uint32_t)len;
-  return 0;
-}
-
 ssize_t ws__server_on_head(ws_conn_t *c, char *buf, size_t len) {
   ws_server_t *s = c->server;
   if (!s) {
@@ -66,7 +50,7 @@ ssize_t ws__server_on_head(ws_conn_t *c, char *buf, size_t len) {
   memset(&h, 0, sizeof h);
   h.headers = hdrs;
   h.num_headers = s->opt.max_headers;
-  size_t end = ws__head_end(buf, len, &c->scanned);
+  size_t end = ws_http_head_end(buf, len, &c->scanned);
   int r;
   if (!end) {
     if (len < s->opt.max_head) return 0;

@@ -85,6 +85,8 @@ int main(void) {
   test_http();
   test_handshake();
   test_hixie();
+  test_ext();
+  test_deflate();
   printf("%ld passed, %ld failed\n", test_passed, test_failed);
   return test_failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -47,5 +47,7 @@ void test_close(void);
 void test_http(void);
 void test_handshake(void);
 void test_hixie(void);
+void test_ext(void);
+void test_deflate(void);
 
 #endif

@@ -220,8 +220,46 @@ static void test_find_and_tokens(void) {
 #undef TOK
 }
 
+/* The end of a head, found by a search that goes on where it stopped: fed a byte at a
+ * time it gives the same end as fed whole, and never before the head is complete. */
+static void test_head_end(void) {
+  static const char *const heads[] = {
+    "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    "GET / HTTP/1.1\nHost: a\n\n",
+    "GET / HTTP/1.1\r\nHost: a\n\r\n",
+    "HTTP/1.1 101 OK\r\nX: \r\n\r\n",
+  };
+  for (size_t k = 0; k < sizeof heads / sizeof heads[0]; k++) {
+    const char *h = heads[k];
+    size_t n = strlen(h);
+    char buf[128];
+    snprintf(buf, sizeof buf, "%sBODY", h);   /* bytes after the head do not count */
+    uint32_t scanned = 0;
+    CHECK_INT(ws_http_head_end(buf, n + 4, &scanned), n);
+    scanned = 0;
+    for (size_t len = 1; len < n; len++) {
+      char *g = test_guard_copy(buf, len);
+      CHECK_INT(ws_http_head_end(g, len, &scanned), 0);
+      CHECK_INT(scanned, len);
+    }
+    char *g = test_guard_copy(buf, n);
+    CHECK_INT(ws_http_head_end(g, n, &scanned), n);
+  }
+  /* A long head without its end is searched once: scanned covers it all. */
+  static char big[16384];
+  memset(big, 'a', sizeof big);
+  for (size_t i = 100; i < sizeof big; i += 100) big[i] = '\n';
+  uint32_t scanned = 0;
+  CHECK_INT(ws_http_head_end(big, sizeof big, &scanned), 0);
+  CHECK_INT(scanned, sizeof big);
+  big[sizeof big - 1] = '\n';
+  big[sizeof big - 2] = '\n';
+  CHECK_INT(ws_http_head_end(big, sizeof big, &scanned), sizeof big);
+}
+
 void test_http(void) {
   test_request();
   test_response();
   test_find_and_tokens();
+  test_head_end();
 }

@@ -5,7 +5,7 @@
 # rest is frames, and is also tried as a request head.
 set -e
 cd "$(dirname "$0")"
-mkdir -p corpus/frame corpus/http corpus/hixie
+mkdir -p corpus/frame corpus/http corpus/hixie corpus/inflate
 f=corpus/frame
 # RFC 6455 5.7 examples
 printf '\000\201\005Hello' > $f/text-unmasked
@@ -44,3 +44,17 @@ printf '\020\000abcdefghij\377' > $x/too-big
 # the -76 worked example request and key3, and a -75 request
 printf '\000GET /demo HTTP/1.1\r\nHost: example.com\r\nConnection: Upgrade\r\nSec-WebSocket-Key2: 12998 5 Y3 1  .P00\r\nSec-WebSocket-Protocol: sample\r\nUpgrade: WebSocket\r\nSec-WebSocket-Key1: 4 @1  46546xW%%0l 1 5\r\nOrigin: http://example.com\r\n\r\n^n:ds[4U' > $x/request-76
 printf '\010GET /demo HTTP/1.1\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\nHost: example.com\r\nOrigin: http://example.com\r\n\r\n\000hi\377' > $x/request-75
+i=corpus/inflate
+# fuzz_inflate: byte 0 bit 7 set = the rest is an extensions header; else bit 0 = no
+# context takeover, bits 1-3 = window bits - 8, bits 4-5 = size limit, then messages,
+# each a length byte and its bytes. RFC 7692 7.2.3's examples, then a few more.
+printf '\016\007\362\110\315\311\311\007\000\005\362\000\021\000\000' > $i/hello-twice
+printf '\017\007\362\110\315\311\311\007\000\007\362\110\315\311\311\007\000' > $i/no-context
+printf '\016\013\000\005\000\372\377Hello\000' > $i/stored
+printf '\016\010\363\110\315\311\311\007\000\000\005\362\000\021\000\000' > $i/bfinal
+printf '\016\015\362\110\005\000\000\000\377\377\312\311\311\007\000\001\000' > $i/two-blocks
+printf '\000\005\362\110\315\311\311' > $i/window8-cut
+# 200000 zeros in 211 bytes, under a 100-byte limit
+{ printf '\036\323\354\301\061\001\000\000\000\302\240\365\117\155\006\177\240'; head -c 193 /dev/zero; printf '\200\327\000'; } > $i/bomb
+printf '\200permessage-deflate; client_max_window_bits; server_max_window_bits=10, permessage-deflate' > $i/header-offers
+printf '\200permessage-deflate; server_max_window_bits="1\\0"; client_no_context_takeover, x-foo;a=b' > $i/header-quoted
