@@ -25,7 +25,7 @@ OBJ := $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(ALL_SRC))
 HDR := $(wildcard csrc/*/*.h)
 SO := $(BUILD)/luaws/core.so
 
-.PHONY: all build test test-c test-lua example asan valgrind fuzz deps clean bench bench-smoke rock
+.PHONY: all build test test-c test-lua example asan valgrind fuzz deps clean bench bench-smoke rock chaos chaos-asan
 
 all build: $(SO)
 
@@ -70,6 +70,18 @@ valgrind:
 	@$(MAKE) --no-print-directory BUILD=build/vg-$(LUA) OPT=-O1 build build/vg-$(LUA)/test_core
 	valgrind -q --error-exitcode=99 --leak-check=full build/vg-$(LUA)/test_core
 	LUAWS_VALGRIND=1 sh scripts/run_specs.sh $(LUA) build/vg-$(LUA)
+
+# The attacker's toolkit (spec/chaos/): a luaws server attacked from outside its process,
+# and the luaws client against hostile servers. chaos-asan: the same on the ASan build.
+chaos:
+	@$(MAKE) --no-print-directory build
+	sh spec/chaos/run.sh $(BUILD) $(LUA)
+
+chaos-asan:
+	@$(MAKE) --no-print-directory BUILD=build/asan-$(LUA) CC=clang \
+	  SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	  OPT=-O1 build
+	sh spec/chaos/run.sh build/asan-$(LUA) $(LUA)
 
 FUZZ_SECONDS ?= 30
 FUZZ_TARGETS ?= frame http hixie inflate
