@@ -2,7 +2,7 @@
 # The README's test command (make test): runs the C unit tests of the protocol core,
 # builds for Lua 5.4, LuaJIT, 5.3, 5.2 and 5.1 and runs the busted specs on each, and a
 # smoke spec against a copy installed with `luarocks make`.
-# Extra suites: LUAWS_SUITES="asan valgrind fuzz bench".
+# Extra suites: LUAWS_SUITES="asan valgrind fuzz bench chaos chaos-asan big".
 # Last line: "N passed, N failed"; exit status non-zero on any failure.
 cd "$(dirname "$0")/.."
 TALLY=$(mktemp); export TALLY
@@ -21,6 +21,9 @@ for s in $LUAWS_SUITES; do
     valgrind) suite "valgrind" make -s valgrind ;;
     bench) suite "bench smoke" make -s bench-smoke ;;
     fuzz) suite "fuzz" make -s fuzz FUZZ_SECONDS=${FUZZ_SECONDS:-20} ;;
+    chaos) suite "chaos (attacks from outside the process)" make -s chaos ;;
+    chaos-asan) suite "chaos on the ASan+UBSan build" make -s chaos-asan ;;
+    big) suite "a 4 GiB message (lua5.4)" env LUAWS_BIG=1 sh scripts/run_specs.sh lua5.4 build/lua5.4 spec/big_spec.lua ;;
   esac
 done
 
