@@ -88,10 +88,17 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
   ws__conn_unref(c);
 }
 
-int ws_conn_connect(ws_loop_t *l, ws_conn_t **out, const char *host, int port,
-                    const char *path, const char *host_header, const char *protocols,
-                    const char *extra_headers, const ws_conn_options_t *o,
-                    ws_tls_ctx_t *tls, const char *servername, int raw, void *data) {
+/* A conn that could not start: the caller gets the error; no events follow. */
+static int discard(ws_conn_t *c, int r) {
+  c->flags &= ~WS__F_KNOWN;
+  c->data = NULL;
+  ws__conn_destroy(c, 1006, 0);
+  return r;
+}
+
+int ws__client_new(ws_loop_t *l, ws_conn_t **out, const char *path, const char *host_header,
+                   const char *protocols, const char *extra_headers,
+                   const ws_conn_options_t *o, int raw, void *data) {
   ws_conn_t *c = ws__conn_new(l);
   if (!c) return WS_ENOMEM;
   ws__client_hs_t *hs = calloc(1, sizeof *hs);
@@ -116,6 +123,20 @@ int ws_conn_connect(ws_loop_t *l, ws_conn_t **out, const char *host, int port,
                    hs->offered ? hs->offered : "", hs->offered ? "\r\n" : "",
                    extra_headers ? extra_headers : "");
   hs->request_len = (size_t)n;
+  *out = c;
+  return 0;
+fail:
+  return discard(c, r);
+}
+
+int ws_conn_connect(ws_loop_t *l, ws_conn_t **out, const char *host, int port,
+                    const char *path, const char *host_header, const char *protocols,
+                    const char *extra_headers, const ws_conn_options_t *o,
+                    ws_tls_ctx_t *tls, const char *servername, int raw, void *data) {
+  ws_conn_t *c;
+  int r = ws__client_new(l, &c, path, host_header, protocols, extra_headers, o, raw, data);
+  if (r) return r;
+  ws__client_hs_t *hs = c->hs;
   if (tls && (r = ws__tls_attach(c, tls, 0, servername ? servername : host)) != 0) goto fail;
   char portstr[16];
   snprintf(portstr, sizeof portstr, "%d", port);
@@ -129,10 +150,7 @@ int ws_conn_connect(ws_loop_t *l, ws_conn_t **out, const char *host, int port,
   *out = c;
   return 0;
 fail:
-  c->flags &= ~WS__F_KNOWN;   /* the caller gets the error; no events follow */
-  c->data = NULL;
-  ws__conn_destroy(c, 1006, 0);
-  return r;
+  return discard(c, r);
 }
 
 ssize_t ws__client_on_head(ws_conn_t *c, char *buf, size_t len) {

@@ -24,6 +24,10 @@ void ws_conn_options_default(ws_conn_options_t *o) {
   o->max_headers = 64;
 }
 
+/* libuv's own stream calls: the socket of every conn but a test's scripted one. */
+const ws__stream_ops_t ws__tcp_ops = {uv_read_start, uv_read_stop, uv_try_write,
+                                      uv_write,      uv_shutdown,  uv_close};
+
 static void on_handle_closed(uv_handle_t *h);
 static int send_frame(ws_conn_t *c, int opcode, const char *data, size_t len);
 
@@ -36,6 +40,7 @@ ws_conn_t *ws__conn_new(ws_loop_t *l) {
     return NULL;
   }
   c->tcp.data = c;
+  c->io = &ws__tcp_ops;
   c->refs = 1;
   c->version = 13;
   c->close_code = 1006;
@@ -96,7 +101,7 @@ void ws__conn_destroy(ws_conn_t *c, unsigned code, int clean) {
   ws__buf_free(&c->msg);
   ws__buf_free(&c->pending);
   ws__conn_account(c);
-  uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+  c->io->close((uv_handle_t *)&c->tcp, on_handle_closed);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status) {
@@ -112,7 +117,7 @@ static void do_shutdown(ws_conn_t *c) {
   c->flags |= WS__F_SHUTDOWN;
   if (c->tp && c->tp->shutdown) c->tp->shutdown(c);
   uv_shutdown_t *req = malloc(sizeof *req);
-  if (req && (req->data = c, uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown)) == 0) {
+  if (req && (req->data = c, c->io->shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown)) == 0) {
     c->refs++;
     return;
   }
@@ -151,7 +156,7 @@ static size_t chunk_of(size_t len) { return len < WS__WRITE_CHUNK ? len : WS__WR
 static int write_chunk(ws_conn_t *c, struct ws__write *w) {
   w->chunk = chunk_of(w->buf.len);
   uv_buf_t b = uv_buf_init(w->buf.base + w->buf.start, (unsigned)w->chunk);
-  return uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+  return c->io->write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
 }
 
 static void kick(ws_conn_t *c) {
@@ -227,7 +232,7 @@ int ws__conn_write_raw(ws_conn_t *c, const ws_iov_t *iov, unsigned n) {
     /* Try the syscall first; only an unsent tail is queued. */
     uv_buf_t b[8];
     unsigned nb = split_bufs(b, 8, iov, n);
-    int r = nb ? uv_try_write((uv_stream_t *)&c->tcp, b, nb) : 0;
+    int r = nb ? c->io->try_write((uv_stream_t *)&c->tcp, b, nb) : 0;
     if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) {
       ws__conn_destroy(c, 1006, 0);
       return r;
@@ -354,7 +359,7 @@ void ws__conn_after_queue(ws_conn_t *c) {
   if (queued > c->high_water && c->high_water) {
     c->flags |= WS__F_THROTTLED | WS__F_DRAIN;
     if (c->flags & WS__F_READING) {
-      uv_read_stop((uv_stream_t *)&c->tcp);
+      c->io->read_stop((uv_stream_t *)&c->tcp);
       c->flags &= ~WS__F_READING;
     }
   }
@@ -431,7 +436,7 @@ void ws__conn_abort(ws_conn_t *c, int err, unsigned code, const char *message) {
       memcpy(frame + hl, payload, n);
       if (client) ws_mask((char *)frame + hl, n, key, 0);
       uv_buf_t b = uv_buf_init((char *)frame, (unsigned)(hl + n));
-      uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+      c->io->try_write((uv_stream_t *)&c->tcp, &b, 1);
     }
   }
   ws__conn_destroy(c, 1006, 0);
@@ -722,14 +727,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 int ws__conn_start_read(ws_conn_t *c) {
   if (c->flags & (WS__F_READING | WS__BLOCKED) || c->state == WS__S_CLOSED) return 0;
   c->flags |= WS__F_READING;
-  return uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  return c->io->read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
 void ws_conn_pause(ws_conn_t *c) {
   if (c->state == WS__S_CLOSED || c->flags & WS__F_PAUSED) return;
   c->flags |= WS__F_PAUSED;
   if (c->flags & WS__F_READING) {
-    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->io->read_stop((uv_stream_t *)&c->tcp);
     c->flags &= ~WS__F_READING;
   }
 }

@@ -102,8 +102,26 @@ typedef struct ws__transport {
   void (*free)(ws_conn_t *c);
 } ws__transport_t;
 
+/* The socket calls a conn makes, with libuv's stream signatures: libuv's own functions
+ * for TCP (ws__tcp_ops), scripted ones in tests (scripted.c). Each gets &c->tcp, whose
+ * data is c; a scripted conn's tcp is initialized but never connected (no fd), so
+ * closing it defers the close callback to the loop as TCP does. */
+typedef struct ws__stream_ops {
+  int (*read_start)(uv_stream_t *s, uv_alloc_cb alloc, uv_read_cb read);
+  int (*read_stop)(uv_stream_t *s);
+  int (*try_write)(uv_stream_t *s, const uv_buf_t bufs[], unsigned n);
+  int (*write)(uv_write_t *req, uv_stream_t *s, const uv_buf_t bufs[], unsigned n,
+               uv_write_cb cb);
+  int (*shutdown)(uv_shutdown_t *req, uv_stream_t *s, uv_shutdown_cb cb);
+  void (*close)(uv_handle_t *h, uv_close_cb cb);
+} ws__stream_ops_t;
+
+extern const ws__stream_ops_t ws__tcp_ops;
+
 struct ws_conn {
   uv_tcp_t tcp;
+  const ws__stream_ops_t *io;      /* the socket's calls (ws__tcp_ops but in tests) */
+  void *io_data;                   /* their own state (a scripted socket's) */
   ws_loop_t *loop;
   ws_server_t *server;
   ws_conn_t *next, *prev;          /* the loop's list of conns */
@@ -180,6 +198,17 @@ void ws__conn_flush_cork(ws_loop_t *l);
  * when the conn was failed/answered and input must stop. */
 ssize_t ws__server_on_head(ws_conn_t *c, char *buf, size_t len);
 ssize_t ws__client_on_head(ws_conn_t *c, char *buf, size_t len);
+/* A client conn with its request head built, not yet connected; freed on failure. */
+int ws__client_new(ws_loop_t *l, ws_conn_t **out, const char *path, const char *host_header,
+                   const char *protocols, const char *extra_headers,
+                   const ws_conn_options_t *o, int raw, void *data);
+/* A server with its (unbound) TCP handle; ws_server_close frees it. */
+ws_server_t *ws__server_new(ws_loop_t *l, const ws_server_options_t *o, ws_tls_ctx_t *tls,
+                           void *data);
+/* An accepted conn of s: options, TLS, then reading the request head (or raw). */
+void ws__server_start(ws_server_t *s, ws_conn_t *c);
+/* Acts on every conn's deadlines as at time now (the sweep timer's walk). */
+void ws__loop_sweep(ws_loop_t *l, uint32_t now);
 void ws__client_free_hs(ws_conn_t *c);
 void ws__client_on_secure(ws_conn_t *c);   /* TCP (and TLS) ready: send the request */
 void ws__conn_unref(ws_conn_t *c);

@@ -94,9 +94,10 @@ int ws_loop_free(ws_loop_t *l) {
  * its time and a quarter of it later (the period is at most a quarter of the shortest
  * timeout in use, and at most a second). */
 
-static void sweep_cb(uv_timer_t *t) {
-  ws_loop_t *l = t->data;
-  uint32_t now = ws__now(l), shortest = 0;
+static void sweep_cb(uv_timer_t *t);
+
+void ws__loop_sweep(ws_loop_t *l, uint32_t now) {
+  uint32_t shortest = 0;
   ws_loop_cork(l);
   for (ws_conn_t *c = l->conns, *next; c; c = next) {
     next = c->next;   /* c may close, but is freed only in a later close callback */
@@ -108,10 +109,15 @@ static void sweep_cb(uv_timer_t *t) {
   uint32_t want = shortest ? shortest / 4 : WS__SWEEP_MAX;
   if (want < WS__SWEEP_MIN) want = WS__SWEEP_MIN;
   if (want > WS__SWEEP_MAX) want = WS__SWEEP_MAX;
-  if (want != l->sweep_ms) {
+  if (want != l->sweep_ms && l->sweep_on) {   /* (a test's walk may find it stopped) */
     l->sweep_ms = want;
     uv_timer_start(&l->sweep, sweep_cb, want, want);
   }
+}
+
+static void sweep_cb(uv_timer_t *t) {
+  ws_loop_t *l = t->data;
+  ws__loop_sweep(l, ws__now(l));
 }
 
 void ws__loop_sweep_for(ws_loop_t *l, uint32_t timeout_ms) {

@@ -206,6 +206,10 @@ static void on_connection(uv_stream_t *ls, int status) {
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
+  ws__server_start(s, c);
+}
+
+void ws__server_start(ws_server_t *s, ws_conn_t *c) {
   c->server = s;
   ws_conn_options_t o;
   ws_conn_options_default(&o);
@@ -244,13 +248,10 @@ static int resolve(const char *host, int port, struct sockaddr_storage *ss) {
   return 0;
 }
 
-int ws_server_listen(ws_loop_t *l, ws_server_t **out, const char *host, int port,
-                     const ws_server_options_t *o, ws_tls_ctx_t *tls, void *data) {
-  struct sockaddr_storage ss;
-  int r = resolve(host, port, &ss);
-  if (r) return r;
+ws_server_t *ws__server_new(ws_loop_t *l, const ws_server_options_t *o, ws_tls_ctx_t *tls,
+                           void *data) {
   ws_server_t *s = calloc(1, sizeof *s);
-  if (!s) return WS_ENOMEM;
+  if (!s) return NULL;
   s->loop = l;
   s->opt = *o;
   if (s->opt.max_headers > WS__MAX_HEADERS_CAP) s->opt.max_headers = WS__MAX_HEADERS_CAP;
@@ -258,6 +259,16 @@ int ws_server_listen(ws_loop_t *l, ws_server_t **out, const char *host, int port
   s->data = data;
   uv_tcp_init(l->uv, &s->tcp);
   s->tcp.data = s;
+  return s;
+}
+
+int ws_server_listen(ws_loop_t *l, ws_server_t **out, const char *host, int port,
+                     const ws_server_options_t *o, ws_tls_ctx_t *tls, void *data) {
+  struct sockaddr_storage ss;
+  int r = resolve(host, port, &ss);
+  if (r) return r;
+  ws_server_t *s = ws__server_new(l, o, tls, data);
+  if (!s) return WS_ENOMEM;
   if ((r = uv_tcp_bind(&s->tcp, (struct sockaddr *)&ss, 0)) != 0 ||
       (r = uv_listen((uv_stream_t *)&s->tcp, o->backlog, on_connection)) != 0) {
     uv_close((uv_handle_t *)&s->tcp, (uv_close_cb)free);
