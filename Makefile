@@ -25,7 +25,7 @@ OBJ := $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(ALL_SRC))
 HDR := $(wildcard csrc/*/*.h)
 SO := $(BUILD)/luaws/core.so
 
-.PHONY: all build test test-c test-lua example asan valgrind fuzz deps clean bench bench-smoke rock chaos chaos-asan
+.PHONY: all build test test-c test-io test-lua example asan valgrind fuzz deps clean bench bench-smoke rock chaos chaos-asan
 
 all build: $(SO)
 
@@ -38,15 +38,26 @@ $(SO): $(OBJ)
 	$(CC) $(CFLAGS) $(SANFLAGS) -shared -Wl,-z,nodelete -o $@ $(OBJ) $(DEP_LIBS)
 
 # C unit tests of the protocol core: no Lua, no libuv.
-$(BUILD)/test_core: $(CORE_SRC) $(wildcard spec/c/*.c) $(wildcard spec/c/*.h) csrc/core/ws.h
+IO_TEST_SRC := spec/c/test_conn.c
+CORE_TEST_SRC := $(filter-out $(IO_TEST_SRC),$(wildcard spec/c/*.c))
+$(BUILD)/test_core: $(CORE_SRC) $(CORE_TEST_SRC) $(wildcard spec/c/*.h) csrc/core/ws.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(SANFLAGS) $(WARN) -Icsrc/core -Ispec/c -o $@ $(CORE_SRC) $(wildcard spec/c/*.c) -lcrypto -lz
+	$(CC) $(CFLAGS) $(SANFLAGS) $(WARN) -Icsrc/core -Ispec/c -o $@ $(CORE_SRC) $(CORE_TEST_SRC) -lcrypto -lz
+
+# C unit tests of the I/O layer over scripted sockets (csrc/io/scripted.h): no Lua, no
+# sockets; a real libuv loop for the timers.
+$(BUILD)/test_io: $(CORE_SRC) $(IO_SRC) $(IO_TEST_SRC) spec/c/test.c $(HDR) spec/c/test.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SANFLAGS) $(WARN) -Icsrc/core -Icsrc/io -Ispec/c -o $@ $(CORE_SRC) $(IO_SRC) $(IO_TEST_SRC) spec/c/test.c $(DEP_LIBS)
 
 deps:
 	@sh scripts/deps.sh
 
 test-c: $(BUILD)/test_core
 	$(BUILD)/test_core
+
+test-io: $(BUILD)/test_io
+	$(BUILD)/test_io
 
 test-lua: $(SO)
 	sh scripts/run_specs.sh $(LUA) $(BUILD)
@@ -62,13 +73,15 @@ example: deps
 asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan-$(LUA) CC=clang \
 	  SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	  OPT=-O1 build build/asan-$(LUA)/test_core
+	  OPT=-O1 build build/asan-$(LUA)/test_core build/asan-$(LUA)/test_io
 	build/asan-$(LUA)/test_core
+	build/asan-$(LUA)/test_io
 	LUAWS_SANITIZE=1 sh scripts/run_specs.sh $(LUA) build/asan-$(LUA)
 
 valgrind:
-	@$(MAKE) --no-print-directory BUILD=build/vg-$(LUA) OPT=-O1 build build/vg-$(LUA)/test_core
+	@$(MAKE) --no-print-directory BUILD=build/vg-$(LUA) OPT=-O1 build build/vg-$(LUA)/test_core build/vg-$(LUA)/test_io
 	valgrind -q --error-exitcode=99 --leak-check=full build/vg-$(LUA)/test_core
+	valgrind -q --error-exitcode=99 --leak-check=full build/vg-$(LUA)/test_io
 	LUAWS_VALGRIND=1 sh scripts/run_specs.sh $(LUA) build/vg-$(LUA)
 
 # The attacker's toolkit (spec/chaos/): a luaws server attacked from outside its process,
@@ -84,11 +97,14 @@ chaos-asan:
 	sh spec/chaos/run.sh build/asan-$(LUA) $(LUA)
 
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS ?= frame http hixie inflate
+FUZZ_TARGETS ?= frame http hixie inflate conn
+# Targets that drive the I/O layer (scripted sockets) link it and libuv too.
+FUZZ_IO_TARGETS = conn
 fuzz:
 	@mkdir -p build/fuzz
 	@for t in $(FUZZ_TARGETS); do \
-	  clang -g -O1 -fsanitize=fuzzer,address,undefined -Icsrc/core -o build/fuzz/$$t spec/fuzz/fuzz_$$t.c $(CORE_SRC) -lcrypto -lz || exit 1; \
+	  case " $(FUZZ_IO_TARGETS) " in *" $$t "*) io="-Icsrc/io $(IO_SRC) $(DEP_LIBS)" ;; *) io= ;; esac; \
+	  clang -g -O1 -fsanitize=fuzzer,address,undefined -Icsrc/core -o build/fuzz/$$t spec/fuzz/fuzz_$$t.c $(CORE_SRC) $$io -lcrypto -lz || exit 1; \
 	  mkdir -p build/fuzz/$$t-corpus; \
 	  build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) build/fuzz/$$t-corpus spec/fuzz/corpus/$$t || exit 1; \
 	done

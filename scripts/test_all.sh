@@ -1,7 +1,7 @@
 #!/bin/sh
-# The README's test command (make test): runs the C unit tests of the protocol core,
-# builds for Lua 5.4, LuaJIT, 5.3, 5.2 and 5.1 and runs the busted specs on each, and a
-# smoke spec against a copy installed with `luarocks make`.
+# The README's test command (make test): runs the C unit tests of the protocol core and
+# of the I/O layer, builds for Lua 5.4, LuaJIT, 5.3, 5.2 and 5.1 and runs the busted specs
+# on each, and a smoke spec against a copy installed with `luarocks make`.
 # Extra suites: LUAWS_SUITES="asan valgrind fuzz bench chaos chaos-asan big".
 # Last line: "N passed, N failed"; exit status non-zero on any failure.
 cd "$(dirname "$0")/.."
@@ -10,6 +10,7 @@ suite() { sh scripts/suite.sh "$@" || failed=1; }
 failed=0
 
 suite "core unit tests (C)" make -s test-c
+suite "io unit tests (C)" make -s test-io
 for lua in lua5.4 luajit lua5.3 lua5.2 lua5.1; do
   suite "build $lua" make -s build LUA=$lua
   suite "specs $lua" sh scripts/run_specs.sh $lua build/$lua
