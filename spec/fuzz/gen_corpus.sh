@@ -5,7 +5,7 @@
 # rest is frames, and is also tried as a request head.
 set -e
 cd "$(dirname "$0")"
-mkdir -p corpus/frame corpus/http corpus/hixie corpus/inflate
+mkdir -p corpus/frame corpus/http corpus/hixie corpus/inflate corpus/conn
 f=corpus/frame
 # RFC 6455 5.7 examples
 printf '\000\201\005Hello' > $f/text-unmasked
@@ -58,3 +58,23 @@ printf '\000\005\362\110\315\311\311' > $i/window8-cut
 { printf '\036\323\354\301\061\001\000\000\000\302\240\365\117\155\006\177\240'; head -c 193 /dev/zero; printf '\200\327\000'; } > $i/bomb
 printf '\200permessage-deflate; client_max_window_bits; server_max_window_bits=10, permessage-deflate' > $i/header-offers
 printf '\200permessage-deflate; server_max_window_bits="1\\0"; client_no_context_takeover, x-foo;a=b' > $i/header-quoted
+
+c=corpus/conn
+# fuzz_conn (see its header): byte 0 = role and options, then operations; every event
+# callback takes the next byte as its action (0: none, 1 pause, 2 resume, 25 send "a",
+# 6 close, 8 send 70000 bytes). feed FORMAT: the peer sends printf FORMAT (<= 31 bytes).
+byte() { printf "\\$(printf '%03o' "$1")"; }
+feed() { n=$(printf "$1" | wc -c); byte $(( (n - 1) * 8 )); printf "$1"; }
+HELLO='\201\205\067\372\041\075\177\237\115\121\130'   # RFC 6455 5.7, masked
+{ byte 2; byte 0; byte 0; feed "$HELLO"; byte 25; feed '\211\205\067\372\041\075\177\237\115\121\130'
+  feed '\210\202\001\002\003\004\002\352'; byte 3; byte 3; } > $c/server-echo-close
+{ byte 2; byte 0; byte 0; feed "$HELLO$HELLO"; byte 1; byte 6; byte 2; byte 0; byte 7; byte 3; } > $c/server-pause
+{ byte 10; byte 0; byte 0; byte 2; byte 6; byte 8; byte 6; byte 25; byte 250; byte 3; byte 3; } > $c/server-max-buffered
+{ byte 18; byte 0; byte 0; byte 2; byte 6; byte 8; byte 6; byte 25; byte 250; byte 3; byte 0; } > $c/server-bp-error
+{ byte 26; byte 0; byte 0; byte 45; byte 45; feed '\001\201\000\000\000\000a'; byte 85; byte 3; } > $c/server-timeouts
+{ byte 2; byte 0; byte 0; feed '\301\201\000\000\000\000a'; byte 3; byte 3; } > $c/server-rsv1
+{ byte 6; feed 'Origin: http://example.com\r\n\r\n'; byte 0; byte 0; feed "$HELLO"; byte 6; byte 3; } > $c/server-open-head
+{ byte 0; feed 'GET / HTTP/1.1\r\nHost: x\r\n\r\n'; byte 5; byte 3; } > $c/server-plain-http
+{ byte 3; byte 25; feed '\201\005Hello'; byte 6; feed '\210\002\003\350'; byte 3; byte 7; byte 3; } > $c/client-open-close
+{ byte 71; feed 'Sec-WebSocket-Protocol: chat\r\n'; feed '\r\n'; byte 0; feed '\211\001x\212\000'; byte 3; } > $c/client-protocol
+{ byte 1; feed 'HTTP/1.1 101 Switching'; feed ' Protocols'; feed '\r\nUpgrade: websocket\r\n\r\n'; byte 3; } > $c/client-bad-response
