@@ -1,8 +1,9 @@
 /* For tests only (spec/c/test_conn.c, spec/fuzz/fuzz_conn.c): connections whose socket
  * is a script. The test pushes the peer's bytes in, takes the bytes the peer read, says
- * how much the peer reads, and runs the loop; no socket is ever opened. It is compiled
- * into the library so that the tests drive the same I/O layer the binding does; nothing
- * else calls it. Call these from outside the conn's event callbacks. */
+ * how much the peer reads, and runs the loop; no socket is ever opened. The tests link it
+ * with the very conn.c, server.c and client.c the binding uses (the Makefile's build has
+ * it too; the rock leaves it out); nothing else calls it. Call these from outside the
+ * conn's event callbacks. */
 #ifndef LUAWS_SCRIPTED_H
 #define LUAWS_SCRIPTED_H
 
