@@ -64,7 +64,8 @@ typedef struct ws_io_events {
   void (*on_message)(ws_conn_t *c, int binary, const char *data, size_t len);
   void (*on_pong)(ws_conn_t *c, const char *data, size_t len);
   void (*on_error)(ws_conn_t *c, int err, const char *message);
-  /* Fires exactly once for every conn that reached on_open or was a client. */
+  /* Fires exactly once for every conn the layer above knew of: one that reached on_open,
+   * a client, or a request handed up by on_request (accepted or not). */
   void (*on_close)(ws_conn_t *c, unsigned code, const char *reason, size_t reason_len,
                    int was_clean);
   void (*on_raw)(ws_conn_t *c, const char *data, size_t len);  /* raw mode; len 0: EOF */
