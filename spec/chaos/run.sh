@@ -7,12 +7,12 @@
 # scripts/run_specs.sh does; a 16 MiB quarantine so that freed memory shows in RSS), with
 # longer bounds (CHAOS_SCALE=3), RSS ceilings doubled (CHAOS_RSS_SCALE=2) and 2,000
 # churned connections instead of 20,000. Extra arguments for attack.py: CHAOS_ARGS="--only churn".
-# Prints TAP and a last line "N passed, N failed".
+# Prints TAP and a last line "chaos: N passed, N failed" (the TAP lines are what scripts/suite.sh counts).
 cd "$(dirname "$0")/../.."
 BUILD=${1:-build/lua5.4}
 LUA=${2:-lua5.4}
 if [ ! -f "$BUILD/luaws/core.so" ]; then
-  echo "not ok 1 - no build in $BUILD (make build first)"; echo "0 passed, 1 failed"; exit 1
+  echo "not ok 1 - no build in $BUILD (make build first)"; echo "chaos: 0 passed, 1 failed"; exit 1
 fi
 export LUA_PATH="lua/?.lua;lua/?/init.lua;;"
 export LUA_CPATH="$BUILD/?.so;;"
@@ -51,7 +51,7 @@ if [ -z "$port" ]; then
   echo "not ok 1 - the chaos server did not start"
   sed 's/^/# /' "$tmp/err"
   kill "$pid" 2>/dev/null
-  echo "0 passed, 1 failed"; exit 1
+  echo "chaos: 0 passed, 1 failed"; exit 1
 fi
 missing=$(sed -n 's/^missing //p' "$tmp/out")
 [ "$missing" = "-" ] || echo "# this luaws does not take the options: $missing (cases that need them fail)"
@@ -108,5 +108,5 @@ fi
 echo "# handler errors logged by the server: $(grep -c 'handler error' "$tmp/err")"
 echo "# run time: $(( $(date +%s) - start ))s"
 failed=$((failed + extra))
-echo "$passed passed, $failed failed"
+echo "chaos: $passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$attack" -eq 0 ]
