@@ -783,6 +783,13 @@ static int due(uint32_t now, uint32_t since, uint32_t ms) {
  * at all in a whole interval after one is gone. Without it, a peer silent for idle_ms is
  * pinged, and dropped if it is still silent pong_ms later. */
 static void keepalive(ws_conn_t *c, uint32_t now) {
+  if (c->flags & WS__BLOCKED) {
+    /* We are not reading (paused, or throttled by our own queue), so we cannot hear the
+     * peer: its silence means nothing. send_timeout bounds a peer that takes nothing. */
+    c->heard_at = now;
+    c->flags |= WS__F_HEARD;
+    return;
+  }
   if (c->ping_ms) {
     if (!due(now, c->ping_at, c->ping_ms)) return;
     if ((c->flags & (WS__F_PINGED | WS__F_HEARD)) == WS__F_PINGED) {
