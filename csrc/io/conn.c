@@ -802,10 +802,12 @@ void ws__conn_input(ws_conn_t *c, char *buf, size_t len) {
   ws__conn_account(c);
 }
 
-/* Hands bytes that just arrived to the conn, after its unconsumed tail: buf holds
- * `pre` bytes of that tail copied in front of the new ones (pre is 0 or c->in.len), or
- * none, and then they are appended to the tail. */
+/* Hands bytes that just arrived to the conn, after its unconsumed tail: buf has room
+ * for `pre` bytes in front of the new ones (pre is 0 or c->in.len, from
+ * ws__conn_prefix_room), where the tail is copied; with no room the new bytes are
+ * appended to the tail. */
 void ws__conn_feed(ws_conn_t *c, char *buf, size_t pre, size_t len) {
+  if (pre) memcpy(buf, c->in.base + c->in.start, pre);
   if (pre || !c->in.len) {
     c->in.len = c->in.start = 0;   /* its bytes were copied to the front of buf */
     ws__conn_input(c, buf, pre + len);
@@ -847,11 +849,8 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
       return;
     }
   }
-  if (c->tp) {
-    pre = WS__TLS_HEADROOM;   /* TLS decrypts into the front, in place (tls.c) */
-  } else if ((pre = ws__conn_prefix_room(c, WS__READ_BUF / 2))) {
-    memcpy(l->rbuf, c->in.base + c->in.start, pre);
-  }
+  if (c->tp) pre = c->tp->headroom;
+  else pre = ws__conn_prefix_room(c, WS__READ_BUF / 2);   /* ws__conn_feed copies it */
   l->rprefix = pre;
   *buf = uv_buf_init(l->rbuf + pre, (unsigned)(WS__READ_BUF - pre));
 }

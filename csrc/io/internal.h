@@ -129,6 +129,8 @@ struct ws__exts {
 
 /* Under the connection: plain TCP (tp == NULL) or TLS (tls.c). */
 typedef struct ws__transport {
+  size_t headroom;   /* reads land this far into the loop's read buffer (TLS decrypts
+                        into the front, in place) */
   void (*on_read)(ws_conn_t *c, char *data, size_t len);           /* from the socket */
   int (*write)(ws_conn_t *c, const ws_iov_t *iov, unsigned n);     /* to the peer */
   void (*shutdown)(ws_conn_t *c);                                  /* before FIN */
