@@ -249,7 +249,7 @@ static int handshake(ws_conn_t *c) {
   if (flush_out(c) != 0 || c->state == WS__S_CLOSED) return -1;
   if (e == SSL_ERROR_WANT_READ) return 0;
   t->secure = 1;
-  if (!t->server) ws__client_on_secure(c);
+  if (!t->server) c->role->on_secure(c);
   return c->state == WS__S_CLOSED ? -1 : 1;
 }
 
