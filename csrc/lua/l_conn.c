@@ -281,7 +281,9 @@ static int l_conn_send(lua_State *L) {
   if (!binary) {   /* a text frame must be UTF-8 or the peer fails us with 1007 */
     uint32_t st = WS_UTF8_ACCEPT;
     if (ws_utf8_validate(&st, (const uint8_t *)data, len) != 0 || st != WS_UTF8_ACCEPT)
-      return luaL_argerror(L, 2, "text is not valid UTF-8 (send it as \"binary\")");
+      return luaL_argerror(L, 2, strncmp(ws_conn_version(c), "hixie", 5) == 0
+                                     ? "text is not valid UTF-8 (the drafts carry text only)"
+                                     : "text is not valid UTF-8 (send it as \"binary\")");
   }
   int r = ws_conn_send(c, binary ? WS_OP_BINARY : WS_OP_TEXT, data, len);
   if (r) return l_fail(L, r);
