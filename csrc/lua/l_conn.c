@@ -57,6 +57,7 @@ void l_conn_options(lua_State *L, int t, ws_conn_options_t *o) {
   lua_pop(L, 1);
   o->max_head = (size_t)l_opt_u64(L, t, "max_head", o->max_head, 1u << 20);
   o->max_headers = (uint16_t)l_opt_u64(L, t, "max_headers", o->max_headers, 256);
+  l_extension_options(L, t, o);
 }
 
 /* ---- events --------------------------------------------------------------- */
@@ -385,6 +386,10 @@ static int l_conn_index(lua_State *L) {
     }
     if (c && strcmp(k, "version") == 0) {
       lua_pushstring(L, ws_conn_version(c));
+      return 1;
+    }
+    if (c && strcmp(k, "extensions") == 0 && b->kind == L_KIND_SOCKET) {
+      lua_pushstring(L, ws_conn_extensions(c));
       return 1;
     }
   }
