@@ -20,15 +20,18 @@
 #   g  a with permessage-deflate (examples/echo_server.lua --deflate, Node ws with
 #      perMessageDeflate): 100 connections, 1 KiB of JSON-like text, compressed both ways
 #      with context takeover, each echo inflated and checked by the generator (loadgen -z);
-#      both servers' threshold is set to 256 B so both compress every message
+#      both servers' threshold is set to 256 B so both compress every message; its floor
+#      is bench/zlib_floor.c, the zlib work alone of such a server
 #   h  BENCH_DEFLATE_IDLE_CONNS (2000) idle connections as c, with permessage-deflate
 #      agreed and one message each way first, so each side's zlib state exists
 # a, b, d and g run BENCH_REPEAT (3) times per peer, the peers taking turns, and the best
 # run counts; the table also gives the server's CPU time per message, which other load on
 # a shared machine moves much less than throughput.
 # Other knobs: BENCH_TESTS ("a b c d e f g h": the tests to run), BENCH_LUAS ("lua5.4 luajit"),
-# BENCH_NODE (1; 0 skips Node ws), BENCH_FLOOR (1; 0 skips the floor server of a and b:
-# bench/floor_echo.c, the thinnest C echo server, whose figures are this machine's ceiling),
+# BENCH_NODE (1; 0 skips Node ws), BENCH_FLOOR (1; 0 skips the floors: for a and b
+# bench/floor_echo.c, the thinnest C echo server, whose figures are this machine's ceiling;
+# for g bench/zlib_floor.c, a deflate echo server's inflate and deflate calls alone),
+# BENCH_DEFLATE_IDLE_CONNS (2000: h),
 # BENCH_OUT (build/bench: the log and the loadgen binary), CC.
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -98,6 +101,13 @@ if [ "${BENCH_FLOOR:-1}" = 1 ] && [ $SMOKE = 0 ] &&
   FLOOR_ON=1
 else
   FLOOR_ON=0
+fi
+ZFLOOR=$OUT/zlib_floor
+if [ "${BENCH_FLOOR:-1}" = 1 ] && [ $SMOKE = 0 ] &&
+   ${CC:-cc} -O2 -Wall -Wextra -o "$ZFLOOR" bench/zlib_floor.c -lz >>"$LOG" 2>&1; then
+  ZFLOOR_ON=1
+else
+  ZFLOOR_ON=0
 fi
 ${CC:-cc} -O2 -g -Wall -Wextra -Icsrc/core -o "$LOADGEN" bench/loadgen.c csrc/core/*.c \
   -lssl -lcrypto -lz -lpthread || die "cannot build the load generator"
@@ -395,6 +405,16 @@ has g && for r in $(seq "$REPEAT"); do
     one "$p" g msgs/s echo -c $g_c -s 1024 -m 1 -d "$SECS"
   done
 done
+# g's floor: the zlib calls of a deflate echo server alone, on the server's core, with as
+# many contexts taking turns as g has connections (once: it shares the machine with nothing
+# of ours)
+if has g && [ "$ZFLOOR_ON" = 1 ]; then
+  say "g floor: bench/zlib_floor.c, $g_c contexts, ${SECS}s"
+  LINE=$($PIN_SRV "$ZFLOOR" -c $g_c -s 1024 -d "$SECS" 2>>"$LOG")
+  say "  $LINE"
+  R[floor,g_cost]=$(field "$LINE" us_per_msg)
+  R[floor,g_steps]="$(field "$LINE" inflate_us) / $(field "$LINE" deflate_us)"
+fi
 has h && for p in $PEERS; do
   say "h: $ZIDLE idle deflate conns after one message each way, held ${IDLE_SECS}s: $p"
   idle_test "$p" deflate
@@ -477,11 +497,13 @@ row "g  of which user / kernel us" g_split
 row "g cpu% server / generator" g_cpu
 row "g compressed B sent / echoed" g_z
 row "h $ZIDLE idle deflate: server RSS B/conn" h ratio
-if [ "$FLOOR_ON" = 1 ] && { [ -n "${R[floor,a]:-}" ] || [ -n "${R[floor,b]:-}" ]; }; then
+if { [ "$FLOOR_ON" = 1 ] && { [ -n "${R[floor,a]:-}" ] || [ -n "${R[floor,b]:-}" ]; }; } ||
+   [ -n "${R[floor,g_cost]:-}" ]; then
   # The ceiling: the same generator against a server that does nothing but read, unmask
   # and write. luaws/floor near 1 means what is left is the kernel's and the generator's.
   say ""
-  say "floor: bench/floor_echo.c (C, epoll, no libuv, no Lua), same generator"
+  [ -n "${R[floor,a]:-}${R[floor,b]:-}" ] &&
+    say "floor: bench/floor_echo.c (C, epoll, no libuv, no Lua), same generator"
   for t in a b; do
     [ -n "${R[floor,$t]:-}" ] || continue
     line="$t: ${R[floor,$t]} $([ $t = a ] && echo msg/s || echo MB/s); server user / kernel us ${R[floor,${t}_split]};"
@@ -490,6 +512,15 @@ if [ "$FLOOR_ON" = 1 ] && { [ -n "${R[floor,a]:-}" ] || [ -n "${R[floor,b]:-}" ]
     [ "$NODE" = 1 ] && line="$line, ws $(ratio "${R[ws,$t]:-}" "${R[floor,$t]}")"
     say "  $line"
   done
+  if [ -n "${R[floor,g_cost]:-}" ]; then
+    # server CPU per message over the floor's: 1 would be a server that costs nothing but
+    # its zlib calls
+    line="g: bench/zlib_floor.c, zlib alone: ${R[floor,g_cost]} us/msg (inflate / deflate"
+    line="$line ${R[floor,g_steps]}); server CPU per message over it:"
+    for p in $LUAS; do line="$line $p $(ratio "${R[$p,g_cost]:-}" "${R[floor,g_cost]}")"; done
+    [ "$NODE" = 1 ] && line="$line, ws $(ratio "${R[ws,g_cost]:-}" "${R[floor,g_cost]}")"
+    say "  $line"
+  fi
 fi
 say ""
 say "log: $LOG"
