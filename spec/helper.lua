@@ -95,6 +95,54 @@ function H.raw(port, host)
 end
 
 --- A raw TCP server: for each connection, calls handler(conn, rec).
+--- Reads one HTTP response from the front of data (RFC 9112 6.3): returns a table
+--- { status, headers (lower-case names), body, length (bytes of data it took) }, or nil
+--- while it is not whole. A response framed by the connection's close is whole once
+--- closed is true.
+function H.http_response(data, closed, head_only)
+  local head_end = data:find("\r\n\r\n", 1, true)
+  if not head_end then return nil end
+  local head = data:sub(1, head_end + 1)
+  local status = tonumber(head:match("^HTTP/1%.%d (%d%d%d)"))
+  local headers = {}
+  for name, value in head:gmatch("\r\n([^:\r\n]+):[ \t]*([^\r\n]*)") do
+    name = name:lower()
+    headers[name] = headers[name] and headers[name] .. ", " .. value or value
+  end
+  local pos = head_end + 4
+  local r = { status = status, headers = headers }
+  if head_only or status == 204 or status == 304 or (status and status < 200) then
+    r.body, r.length = "", pos - 1
+  elseif (headers["transfer-encoding"] or ""):lower():find("chunked") then
+    local parts = {}
+    while true do
+      local size_end = data:find("\r\n", pos, true)
+      if not size_end then return nil end
+      local size = tonumber(data:sub(pos, size_end - 1):match("^(%x+)"), 16)
+      assert(size, "bad chunk size line: " .. data:sub(pos, size_end - 1))
+      if size == 0 then
+        local trailer_end = data:find("\r\n", size_end + 2, true)
+        if not trailer_end then return nil end
+        -- trailers end with an empty line; none are sent here
+        r.length = trailer_end + 1
+        break
+      end
+      if #data < size_end + 2 + size + 2 - 1 then return nil end
+      parts[#parts + 1] = data:sub(size_end + 2, size_end + 1 + size)
+      pos = size_end + 2 + size + 2
+    end
+    r.body = table.concat(parts)
+  elseif headers["content-length"] then
+    local n = tonumber(headers["content-length"])
+    if #data < pos - 1 + n then return nil end
+    r.body, r.length = data:sub(pos, pos - 1 + n), pos - 1 + n
+  else
+    if not closed then return nil end
+    r.body, r.length = data:sub(pos), #data
+  end
+  return r
+end
+
 function H.raw_server(handler)
   local s = H.server { raw = true }
   s.onconnection = function(conn)

@@ -148,6 +148,7 @@ static void finalize(ws_conn_t *c) {
   ws__loop_unlink(c);
   free(c->protocol);
   free(c->close_reason);
+  free(c->deferred);
   free(c);
 }
 
@@ -606,7 +607,6 @@ static void deliver(ws_conn_t *c, int binary, const char *data, size_t len) {
   if (c->loop->ev->on_message) c->loop->ev->on_message(c, binary, data, len);
 }
 
-#define WS__BLOCKED (WS__F_PAUSED | WS__F_THROTTLED)
 
 /* Room to make in the message buffer for the current frame's rest, beyond the `have`
  * bytes it holds: never more than the frame still owes, and never more than what came
@@ -756,7 +756,7 @@ void ws__conn_input(ws_conn_t *c, char *buf, size_t len) {
   int from_in = c->in.len && buf == c->in.base + c->in.start;
   size_t off = 0;
   c->flags |= WS__F_IN_INPUT;
-  while (off < len && c->state != WS__S_CLOSED && !(c->flags & WS__BLOCKED)) {
+  while (off < len && c->state != WS__S_CLOSED && !(c->flags & (WS__BLOCKED | WS__F_HELD))) {
     ssize_t n;
     switch (c->state) {
     case WS__S_HTTP:
@@ -802,6 +802,11 @@ void ws__conn_input(ws_conn_t *c, char *buf, size_t len) {
     ws__buf_free(&c->in);
   }
   note_message(c);
+  if ((c->flags & (WS__F_HELD | WS__F_READING)) == (WS__F_HELD | WS__F_READING) &&
+      c->in.len > WS__HELD_MAX) {
+    c->io->read_stop((uv_stream_t *)&c->tcp);   /* a pipelining client waits its turn */
+    c->flags &= ~WS__F_READING;
+  }
   ws__conn_account(c);
 }
 
@@ -942,6 +947,16 @@ static void reading_unblocked(ws_conn_t *c) {
   ws__conn_start_read(c);
 }
 
+void ws__conn_hold(ws_conn_t *c, int on) {
+  if (c->state == WS__S_CLOSED) return;
+  if (on) {
+    c->flags |= WS__F_HELD;
+  } else if (c->flags & WS__F_HELD) {
+    c->flags &= ~WS__F_HELD;
+    reading_unblocked(c);
+  }
+}
+
 void ws_conn_resume(ws_conn_t *c) {
   if (c->state == WS__S_CLOSED || !(c->flags & WS__F_PAUSED)) return;
   c->flags &= ~WS__F_PAUSED;
@@ -1026,9 +1041,26 @@ static void park(ws_conn_t *c, uint32_t now) {
 
 uint32_t ws__conn_sweep(ws_conn_t *c, uint32_t now) {
   switch (c->state) {
-  case WS__S_HTTP:
-    if (due(now, c->state_at, c->handshake_ms)) ws__conn_destroy(c, 1006, 0);
-    return c->handshake_ms;
+  case WS__S_HTTP: {
+    /* Between the requests of a keep-alive connection, its idle wait (idle_ms); once
+     * a request head has begun, or for the first one, the handshake timeout. */
+    uint32_t ms = (c->flags & WS__F_KEPT) && !c->in.len ? c->idle_ms : c->handshake_ms;
+    if (due(now, c->state_at, ms)) ws__conn_destroy(c, 1006, 0);
+    return ms;
+  }
+  case WS__S_REQUEST:
+    if ((c->flags & WS__F_DEFERRED) && due(now, c->state_at, c->handshake_ms)) {
+      static const char timeout[] = "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n"
+                                    "Connection: close\r\n\r\n";
+      ws_iov_t b = {timeout, sizeof timeout - 1};
+      c->state = WS__S_RESPONDING;
+      c->flags &= ~WS__F_DEFERRED;
+      ws__conn_write(c, &b, 1);
+      ws__conn_end(c);
+      return c->close_ms;
+    }
+    if (c->flags & WS__F_DEFERRED) return c->handshake_ms;
+    break;
   case WS__S_CONNECTING:
   case WS__S_HANDSHAKE:
     if (due(now, c->state_at, c->handshake_ms))

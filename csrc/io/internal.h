@@ -51,6 +51,8 @@ struct ws_loop {
   ws_conn_t *req_conn;
   const ws_http_head_t *req_head;
   const char *req_body;      /* the bytes after its head that the codec needs */
+  const char *req_raw;       /* the request's bytes (head and body), for ws_conn_defer */
+  size_t req_raw_len;
 };
 
 /* Loop time in ms, for the conns' deadlines; compared by unsigned difference, so it may
@@ -90,10 +92,21 @@ enum {
   WS__F_IN_INPUT = 1 << 12,         /* ws__conn_input is running: never re-enter it */
   WS__F_THROTTLED = 1 << 13,        /* not reading: bufferedAmount passed high_water */
   WS__F_DRAIN = 1 << 14,            /* on_drain is owed when the queue empties */
-  WS__F_BP_ERROR = 1 << 15          /* over max_buffered: send fails, the conn stays */
+  WS__F_BP_ERROR = 1 << 15,         /* over max_buffered: send fails, the conn stays */
+  WS__F_HELD = 1 << 16,             /* not reading: a request is being answered */
+  WS__F_DEFERRED = 1 << 17,         /* an upgrade request kept for a later answer */
+  WS__F_NO_KEEP = 1 << 18,          /* this request's connection closes after it */
+  WS__F_KEPT = 1 << 19              /* between requests of a keep-alive connection */
 };
 
 typedef struct ws__client_hs ws__client_hs_t;
+
+/* Not reading: paused by the layer above, throttled by our own queue, or holding the
+ * pipelined requests while one is answered. */
+#define WS__BLOCKED (WS__F_PAUSED | WS__F_THROTTLED)
+/* Holding (WS__F_HELD) stops the parsing, not the reading, so a client that goes away
+ * is still seen; past this many buffered bytes reading stops too. */
+#define WS__HELD_MAX (64 * 1024)
 
 /* A conn's role, installed by server.c or client.c: the conn calls these and never a
  * role's functions by name, so every dependency in csrc/io points at the conn. */
@@ -172,6 +185,8 @@ struct ws_conn {
   const ws_codec_t *codec;         /* the protocol version's framing (codec.h) */
   ws_codec_parser_t parser;
   struct ws__exts *ext;            /* configured extensions, or NULL */
+  char *deferred;                  /* a deferred upgrade request's bytes (ws_conn_defer) */
+  size_t deferred_len;
   ws_buf_t in;                     /* unconsumed input (split header, paused) */
   ws_buf_t msg;                    /* an unfinished message */
   ws_buf_t pending;                /* queued, not yet handed to libuv */
@@ -245,6 +260,9 @@ void ws__server_start(ws_server_t *s, ws_conn_t *c);
 /* Acts on every conn's deadlines as at time now (the sweep timer's walk). */
 void ws__loop_sweep(ws_loop_t *l, uint32_t now);
 void ws__conn_unref(ws_conn_t *c);
+/* Stops reading while a request is answered (on 1), and reads on, the buffered
+ * pipelined bytes first (on 0). */
+void ws__conn_hold(ws_conn_t *c, int on);
 /* Copies o's extensions and their configs into c (none: c->ext stays NULL). */
 int ws__conn_set_extensions(ws_conn_t *c, const ws_conn_options_t *o);
 /* Negotiation is done: what was agreed (value may be NULL) and the RSV bits it owns. */

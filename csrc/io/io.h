@@ -54,6 +54,8 @@ typedef struct ws_server_options {
                                      are dropped (1013); 0 = no budget */
   int backlog;
   int drafts;                     /* 1: hixie-75/76 requests are served; 0: 426 */
+  uint32_t keepalive_timeout_ms;  /* an idle keep-alive connection's wait for the next
+                                     request (0: requests are never kept alive) */
   int raw;                        /* tests: connections deliver raw bytes (on_raw) */
 } ws_server_options_t;
 
@@ -82,6 +84,9 @@ typedef struct ws_io_events {
   void (*on_drain)(ws_conn_t *c);
   /* The conn's memory is about to be freed (after libuv's close callback). */
   void (*on_free)(ws_conn_t *c);
+  /* A plain HTTP request was answered whole and the connection stays for the next one:
+   * the layer above lets go of this request (no on_close comes for it). */
+  void (*on_request_done)(ws_conn_t *c);
 } ws_io_events_t;
 
 /* ---- loop ---------------------------------------------------------------- */
@@ -138,8 +143,16 @@ int ws_conn_accept(ws_conn_t *c, const char *protocol, const char *extra_headers
 
 /* Plain HTTP answer (the layer above formats status line and headers). */
 int ws_conn_http_write(ws_conn_t *c, const char *data, size_t len);
-/* Flush, then close the TCP connection. */
-void ws_conn_http_end(ws_conn_t *c);
+/* The answer is whole. keep: the layer above framed it so that the connection may
+ * carry the next request (HTTP/1.1 keep-alive); the conn then reads the next request
+ * (on_request_done first), unless the request forbade it, had a body that was not
+ * read, or the server is closing: then it flushes and closes the TCP connection. */
+void ws_conn_http_end(ws_conn_t *c, int keep);
+/* Inside on_request for an upgrade: the request stays unanswered after the call, to be
+ * accepted (ws_conn_accept) or answered (ws_conn_http_write / _end) later; input waits.
+ * Bounded by the server's handshake timeout (then 408 and the connection closes).
+ * 0, or WS_EINVAL outside on_request / for a plain request. */
+int ws_conn_defer(ws_conn_t *c);
 /* The layer above's handler for c raised: an unanswered request (plain or upgrade) gets
  * 500, a response under way is cut short, an open socket closes with 1011. */
 void ws_conn_handler_failed(ws_conn_t *c);

@@ -15,6 +15,7 @@ void ws_server_options_default(ws_server_options_t *o) {
                                         of them does not take the machine */
   o->backlog = 511;
   o->drafts = 1;   /* faye serves hixie-75 and -76 by default */
+  o->keepalive_timeout_ms = 5000;   /* Node's http server's keepAliveTimeout */
   o->raw = 0;
 }
 
@@ -86,24 +87,46 @@ static ssize_t on_head(ws_conn_t *c, char *buf, size_t len) {
     c->codec = codec;
     c->version = (uint8_t)version;
   }
+  /* RFC 9112 9.3: HTTP/1.1 keeps the connection unless it says close; HTTP/1.0 only
+   * with keep-alive. A body is not read yet: a request with one is the last. */
+  const ws_header_t *conn_h = ws_http_find(&h, "Connection");
+  int keep = conn_h ? (h.minor_version >= 1
+                           ? !ws_http_has_token(conn_h->value, conn_h->value_len, "close")
+                           : ws_http_has_token(conn_h->value, conn_h->value_len, "keep-alive"))
+                    : h.minor_version >= 1;
+  const ws_header_t *cl = ws_http_find(&h, "Content-Length");
+  if (ws_http_find(&h, "Transfer-Encoding") || (cl && !(cl->value_len == 1 && cl->value[0] == '0')))
+    keep = 0;
+  c->flags &= ~(WS__F_KEPT | WS__F_NO_KEEP);
+  if (!keep) c->flags |= WS__F_NO_KEEP;
   c->state = WS__S_REQUEST;
   c->flags |= WS__F_KNOWN;
   l->req_conn = c;
   l->req_head = &h;
+  l->req_raw = buf;
+  l->req_raw_len = (size_t)r;
   if (l->ev->on_request) l->ev->on_request(s, c, &h, upgrade);
   l->req_conn = NULL;
   l->req_head = NULL;
   l->req_body = NULL;
+  l->req_raw = NULL;
   if (c->state == WS__S_CLOSED) return -1;
   if (upgrade) {
     if (c->state == WS__S_OPEN) {
       ws__conn_set_open(c, NULL);
       return r;
     }
+    if (c->state == WS__S_REQUEST && (c->flags & WS__F_DEFERRED)) {
+      ws__conn_hold(c, 1);   /* frames the client sends early wait for the answer */
+      return r;
+    }
     if (c->state == WS__S_REQUEST) respond_error(c, 400, "WebSocket upgrade not accepted", NULL);
     return -1;
   }
-  return (ssize_t)len;   /* one request per connection: the rest (a body) is dropped */
+  if (c->flags & WS__F_NO_KEEP) return (ssize_t)len;   /* the last request: the rest is
+                                                           its body, dropped */
+  if (c->state == WS__S_REQUEST || c->state == WS__S_RESPONDING) ws__conn_hold(c, 1);
+  return r;   /* answered already (and kept), or held: the next request waits */
 }
 
 /* The server's side of extension negotiation (RFC 6455 9.1): the value to answer with,
@@ -123,10 +146,57 @@ static int negotiate_extensions(ws_conn_t *c, const ws_http_head_t *h, char *out
   return r;
 }
 
+static int accept_now(ws_conn_t *c, const char *protocol, const char *extra_headers,
+                      const ws_conn_options_t *o);
+
+/* A deferred upgrade opens on the next loop turn, so that handlers set right after the
+ * accept see on_open, as they do for an upgrade accepted inside on_request. */
+static void open_deferred(ws_timer_t *t, void *data) {
+  ws_timer_stop(t);
+  ws_conn_t *c = data;
+  if (c->state == WS__S_OPEN) {
+    ws__conn_set_open(c, NULL);
+    ws__conn_hold(c, 0);
+  }
+  ws__conn_unref(c);
+}
+
 int ws_conn_accept(ws_conn_t *c, const char *protocol, const char *extra_headers,
                    const ws_conn_options_t *o) {
   ws_loop_t *l = c->loop;
-  if (c != l->req_conn || c->state != WS__S_REQUEST) return WS_EINVAL;
+  if (c->state != WS__S_REQUEST) return WS_EINVAL;
+  if (c == l->req_conn) return accept_now(c, protocol, extra_headers, o);
+  if (!(c->flags & WS__F_DEFERRED) || !c->server) return WS_EINVAL;
+  /* The request kept by ws_conn_defer, parsed again. */
+  ws_header_t hdrs[WS__MAX_HEADERS_CAP];
+  ws_http_head_t h;
+  memset(&h, 0, sizeof h);
+  h.headers = hdrs;
+  h.num_headers = c->server->opt.max_headers;
+  int n = ws_http_parse_request(c->deferred, c->deferred_len, &h);
+  if (n <= 0) return WS_EINTERNAL;
+  l->req_conn = c;
+  l->req_head = &h;
+  l->req_body = c->deferred + n;
+  int r = accept_now(c, protocol, extra_headers, o);
+  l->req_conn = NULL;
+  l->req_head = NULL;
+  l->req_body = NULL;
+  if (r) return r;
+  c->flags &= ~WS__F_DEFERRED;
+  free(c->deferred);
+  c->deferred = NULL;
+  if (!ws_timer_start(l, 0, 0, open_deferred, c)) {
+    ws__conn_destroy(c, 1006, 0);
+    return WS_ENOMEM;
+  }
+  c->refs++;
+  return 0;
+}
+
+static int accept_now(ws_conn_t *c, const char *protocol, const char *extra_headers,
+                      const ws_conn_options_t *o) {
+  ws_loop_t *l = c->loop;
   ws__conn_apply_options(c, o, WS_ROLE_SERVER);
   char agreed[512];
   size_t alen = 0;
@@ -197,10 +267,41 @@ void ws_conn_handler_failed(ws_conn_t *c) {
   }
 }
 
-void ws_conn_http_end(ws_conn_t *c) {
+void ws_conn_http_end(ws_conn_t *c, int keep) {
   if (c->state != WS__S_REQUEST && c->state != WS__S_RESPONDING) return;
-  c->state = WS__S_RESPONDING;
-  ws__conn_end(c);
+  ws_server_t *s = c->server;
+  if (!keep || (c->flags & (WS__F_NO_KEEP | WS__F_DEFERRED)) || !s || s->closing ||
+      !s->opt.keepalive_timeout_ms) {
+    c->state = WS__S_RESPONDING;
+    ws__conn_end(c);
+    return;
+  }
+  /* The next request: the layer above lets go of this one first. */
+  c->flags &= ~WS__F_KNOWN;
+  c->flags |= WS__F_KEPT;
+  if (c->loop->ev->on_request_done) c->loop->ev->on_request_done(c);
+  if (c->state == WS__S_CLOSED) return;
+  c->state = WS__S_HTTP;
+  c->state_at = ws__now(c->loop);
+  c->scanned = 0;
+  c->codec = &ws_codec_rfc6455;
+  c->version = 13;
+  ws__conn_hold(c, 0);
+}
+
+int ws_conn_defer(ws_conn_t *c) {
+  ws_loop_t *l = c->loop;
+  if (c != l->req_conn || c->state != WS__S_REQUEST || !ws_handshake_is_upgrade(l->req_head))
+    return WS_EINVAL;
+  if (c->flags & WS__F_DEFERRED) return 0;
+  size_t n = l->req_raw_len + (l->req_body ? c->codec->handshake_body : 0);
+  if (!(c->deferred = malloc(n))) return WS_ENOMEM;
+  memcpy(c->deferred, l->req_raw, n);
+  c->deferred_len = n;
+  c->flags |= WS__F_DEFERRED;
+  c->state_at = ws__now(l);
+  ws__loop_sweep_for(l, c->handshake_ms);
+  return 0;
 }
 
 /* Over the budget, the conns holding the most are dropped (1013, Try Again Later) until
@@ -260,6 +361,7 @@ void ws__server_start(ws_server_t *s, ws_conn_t *c) {
   ws_conn_options_t o;
   ws_conn_options_default(&o);
   o.handshake_timeout_ms = s->opt.handshake_timeout_ms;
+  o.idle_timeout_ms = s->opt.keepalive_timeout_ms;   /* HTTP states: the keep-alive wait */
   ws__conn_apply_options(c, &o, WS_ROLE_SERVER);
   if (s->tls && ws__tls_attach(c, s->tls, 1, NULL) != 0) {
     ws__conn_destroy(c, 1006, 0);

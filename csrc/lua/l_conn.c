@@ -244,6 +244,8 @@ static void ev_free(ws_conn_t *c) {
     ws_lua_getuv(L, -1);
     lua_pushstring(L, ws_conn_protocol(c));
     lua_setfield(L, -2, "protocol");
+    lua_pushstring(L, ws_conn_extensions(c));
+    lua_setfield(L, -2, "extensions");
     lua_pushstring(L, ws_conn_version(c));
     lua_setfield(L, -2, "version");
     lua_pop(L, 1);
@@ -256,9 +258,24 @@ static void ev_free(ws_conn_t *c) {
 
 void l_server_on_request(ws_server_t *s, ws_conn_t *c, const ws_http_head_t *head, int upgrade);
 
+/* A keep-alive connection answered a request: that request's box lets go of the conn
+ * (res is over: its onclose fires), and the next request gets a box of its own. */
+static void ev_request_done(ws_conn_t *c) {
+  lua_State *L = l_main;
+  if (!ws_conn_data(c)) return;
+  l_box_t *b = box_of(c);
+  int ud = lua_gettop(L);
+  request_hook(L, "_onrequestclose", ud);
+  b->p = NULL;
+  luaL_unref(L, LUA_REGISTRYINDEX, b->ref);
+  b->ref = LUA_NOREF;
+  ws_conn_set_data(c, NULL);
+  lua_pop(L, 1);
+}
+
 const ws_io_events_t l_events = {
   l_server_on_request, ev_open, ev_message, ev_pong, ev_error, ev_close, ev_raw, ev_drain,
-  ev_free,
+  ev_free, ev_request_done,
 };
 
 /* ---- methods -------------------------------------------------------------- */
@@ -536,8 +553,20 @@ int l_http_write(lua_State *L) {
   return 1;
 }
 
+/* core.http_end(conn, keep): the response is whole; keep: the connection may carry the
+ * next request. */
 int l_http_end(lua_State *L) {
   ws_conn_t *c = conn_of(L);
-  if (c) ws_conn_http_end(c);
+  if (c) ws_conn_http_end(c, lua_toboolean(L, 2));
   return 0;
+}
+
+/* core.defer(conn): inside onupgrade, keep the request for a later answer. */
+int l_defer(lua_State *L) {
+  ws_conn_t *c = conn_of(L);
+  int r = c ? ws_conn_defer(c) : WS_ECLOSED;
+  if (r == WS_EINVAL) return luaL_error(L, "defer: only an upgrade request, inside onupgrade");
+  if (r) return l_fail(L, r);
+  lua_pushboolean(L, 1);
+  return 1;
 }

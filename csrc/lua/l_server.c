@@ -115,6 +115,8 @@ int l_listen(lua_State *L) {
       (uint32_t)l_opt_u64(L, 1, "handshake_timeout_ms", o.handshake_timeout_ms, WS_TIMEOUT_MAX);
   o.max_memory = (size_t)l_opt_u64(L, 1, "max_memory", o.max_memory, (uint64_t)1 << 53);
   o.backlog = (int)l_opt_u64(L, 1, "backlog", (uint64_t)o.backlog, 65535);
+  o.keepalive_timeout_ms = (uint32_t)l_opt_u64(L, 1, "keepalive_timeout_ms",
+                                               o.keepalive_timeout_ms, WS_TIMEOUT_MAX);
   lua_getfield(L, 1, "raw");
   o.raw = lua_toboolean(L, -1);
   lua_getfield(L, 1, "drafts");

@@ -280,6 +280,7 @@ static const luaL_Reg funcs[] = {
   {"accept", l_accept},
   {"http_write", l_http_write},
   {"http_end", l_http_end},
+  {"defer", l_defer},
   {"broadcast", l_broadcast},
   {"uservalue", l_uservalue},
   {"strerror", l_strerror},

@@ -88,10 +88,14 @@ end
 
 --- WebSocket(req, protocols, options): accept an upgrade request inside onupgrade.
 local function accept(req, protocols, opts)
-  if req ~= upgrading.req or not req then
-    error("WebSocket(req): req is not the upgrade request being handled by onupgrade", 2)
+  local conn = upgrading.deferred(req)
+  if not conn then
+    if req ~= upgrading.req or not req then
+      error("WebSocket(req): req is not the upgrade request being handled by onupgrade, " ..
+            "nor one it deferred", 2)
+    end
+    conn = upgrading.conn
   end
-  local conn = upgrading.conn
   local o = options.socket(opts, 3)
   local chosen
   -- hixie-75 names its one protocol WebSocket-Protocol
@@ -106,7 +110,8 @@ local function accept(req, protocols, opts)
   local ws, err, name = core.accept(conn, chosen, options.header_lines(o.headers, 3), o.core)
   if not ws then return nil, err, name end
   core.uservalue(ws).url = (req.tls and "wss://" or "ws://") .. (req.headers.host or "localhost") .. req.url
-  upgrading.req, upgrading.conn = nil, nil
+  if upgrading.req == req then upgrading.req, upgrading.conn = nil, nil end
+  req._deferred = nil
   return ws
 end
 

@@ -21,6 +21,7 @@ local SPECS = {
   pong_timeout = { "seconds", off = true },
   message_timeout = { "seconds", off = true },
   send_timeout = { "seconds", off = true },
+  keepalive_timeout = { "seconds", off = true },
   maxLength = { "bytes", 1, MAX_INT, off = true },
   max_fragments = { "count", 1, 4294967295, off = true },
   max_buffered = { "bytes", 1, MAX_INT, off = true },
@@ -155,6 +156,7 @@ end
 local SERVER = {
   host = true, port = true, tls = true, max_head = true, max_headers = true,
   handshake_timeout = true, backlog = true, raw = true, max_memory = true, drafts = true,
+  keepalive_timeout = true,
 }
 
 function M.server(o, level)
@@ -174,6 +176,7 @@ function M.server(o, level)
     backlog = number(o, "backlog", level),
     raw = o.raw and true or nil,
     drafts = o.drafts ~= false,
+    keepalive_timeout_ms = number(o, "keepalive_timeout", level),
     tls = M.tls(o.tls, "server", level),
   }
 end

@@ -9,58 +9,173 @@ local STATUS = {
   [302] = "Found", [304] = "Not Modified", [400] = "Bad Request", [401] = "Unauthorized",
   [403] = "Forbidden", [404] = "Not Found", [405] = "Method Not Allowed",
   [426] = "Upgrade Required", [500] = "Internal Server Error", [503] = "Service Unavailable",
+  [100] = "Continue", [202] = "Accepted", [206] = "Partial Content", [307] = "Temporary Redirect",
+  [308] = "Permanent Redirect", [408] = "Request Timeout", [409] = "Conflict", [410] = "Gone",
+  [411] = "Length Required", [413] = "Content Too Large", [414] = "URI Too Long",
+  [415] = "Unsupported Media Type", [429] = "Too Many Requests", [501] = "Not Implemented",
+  [502] = "Bad Gateway", [504] = "Gateway Timeout",
 }
 
 local Response = {}
 Response.__index = Response
 
+-- Does the request let its connection carry the next one (RFC 9112 9.3)?
+local function wants_keep_alive(req)
+  local c = req.headers.connection
+  local tokens = {}
+  if type(c) == "string" then
+    for t in c:gmatch("[^,%s]+") do tokens[t:lower()] = true end
+  end
+  if req.httpVersion == "1.0" then return tokens["keep-alive"] == true end
+  return not tokens.close
+end
+
+local function new_response(conn, req)
+  return setmetatable({ _conn = conn, _keep = wants_keep_alive(req), _http10 = req.httpVersion == "1.0",
+                        _head_only = req.method == "HEAD", headersSent = false, finished = false },
+                      Response)
+end
+
 --- res:writeHead(status, headers): the status line and headers; sent with the first write.
 function Response:writeHead(status, headers)
   if self.headersSent then error("writeHead: headers already sent", 2) end
-  if type(status) ~= "number" or status < 100 or status > 999 then
+  if type(status) ~= "number" or status < 100 or status > 999 or status % 1 ~= 0 then
     error("writeHead: bad status code", 2)
   end
-  local lines = options.header_lines(headers, 2) or ""
-  self._head = string.format("HTTP/1.1 %d %s\r\n%sConnection: close\r\n\r\n",
-    status, STATUS[status] or "Status", lines)
+  self._lines = options.header_lines(headers, 2) or ""
+  self._length, self._te, self._close = nil, false, false
+  for name, value in pairs(headers or {}) do
+    local n = name:lower()
+    if n == "content-length" then
+      local v = tostring(value)
+      if not v:match("^%d+$") then error("writeHead: Content-Length must be digits", 2) end
+      self._length = tonumber(v)
+    elseif n == "transfer-encoding" then
+      self._te = true
+    elseif n == "connection" then
+      for t in tostring(value):gmatch("[^,%s]+") do
+        if t:lower() == "close" then self._close = true end
+      end
+    end
+  end
   self.statusCode = status
+end
+
+-- The head, once the body's framing is known: Content-Length as given (or, when the whole
+-- body comes with finish(), its length); else chunked for HTTP/1.1, and for HTTP/1.0 the
+-- end of the connection. 1xx, 204, 304 and HEAD answers have no body.
+function Response:_start(whole)
+  if not self.statusCode then self:writeHead(200, { ["Content-Type"] = "text/plain" }) end
+  local st, extra = self.statusCode, ""
+  self._bodyless = self._head_only or st == 204 or st == 304 or st < 200
+  if self._bodyless or self._length then
+    self._framing = "length"
+  elseif self._te then
+    self._framing, self._keep = "close", false   -- the script frames it: only the close ends it
+  elseif whole then
+    self._framing, self._length = "length", #whole
+    extra = "Content-Length: " .. #whole .. "\r\n"
+  elseif not self._http10 then
+    self._framing = "chunked"
+    extra = "Transfer-Encoding: chunked\r\n"
+  else
+    self._framing, self._keep = "close", false
+  end
+  if self._close then self._keep = false end
+  if self._keep then
+    if self._http10 then extra = extra .. "Connection: keep-alive\r\n" end
+  elseif not self._close then
+    extra = extra .. "Connection: close\r\n"
+  end
+  self._left = self._length
+  self.headersSent = true
+  return string.format("HTTP/1.1 %d %s\r\n%s%s\r\n", st, STATUS[st] or "Status", self._lines, extra)
+end
+
+-- Body bytes as the framing wants them.
+function Response:_body(data)
+  if self._bodyless or data == "" then return "" end
+  if self._framing == "chunked" then return string.format("%x\r\n", #data) .. data .. "\r\n" end
+  if self._left then
+    if #data > self._left then error("res:write past Content-Length", 3) end
+    self._left = self._left - #data
+  end
+  return data
 end
 
 --- res:write(chunk): body bytes; true, or nil, message, name once the peer is gone.
 function Response:write(chunk)
   if self.finished then return nil, "ECLOSED: response already finished", "ECLOSED" end
-  if not self._head then self:writeHead(200, { ["Content-Type"] = "text/plain" }) end
   local data = chunk and tostring(chunk) or ""
-  if not self.headersSent then
-    self.headersSent = true
-    data = self._head .. data
-  end
-  if data == "" then return true end
-  return core.http_write(self._conn, data)
+  local out = self.headersSent and "" or self:_start()
+  out = out .. self:_body(data)
+  if out == "" then return true end
+  return core.http_write(self._conn, out)
 end
 
---- res:finish([chunk]): the last bytes; the connection closes after them.
+--- res:finish([chunk]): the last bytes. The connection then takes the client's next
+--- request (keep-alive), or closes when the request or the response says so.
 function Response:finish(chunk)
   if self.finished then return true end
-  local ok, err, name = self:write(chunk)
+  local data = chunk and tostring(chunk) or ""
+  local out = self.headersSent and "" or self:_start(data)
+  out = out .. self:_body(data)
+  if self._framing == "chunked" then out = out .. "0\r\n\r\n" end
+  if self._left and self._left > 0 and not self._bodyless then self._keep = false end
+  local ok, err, name = true, nil, nil
+  if out ~= "" then ok, err, name = core.http_write(self._conn, out) end
   self.finished = true
-  core.http_end(self._conn)
+  core.http_end(self._conn, self._keep and ok and true or false)
   return ok, err, name
 end
 Response["end"] = Response.finish   -- as Node, for those who write res["end"]
 
 local responses = setmetatable({}, { __mode = "k" })   -- conn -> res, for onclose
 
+-- Upgrade requests: defer() to answer later, reject() to refuse.
+local Request = {}
+Request.__index = Request
+local request_conn = setmetatable({}, { __mode = "k" })   -- req -> conn
+
+--- req:defer(): keep the upgrade request after onupgrade returns; accept it later with
+--- WebSocket(req, ...) or refuse it with req:reject(...). Bounded by handshake_timeout.
+function Request:defer()
+  local conn = request_conn[self]
+  if not conn then error("defer: not an upgrade request", 2) end
+  local ok, err, name = core.defer(conn)
+  if ok then self._deferred = true end
+  return ok, err, name
+end
+
+--- req:reject(status [, headers [, body]]): answer the upgrade request with a plain HTTP
+--- response; the connection closes after it.
+function Request:reject(status, headers, body)
+  local conn = request_conn[self]
+  if not conn then error("reject: not an upgrade request", 2) end
+  if type(status) ~= "number" or status < 200 or status > 999 or status % 1 ~= 0 or status == 101 then
+    error("reject: bad status code", 2)
+  end
+  body = body and tostring(body) or ""
+  local head = string.format("HTTP/1.1 %d %s\r\n%sContent-Length: %d\r\nConnection: close\r\n\r\n",
+    status, STATUS[status] or "Status", options.header_lines(headers, 2) or "", #body)
+  request_conn[self] = nil
+  local ok, err, name = core.http_write(conn, head .. body)
+  core.http_end(conn, false)
+  return ok, err, name
+end
+
 function M.init(WebSocket, hooks, upgrading)
   function hooks._onrequest(server, conn, req, upgrade)
     if upgrade then
       local h = server.onupgrade
+      setmetatable(req, Request)
+      request_conn[req] = conn
       upgrading.req, upgrading.conn = req, conn
-      if h then h(req) end   -- not accepted when it returns: the C side answers 400
+      if h then h(req) end   -- not accepted, deferred nor rejected: the C side answers 400
       upgrading.req, upgrading.conn = nil, nil
       return
     end
-    local res = setmetatable({ _conn = conn, headersSent = false, finished = false }, Response)
+    local res = new_response(conn, req)
     responses[conn] = res
     local h = server.onrequest
     if h then
@@ -69,6 +184,11 @@ function M.init(WebSocket, hooks, upgrading)
       res:writeHead(404, { ["Content-Type"] = "text/plain" })
       res:finish("Not Found\n")
     end
+  end
+
+  --- The conn a deferred request is accepted on, or nil.
+  function upgrading.deferred(req)
+    return req and req._deferred and request_conn[req] or nil
   end
 
   function hooks._onrequestdrain(conn)

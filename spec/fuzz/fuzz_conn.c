@@ -84,7 +84,7 @@ static void ev_request(ws_server_t *s, ws_conn_t *c, const ws_http_head_t *h, in
     if (upgrade && ws_conn_accept(c, (b & 4) ? "chat" : NULL, NULL, &G.opt) == 0) G.accepted = 1;
     break;
   case 1:
-    if (ws_conn_http_write(c, ok, sizeof ok - 1) == 0 && (b & 4)) ws_conn_http_end(c);
+    if (ws_conn_http_write(c, ok, sizeof ok - 1) == 0 && (b & 4)) ws_conn_http_end(c, b & 8);
     break;
   case 2: ws_conn_handler_failed(c); break;
   default: break;   /* unanswered: 400 for an upgrade, a plain request waits */
@@ -139,8 +139,16 @@ static void ev_free(ws_conn_t *c) {
   G.conn = NULL;
 }
 
+/* A keep-alive request answered: no on_close is owed for it, and none may come but for
+ * a later request. */
+static void ev_request_done(ws_conn_t *c) {
+  seen(c);
+  REQUIRE(G.owed && !G.accepted);
+  G.owed = 0;
+}
+
 static const ws_io_events_t events = {ev_request, ev_open, ev_message, ev_pong, ev_error,
-                                      ev_close,   NULL,    ev_drain,   ev_free};
+                                      ev_close,   NULL,    ev_drain,   ev_free, ev_request_done};
 
 /* ---- the output must be a head, then frames, nothing after a close ------------------ */
 
