@@ -201,6 +201,17 @@ function H.parse_frames(s)
   return frames, s:sub(pos)
 end
 
+--- Byte-for-byte equality that names the first difference instead of printing megabytes.
+function H.assert_bytes(expected, actual, what)
+  if expected == actual then return end
+  assert(type(actual) == "string", what .. ": got " .. type(actual))
+  local n = math.min(#expected, #actual)
+  local i = 1
+  while i <= n and expected:byte(i) == actual:byte(i) do i = i + 1 end
+  error(("%s differs: %d bytes expected, %d received, first difference at byte %d")
+    :format(what, #expected, #actual, i), 2)
+end
+
 --- The close code in a close frame's payload (nil if empty).
 function H.close_code(payload)
   if #payload < 2 then return nil end

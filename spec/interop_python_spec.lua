@@ -2,10 +2,50 @@
 -- scripts/deps.sh; always Debian's /usr/bin/python3), both directions.
 local H = require "helper"
 
+-- permessage-deflate: the peer's setting (true: websockets' own, compression="deflate";
+-- else the keyword arguments of its Client/ServerPerMessageDeflateFactory), luaws.deflate's
+-- (luaws, nil for its defaults), and the agreed value as luaws writes it. websockets
+-- compresses every message. (Window 8 is left out: CPython's zlib refuses wbits -8.)
+local ALL = "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+local deflate = {
+  client = {   -- the peer is the client
+    { name = "websockets' offer", peer = true, expect = "permessage-deflate" },
+    { name = "server_no_context_takeover", peer = { server_no_context_takeover = true },
+      expect = "permessage-deflate; server_no_context_takeover" },
+    { name = "client_no_context_takeover", peer = { client_no_context_takeover = true },
+      expect = "permessage-deflate; client_no_context_takeover" },
+    { name = "server_max_window_bits 10", peer = { server_max_window_bits = 10 },
+      expect = "permessage-deflate; server_max_window_bits=10" },
+    { name = "client_max_window_bits 9", peer = { client_max_window_bits = 9 },
+      expect = "permessage-deflate; client_max_window_bits=9" },
+    { name = "every parameter, set by luaws", peer = true,
+      luaws = { serverNoContextTakeover = true, clientNoContextTakeover = true,
+                serverMaxWindowBits = 11, clientMaxWindowBits = 12 },
+      expect = ALL .. "server_max_window_bits=11; client_max_window_bits=12" },
+  },
+  server = {   -- the peer is the server
+    { name = "websockets' defaults (windows 12)", peer = true,
+      expect = "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12" },
+    { name = "server_no_context_takeover", peer = { server_no_context_takeover = true },
+      expect = "permessage-deflate; server_no_context_takeover" },
+    { name = "client_no_context_takeover", peer = { client_no_context_takeover = true },
+      expect = "permessage-deflate; client_no_context_takeover" },
+    { name = "server_max_window_bits 10", peer = { server_max_window_bits = 10 },
+      expect = "permessage-deflate; server_max_window_bits=10" },
+    { name = "client_max_window_bits 10", peer = { client_max_window_bits = 10 },
+      expect = "permessage-deflate; client_max_window_bits=10" },
+    { name = "every parameter, offered by luaws", peer = { server_no_context_takeover = false },
+      luaws = { serverNoContextTakeover = true, clientNoContextTakeover = true,
+                serverMaxWindowBits = 12, clientMaxWindowBits = 11, threshold = 0 },
+      expect = ALL .. "server_max_window_bits=12; client_max_window_bits=11" },
+  },
+}
+
 require("interop")({
   name = "python websockets",
   server = ("%s %s/py_server.py"):format(H.python, H.peers),
   client = ("%s %s/py_client.py"):format(H.python, H.peers),
   no_protocol = nil,       -- how the peer reports "no subprotocol" (JSON null)
   logs_pings = false,      -- websockets answers pings without telling the handler
+  deflate = deflate,
 }, getfenv and getfenv(1) or _ENV)
