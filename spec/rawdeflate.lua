@@ -221,7 +221,7 @@ function Writer:put(value, n)
   while self.cnt >= 8 do
     local b = self.acc % 256
     self.t[#self.t + 1] = string.char(b)
-    self.acc = (self.acc - b) / 256
+    self.acc = math.floor(self.acc / 256)
     self.cnt = self.cnt - 8
   end
 end
