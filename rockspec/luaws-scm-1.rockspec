@@ -6,7 +6,8 @@ source = {
 description = {
   summary = "A standards-compliant WebSocket client and server for Lua, with its core in C",
   detailed = [[
-luaws speaks RFC 6455 as a server and as a client, over libuv, with the browser's
+luaws speaks RFC 6455 (with permessage-deflate) as a server and as a client, and the
+hixie-75/76 drafts as a server, over libuv, with the browser's
 WebSocket API (onopen, onmessage, onclose, onerror, send, close), in the manner of
 faye-websocket.
 ]],
@@ -24,13 +25,13 @@ build = {
   modules = {
     ["luaws.core"] = {
       sources = {
-        "csrc/core/close.c", "csrc/core/deflate.c", "csrc/core/errors.c", "csrc/core/ext.c",
+        "csrc/core/close.c", "csrc/core/codec.c", "csrc/core/deflate.c", "csrc/core/errors.c", "csrc/core/ext.c",
         "csrc/core/frame.c", "csrc/core/handshake.c", "csrc/core/hixie.c", "csrc/core/http.c",
         "csrc/core/mask.c", "csrc/core/utf8.c",
         "csrc/io/client.c", "csrc/io/conn.c", "csrc/io/loop.c", "csrc/io/scripted.c",
         "csrc/io/server.c",
         "csrc/io/tls.c",
-        "csrc/lua/l_conn.c", "csrc/lua/l_server.c", "csrc/lua/l_tls.c", "csrc/lua/l_util.c",
+        "csrc/lua/l_conn.c", "csrc/lua/l_ext.c", "csrc/lua/l_server.c", "csrc/lua/l_tls.c", "csrc/lua/l_util.c",
         "csrc/lua/module.c",
       },
       incdirs = { "csrc/core", "csrc/io", "csrc/lua", "$(LIBUV_INCDIR)", "$(OPENSSL_INCDIR)" },
@@ -41,5 +42,6 @@ build = {
     ["luaws.options"] = "lua/luaws/options.lua",
     ["luaws.server"] = "lua/luaws/server.lua",
     ["luaws.client"] = "lua/luaws/client.lua",
+    ["luaws.deflate"] = "lua/luaws/deflate.lua",
   },
 }

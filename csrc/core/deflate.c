@@ -313,7 +313,7 @@ size_t ws_deflate_memory(const ws_deflate_t *d) { return d->mem; }
 
 /* ---- compressing (RFC 7692 7.2.1) ---------------------------------------------- */
 
-static int ws__buf_reserve(ws_buf_t *b, size_t extra) {
+static int ws__buf_reserve(ws_bytes_t *b, size_t extra) {
   size_t cap;
   char *p;
   if (b->cap - b->len >= extra) return 0;
@@ -326,7 +326,7 @@ static int ws__buf_reserve(ws_buf_t *b, size_t extra) {
 }
 
 /* Compresses in with a sync flush and drops the flush's 00 00 ff ff. */
-static int ws__compress(z_stream *z, const char *in, size_t len, ws_buf_t *out) {
+static int ws__compress(z_stream *z, const char *in, size_t len, ws_bytes_t *out) {
   size_t start = out->len, left = len;
   const char *p = in;
   int r;
@@ -370,13 +370,13 @@ static int ws__compress(z_stream *z, const char *in, size_t len, ws_buf_t *out) 
 
 /* An empty message: the stripped form of one empty stored block (7.2.3.6), valid at
  * any point of a stream, so no zlib stream is needed for it. */
-static int ws__compress_empty(ws_buf_t *out) {
+static int ws__compress_empty(ws_bytes_t *out) {
   int r = ws__buf_reserve(out, 1);
   if (r == 0) out->data[out->len++] = 0x00;
   return r;
 }
 
-int ws_deflate_compress(ws_deflate_t *d, const char *in, size_t len, ws_buf_t *out,
+int ws_deflate_compress(ws_deflate_t *d, const char *in, size_t len, ws_bytes_t *out,
                         int *rsv) {
   int r;
 
@@ -409,7 +409,7 @@ int ws_deflate_compress(ws_deflate_t *d, const char *in, size_t len, ws_buf_t *o
 }
 
 int ws_deflate_compress_shared(const ws_deflate_config_t *cfg, int window_bits,
-                               const char *in, size_t len, ws_buf_t *out) {
+                               const char *in, size_t len, ws_bytes_t *out) {
   size_t mem = 0;
   z_stream *z;
   int r;
@@ -579,7 +579,7 @@ static int ws__ext_decode(void *state, const char *in, size_t len, int fin, uint
   return ws_deflate_inflate(state, in, len, fin, max, sink, ud);
 }
 
-static int ws__ext_encode(void *state, const char *in, size_t len, ws_buf_t *out, int *rsv) {
+static int ws__ext_encode(void *state, const char *in, size_t len, ws_bytes_t *out, int *rsv) {
   return ws_deflate_compress(state, in, len, out, rsv);
 }
 
@@ -594,6 +594,14 @@ static void ws__ext_destroy(void *state) {
 }
 
 const ws_extension_t ws_deflate_extension = {
-    WS_DEFLATE_NAME,        WS_RSV1,         ws__ext_server_negotiate,
-    ws__ext_client_offer,   ws__ext_client_accept, ws__ext_decode,
-    ws__ext_encode,         ws__ext_memory,  ws__ext_destroy};
+    .name = WS_DEFLATE_NAME,
+    .rsv = WS_RSV1,
+    .config_size = sizeof(ws_deflate_config_t),
+    .server_negotiate = ws__ext_server_negotiate,
+    .client_offer = ws__ext_client_offer,
+    .client_accept = ws__ext_client_accept,
+    .decode = ws__ext_decode,
+    .encode = ws__ext_encode,
+    .memory = ws__ext_memory,
+    .destroy = ws__ext_destroy,
+};

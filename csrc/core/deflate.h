@@ -104,14 +104,14 @@ int ws_deflate_inflate(ws_deflate_t *d, const char *in, size_t len, int fin, uin
  * across messages after setting out->len = 0). *rsv is WS_RSV1, or 0 when the message
  * is under the threshold: then nothing is written and it is sent as it is. Returns 0,
  * WS_ENOMEM or WS_EINTERNAL (sticky). */
-int ws_deflate_compress(ws_deflate_t *d, const char *in, size_t len, ws_buf_t *out,
+int ws_deflate_compress(ws_deflate_t *d, const char *in, size_t len, ws_bytes_t *out,
                         int *rsv);
 
 /* Broadcast: compresses once, with a fresh stream that keeps no context, for every
  * connection where ws_deflate_can_share(d, window_bits) holds. Appends to out; the
  * frames carry RSV1. Returns 0, WS_ENOMEM, WS_EINTERNAL or WS_EINVAL. */
 int ws_deflate_compress_shared(const ws_deflate_config_t *cfg, int window_bits,
-                               const char *in, size_t len, ws_buf_t *out);
+                               const char *in, size_t len, ws_bytes_t *out);
 /* Can d send a message that ws_deflate_compress_shared made with window_bits? Only if
  * its send direction keeps no context (the peer's window must see exactly what d's
  * compressor saw) and its window is at least that large. */

@@ -200,7 +200,7 @@ int ws_ext_build(char *out, size_t cap, size_t *len, const char *name,
   return 0;
 }
 
-void ws_buf_free(ws_buf_t *b) {
+void ws_bytes_free(ws_bytes_t *b) {
   free(b->data);
   b->data = NULL;
   b->len = b->cap = 0;
@@ -289,14 +289,3 @@ void ws_ext_release(ws_ext_use_t *use, size_t n) {
   }
 }
 
-int ws_ext_close_code(int err) {
-  return err == WS_EINFLATE ? 1007 : ws_err_close_code(err);
-}
-
-const char *ws_ext_strerror(int err) {
-  return err == WS_EINFLATE ? "invalid compressed data" : ws_strerror(err);
-}
-
-const char *ws_ext_err_name(int err) {
-  return err == WS_EINFLATE ? "EINFLATE" : ws_err_name(err);
-}

@@ -72,12 +72,12 @@ int ws_ext_build(char *out, size_t cap, size_t *len, const char *name,
 /* ---- the seam ------------------------------------------------------------------ */
 
 /* A growable byte buffer whose memory the caller may take (and free with free()). */
-typedef struct ws_buf {
+typedef struct ws_bytes {
   char *data;
   size_t len, cap;
-} ws_buf_t;
+} ws_bytes_t;
 
-void ws_buf_free(ws_buf_t *b);
+void ws_bytes_free(ws_bytes_t *b);
 
 /* Receives a transformed message's bytes, in order, a bounded step at a time. Returns
  * 0, or a negative WS_E* error that stops the transform (and is returned by it). */
@@ -108,6 +108,7 @@ typedef int (*ws_ext_sink_fn)(void *ud, const char *data, size_t len);
 typedef struct ws_extension {
   const char *name;
   int rsv;
+  size_t config_size;   /* bytes of its config, which a connection copies */
   int (*server_negotiate)(const void *config, const ws_ext_item_t *const *offers,
                           size_t num_offers, char *out, size_t cap, size_t *len,
                           void **state);
@@ -115,7 +116,7 @@ typedef struct ws_extension {
   int (*client_accept)(const void *config, const ws_ext_item_t *response, void **state);
   int (*decode)(void *state, const char *in, size_t len, int fin, uint64_t max,
                 ws_ext_sink_fn sink, void *ud);
-  int (*encode)(void *state, const char *in, size_t len, ws_buf_t *out, int *rsv);
+  int (*encode)(void *state, const char *in, size_t len, ws_bytes_t *out, int *rsv);
   size_t (*memory)(const void *state);
   void (*destroy)(void *state);
 } ws_extension_t;
@@ -145,15 +146,5 @@ int ws_ext_client_accept(ws_ext_use_t *use, size_t n, const ws_ext_list_t *respo
 int ws_ext_rsv(const ws_ext_use_t *use, size_t n);
 /* Destroys every negotiated state. */
 void ws_ext_release(ws_ext_use_t *use, size_t n);
-
-/* Errors of the extensions that ws.h's map does not have yet (values apart from it).
- * WS_EINFLATE: compressed data that does not inflate (RFC 7692 8: fail the
- * connection; we send 1007, invalid payload data). */
-#define WS_EINFLATE (-30101)
-
-/* ws_err_close_code, ws_strerror and ws_err_name, knowing the codes above too. */
-int ws_ext_close_code(int err);
-const char *ws_ext_strerror(int err);
-const char *ws_ext_err_name(int err);
 
 #endif

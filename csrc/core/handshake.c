@@ -190,6 +190,12 @@ static int ws__offered(const char *list, const char *value, size_t n) {
 
 int ws_handshake_check_response(const ws_http_head_t *h, const char *key,
                                 const char *offered, const char **why) {
+  return ws_handshake_check_response_ext(h, key, offered, 0, why);
+}
+
+int ws_handshake_check_response_ext(const ws_http_head_t *h, const char *key,
+                                    const char *offered, int extensions_offered,
+                                    const char **why) {
   const ws_header_t *hd;
   char expect[29];
 
@@ -218,8 +224,9 @@ int ws_handshake_check_response(const ws_http_head_t *h, const char *key,
     *why = "Sec-WebSocket-Protocol was not offered";
     return WS_EHANDSHAKE;
   }
-  /* 4.1: an extension the client did not offer fails the connection. It offers none. */
-  for (size_t i = 0; i < h->num_headers; i++)
+  /* 4.1: an extension the client did not offer fails the connection. A client that
+   * offered some checks the answer itself (ext.h, ws_ext_client_accept). */
+  for (size_t i = 0; i < h->num_headers && !extensions_offered; i++)
     if (ws__header_is(&h->headers[i], "Sec-WebSocket-Extensions") && h->headers[i].value_len) {
       *why = "Sec-WebSocket-Extensions names an extension that was not offered";
       return WS_EHANDSHAKE;

@@ -379,3 +379,5 @@ ssize_t ws_hixie_parser_execute(ws_hixie_parser_t *p, const ws_parser_settings_t
   }
   return (ssize_t)pos;
 }
+
+int ws_hixie_parser_busy(const ws_hixie_parser_t *p) { return p->state != WS__HIXIE_TYPE; }

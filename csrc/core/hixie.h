@@ -83,6 +83,9 @@ void ws_hixie_parser_init(ws_hixie_parser_t *p, int version, uint64_t max_length
 ssize_t ws_hixie_parser_execute(ws_hixie_parser_t *p, const ws_parser_settings_t *s,
                                 void *ud, char *buf, size_t len);
 
+/* Is a frame under way (some of it read, not its end)? */
+int ws_hixie_parser_busy(const ws_hixie_parser_t *p);
+
 /* ---- framing writer ------------------------------------------------------------ */
 
 /* A text frame is WS_HIXIE_TEXT_START, the UTF-8 text (which never holds 0xFF), then

@@ -24,7 +24,9 @@
   X(NOMEM, -30012, 1011, "out of memory")                                      \
   X(BACKPRESSURE, -30013, 0, "send buffer limit reached")                      \
   X(INVAL, -30014, 0, "invalid argument")                                      \
-  X(OVERLOAD, -30015, 1013, "server memory budget exceeded")
+  X(OVERLOAD, -30015, 1013, "server memory budget exceeded")                   \
+  X(INFLATE, -30016, 1007, "invalid compressed data")                          \
+  X(NOTSUPPORTED, -30017, 0, "not supported by this protocol version")
 
 enum {
 #define WS__ERR_ENUM(name, val, code, msg) WS_E##name = (val),
@@ -189,6 +191,12 @@ int ws_handshake_client_key(char out[25]);
  * none offered). Returns 0, or WS_EHANDSHAKE with *why. */
 int ws_handshake_check_response(const ws_http_head_t *h, const char *key,
                                 const char *offered, const char **why);
+
+/* The same, for a client that offered extensions: their answer is not checked here
+ * (ext.h's ws_ext_client_accept does that). */
+int ws_handshake_check_response_ext(const ws_http_head_t *h, const char *key,
+                                    const char *offered, int extensions_offered,
+                                    const char **why);
 
 /* Random bytes from the OS source (OpenSSL RAND_bytes). 0 or WS_EINTERNAL. */
 int ws_random(void *buf, size_t len);

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include "internal.h"
 #include "tls.h"
 
@@ -17,7 +18,7 @@ struct ws__client_hs {
   int raw;
 };
 
-void ws__client_free_hs(ws_conn_t *c) {
+static void free_hs(ws_conn_t *c) {
   ws__client_hs_t *hs = c->hs;
   if (!hs) return;
   free(hs->offered);
@@ -33,11 +34,11 @@ static void fail_uv(ws_conn_t *c, const char *what, int err) {
   ws__conn_fail(c, err, msg);
 }
 
-void ws__client_on_secure(ws_conn_t *c) {
+static void on_secure(ws_conn_t *c) {
   ws__client_hs_t *hs = c->hs;
   if (hs->raw) {
     c->state = WS__S_RAW;
-    ws__client_free_hs(c);
+    free_hs(c);
     if (c->loop->ev->on_open) c->loop->ev->on_open(c, NULL);
     return;
   }
@@ -63,7 +64,7 @@ static void on_connected(uv_connect_t *req, int status) {
     if ((r = ws__tls_start(c)) != 0) ws__conn_fail(c, r, "TLS handshake could not start");
     return;
   }
-  ws__client_on_secure(c);
+  on_secure(c);
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
@@ -110,17 +111,25 @@ int ws__client_new(ws_loop_t *l, ws_conn_t **out, const char *path, const char *
   c->flags |= WS__F_CLIENT | WS__F_KNOWN;
   c->state = WS__S_CONNECTING;
   c->data = data;
+  c->role = &ws__client_role;
   ws__conn_apply_options(c, o, WS_ROLE_CLIENT);
+  if ((r = ws__conn_set_extensions(c, o)) != 0) goto fail;
+  char offer[512] = "";
+  size_t olen = 0;
+  if (c->ext && (r = ws_ext_client_offer(c->ext->use, c->ext->n, offer, sizeof offer, &olen)) != 0)
+    goto fail;
   if ((r = ws_handshake_client_key(hs->key)) != 0) goto fail;
+  r = WS_ENOMEM;
   if (protocols && *protocols && !(hs->offered = strdup(protocols))) goto fail;
   size_t cap = 256 + strlen(path) + strlen(host_header) + (protocols ? strlen(protocols) : 0) +
-               (extra_headers ? strlen(extra_headers) : 0);
+               (extra_headers ? strlen(extra_headers) : 0) + olen;
   if (!(hs->request = malloc(cap))) goto fail;
   int n = snprintf(hs->request, cap,
                    "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                   "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s%s%s%s\r\n",
+                   "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s%s%s%s%s%s%s\r\n",
                    path, host_header, hs->key, hs->offered ? "Sec-WebSocket-Protocol: " : "",
                    hs->offered ? hs->offered : "", hs->offered ? "\r\n" : "",
+                   olen ? "Sec-WebSocket-Extensions: " : "", offer, olen ? "\r\n" : "",
                    extra_headers ? extra_headers : "");
   hs->request_len = (size_t)n;
   *out = c;
@@ -153,7 +162,34 @@ fail:
   return discard(c, r);
 }
 
-ssize_t ws__client_on_head(ws_conn_t *c, char *buf, size_t len) {
+/* The server's answer to the offer (RFC 6455 9.1, RFC 7692 5): anything the offer did
+ * not allow fails the connection (WS_EEXTENSION). */
+static int accept_extensions(ws_conn_t *c, const ws_http_head_t *h) {
+  ws_ext_list_t *answer = malloc(sizeof *answer);
+  if (!answer) return WS_ENOMEM;
+  ws_ext_list_init(answer);
+  int r = ws_ext_parse_head(answer, h);
+  if (r == WS_EHTTP || r == WS_EHEADTOOBIG) r = WS_EEXTENSION;
+  if (r == 0) r = ws_ext_client_accept(c->ext->use, c->ext->n, answer);
+  free(answer);
+  if (r) return r;
+  /* What ws.extensions tells: the answer's value(s), as the server wrote them. */
+  char agreed[512];
+  size_t len = 0;
+  for (size_t i = 0; i < h->num_headers; i++) {
+    const ws_header_t *hd = &h->headers[i];
+    if (hd->name_len != 24 || strncasecmp(hd->name, "Sec-WebSocket-Extensions", 24) != 0 ||
+        !hd->value_len)
+      continue;
+    if (len + 2 + hd->value_len >= sizeof agreed) break;
+    if (len) memcpy(agreed + len, ", ", 2), len += 2;
+    memcpy(agreed + len, hd->value, hd->value_len);
+    len += hd->value_len;
+  }
+  return ws__conn_extensions_agreed(c, agreed, len);
+}
+
+static ssize_t on_head(ws_conn_t *c, char *buf, size_t len) {
   ws_header_t hdrs[256];
   ws_http_head_t h;
   memset(&h, 0, sizeof h);
@@ -185,8 +221,16 @@ ssize_t ws__client_on_head(ws_conn_t *c, char *buf, size_t len) {
     return -1;
   }
   const char *why = NULL;
-  if (ws_handshake_check_response(&h, c->hs->key, c->hs->offered, &why) != 0) {
+  if (ws_handshake_check_response_ext(&h, c->hs->key, c->hs->offered, c->ext != NULL, &why)) {
     ws__conn_fail(c, WS_EHANDSHAKE, why ? why : "bad handshake response");
+    return -1;
+  }
+  int er = c->ext ? accept_extensions(c, &h) : 0;
+  if (er) {
+    ws__conn_fail(c, er, er == WS_EEXTENSION
+                            ? "Sec-WebSocket-Extensions: the server's answer was not one the "
+                              "offer allowed"
+                            : ws_strerror(er));
     return -1;
   }
   const ws_header_t *p = ws_http_find(&h, "sec-websocket-protocol");
@@ -199,7 +243,7 @@ ssize_t ws__client_on_head(ws_conn_t *c, char *buf, size_t len) {
   }
   ws_buf_t early = c->hs->early;
   memset(&c->hs->early, 0, sizeof early);
-  ws__client_free_hs(c);
+  free_hs(c);
   if (early.len) {
     ws_iov_t b = {early.base + early.start, early.len};
     ws__conn_write(c, &b, 1);
@@ -211,8 +255,14 @@ ssize_t ws__client_on_head(ws_conn_t *c, char *buf, size_t len) {
 }
 
 /* Queues a whole frame made while connecting; it is written right after the 101. */
-int ws__client_queue_early(ws_conn_t *c, const char *frame, size_t len) {
+static int queue_early(ws_conn_t *c, const char *frame, size_t len) {
+  if (!c->hs) return WS_ECLOSED;
   return ws__buf_append(&c->hs->early, frame, len);
 }
 
-size_t ws__client_early_len(const ws_conn_t *c) { return c->hs ? c->hs->early.len : 0; }
+static size_t early_len(const ws_conn_t *c) { return c->hs ? c->hs->early.len : 0; }
+
+static void no_account(ws_conn_t *c, ssize_t delta) { (void)c, (void)delta; }
+
+const ws__role_t ws__client_role = {on_head, on_secure, queue_early, early_len, no_account,
+                                    free_hs};

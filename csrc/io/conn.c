@@ -1,9 +1,10 @@
-/* A connection: the read path into the protocol core, the write queue, corking, the
- * close handshake and the one timer (handshake, ping or close, by state). */
+/* A connection: the read path into its codec and extensions, the write queue, corking,
+ * the close handshake and its deadlines (checked by the loop's sweep). */
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
 #include "internal.h"
+#include "deflate.h"
 
 /* The defaults, and why (README "Limits and timeouts" has the table). */
 void ws_conn_options_default(ws_conn_options_t *o) {
@@ -22,6 +23,7 @@ void ws_conn_options_default(ws_conn_options_t *o) {
   o->backpressure_error = 0;
   o->max_head = 16 * 1024;
   o->max_headers = 64;
+  o->num_extensions = 0;
 }
 
 /* libuv's own stream calls: the socket of every conn but a test's scripted one. */
@@ -30,6 +32,77 @@ const ws__stream_ops_t ws__tcp_ops = {uv_read_start, uv_read_stop, uv_try_write,
 
 static void on_handle_closed(uv_handle_t *h);
 static int send_frame(ws_conn_t *c, int opcode, const char *data, size_t len);
+
+/* A conn with no role (tests' raw conns): no head to read, nothing sent early. */
+static ssize_t no_head(ws_conn_t *c, char *buf, size_t len) {
+  (void)buf, (void)len;
+  ws__conn_destroy(c, 1006, 0);
+  return -1;
+}
+static void no_secure(ws_conn_t *c) { (void)c; }
+static int no_early(ws_conn_t *c, const char *frame, size_t len) {
+  (void)c, (void)frame, (void)len;
+  return WS_ECLOSED;
+}
+static size_t no_early_len(const ws_conn_t *c) {
+  (void)c;
+  return 0;
+}
+static void no_account(ws_conn_t *c, ssize_t delta) { (void)c, (void)delta; }
+static const ws__role_t no_role = {no_head, no_secure, no_early, no_early_len, no_account,
+                                   no_secure};
+
+static void free_extensions(ws_conn_t *c) {
+  struct ws__exts *x = c->ext;
+  if (!x) return;
+  for (unsigned i = 0; i < x->n; i++) {
+    if (x->use[i].state) x->use[i].ext->destroy(x->use[i].state);
+    free((void *)x->use[i].config);
+  }
+  free(x->agreed);
+  free(x);
+  c->ext = NULL;
+}
+
+int ws__conn_set_extensions(ws_conn_t *c, const ws_conn_options_t *o) {
+  free_extensions(c);
+  unsigned n = o->num_extensions < WS_MAX_EXTENSIONS ? o->num_extensions : WS_MAX_EXTENSIONS;
+  if (!n || !(c->codec->caps & WS_CODEC_EXTENSIONS)) return 0;
+  struct ws__exts *x = calloc(1, sizeof *x);
+  if (!x) return WS_ENOMEM;
+  c->ext = x;
+  for (unsigned i = 0; i < n; i++) {
+    const ws_extension_t *e = o->extensions[i];
+    void *cfg = malloc(e->config_size ? e->config_size : 1);
+    if (!cfg) return WS_ENOMEM;   /* x->n configs are freed with c */
+    if (e->config_size) memcpy(cfg, o->extension_configs[i], e->config_size);
+    x->use[i].ext = e;
+    x->use[i].config = cfg;
+    x->n = i + 1;
+  }
+  return 0;
+}
+
+int ws__conn_extensions_agreed(ws_conn_t *c, const char *value, size_t len) {
+  struct ws__exts *x = c->ext;
+  if (!x) return 0;
+  x->rsv = ws_ext_rsv(x->use, x->n);
+  if (!x->rsv) {   /* nothing negotiated: an idle conn keeps nothing for it */
+    free_extensions(c);
+    return 0;
+  }
+  c->parser.rfc.rsv_allowed = (uint8_t)x->rsv;
+  if (value && len && !(x->agreed = malloc(len + 1))) return WS_ENOMEM;
+  if (x->agreed) {
+    memcpy(x->agreed, value, len);
+    x->agreed[len] = 0;
+  }
+  return 0;
+}
+
+const char *ws_conn_extensions(const ws_conn_t *c) {
+  return c->ext && c->ext->agreed ? c->ext->agreed : "";
+}
 
 ws_conn_t *ws__conn_new(ws_loop_t *l) {
   ws_conn_t *c = calloc(1, sizeof *c);
@@ -41,6 +114,8 @@ ws_conn_t *ws__conn_new(ws_loop_t *l) {
   }
   c->tcp.data = c;
   c->io = &ws__tcp_ops;
+  c->role = &no_role;
+  c->codec = &ws_codec_rfc6455;
   c->refs = 1;
   c->version = 13;
   c->close_code = 1006;
@@ -61,7 +136,8 @@ static void finalize(ws_conn_t *c) {
                     (c->flags & WS__F_CLEAN) != 0);
   if (l->ev->on_free) l->ev->on_free(c);
   if (c->tp) c->tp->free(c);
-  ws__client_free_hs(c);
+  c->role->free(c);
+  free_extensions(c);
   ws__buf_free(&c->in);
   ws__buf_free(&c->msg);
   ws__buf_free(&c->pending);
@@ -271,56 +347,62 @@ void ws__conn_flush_cork(ws_loop_t *l) {
     do_shutdown(c);
 }
 
-/* Frames data (masked with a fresh key for a client) and writes it: into the cork
- * buffer when corked and small, else header and payload in one writev. */
-static int send_frame_rsv(ws_conn_t *c, int rsv, int opcode, const char *data, size_t len) {
+/* Queues a whole frame given as pieces (the payload masked already when the client
+ * masks): before the socket is open (client) to the role's early queue; into the cork
+ * buffer when corked and small; else in one writev. */
+static int queue_frame(ws_conn_t *c, const ws_iov_t *iov, unsigned n) {
   ws_loop_t *l = c->loop;
-  uint8_t hdr[WS_MAX_HEADER], key[4];
-  int client = (c->flags & WS__F_CLIENT) != 0;
-  if (client && ws_random(key, 4) != 0) return WS_EINTERNAL;
-  size_t hl = ws_frame_header(hdr, 1, rsv, opcode, len, client ? key : NULL);
-
-  if (c->state == WS__S_CONNECTING || c->state == WS__S_HANDSHAKE) {
-    char *frame = malloc(hl + len);
-    if (!frame) return WS_ENOMEM;
-    memcpy(frame, hdr, hl);
-    if (len) memcpy(frame + hl, data, len);
-    ws_mask(frame + hl, len, key, 0);
-    int r = ws__client_queue_early(c, frame, hl + len);
+  size_t total = 0;
+  for (unsigned i = 0; i < n; i++) total += iov[i].len;
+  int early = c->state == WS__S_CONNECTING || c->state == WS__S_HANDSHAKE;
+  if (early || (l->cork_depth > 0 && total <= WS__CORK_MAX)) {
+    char *p, *frame = NULL;
+    if (early) {
+      if (!(p = frame = malloc(total ? total : 1))) return WS_ENOMEM;
+    } else {
+      if (l->cork_owner != c || l->cork.len + total > WS__CORK_BUF) {
+        ws__conn_flush_cork(l);
+        if (c->state == WS__S_CLOSED) return WS_ECLOSED;
+        l->cork_owner = c;
+      }
+      if (!(p = ws__buf_reserve(&l->cork, total))) return WS_ENOMEM;
+      l->cork.len += total;
+    }
+    for (unsigned i = 0; i < n; i++) {
+      if (iov[i].len) memcpy(p, iov[i].base, iov[i].len);
+      p += iov[i].len;
+    }
+    if (!early) return 0;
+    int r = c->role->queue_early(c, frame, total);
     free(frame);
     return r;
-  }
-  if (l->cork_depth > 0 && hl + len <= WS__CORK_MAX) {
-    if (l->cork_owner != c || l->cork.len + hl + len > WS__CORK_BUF) {
-      ws__conn_flush_cork(l);
-      if (c->state == WS__S_CLOSED) return WS_ECLOSED;
-      l->cork_owner = c;
-    }
-    char *p = ws__buf_reserve(&l->cork, hl + len);
-    if (!p) return WS_ENOMEM;
-    memcpy(p, hdr, hl);
-    if (len) memcpy(p + hl, data, len);
-    if (client) ws_mask(p + hl, len, key, 0);
-    l->cork.len += hl + len;
-    return 0;
   }
   if (l->cork_owner == c) {
     ws__conn_flush_cork(l);
     if (c->state == WS__S_CLOSED) return WS_ECLOSED;
   }
-  if (!client) {
-    ws_iov_t b[2] = {{(const char *)hdr, hl}, {data, len}};
-    return ws__conn_write(c, b, len ? 2 : 1);
+  return ws__conn_write(c, iov, n);
+}
+
+/* Frames a whole message with c's codec (masked with a fresh key for a client) and
+ * queues it. A client's payload is copied once, to be masked; a server's is not copied
+ * unless it is corked. */
+static int send_frame_rsv(ws_conn_t *c, int rsv, int opcode, const char *data, size_t len) {
+  uint8_t hdr[WS_CODEC_MAX_HEAD], tail[WS_CODEC_MAX_HEAD], key[4];
+  int client = (c->flags & WS__F_CLIENT) != 0;
+  if (client && ws_random(key, 4) != 0) return WS_EINTERNAL;
+  size_t hl = c->codec->head(hdr, rsv, opcode, len, client ? key : NULL);
+  size_t tl = c->codec->tail(tail);
+  char *masked = NULL;
+  if (client && len) {
+    if (!(masked = malloc(len))) return WS_ENOMEM;
+    memcpy(masked, data, len);
+    ws_mask(masked, len, key, 0);
+    data = masked;
   }
-  /* A client must mask, so the payload is copied once into a frame buffer. */
-  char *frame = malloc(hl + len);
-  if (!frame) return WS_ENOMEM;
-  memcpy(frame, hdr, hl);
-  if (len) memcpy(frame + hl, data, len);
-  ws_mask(frame + hl, len, key, 0);
-  ws_iov_t b = {frame, hl + len};
-  int r = ws__conn_write(c, &b, 1);
-  free(frame);
+  ws_iov_t b[3] = {{(const char *)hdr, hl}, {data, len}, {(const char *)tail, tl}};
+  int r = queue_frame(c, b, tl ? 3 : len ? 2 : 1);
+  free(masked);
   return r;
 }
 
@@ -328,11 +410,15 @@ static int send_frame(ws_conn_t *c, int opcode, const char *data, size_t len) {
   return send_frame_rsv(c, 0, opcode, data, len);
 }
 
+/* The codec's close frame; none for a version that closes by closing TCP. */
 static void send_close(ws_conn_t *c, unsigned code, const char *reason, size_t rlen) {
-  char payload[WS_MAX_CONTROL];
-  size_t n = ws_close_build(payload, code, reason, rlen);
+  uint8_t frame[WS_CODEC_MAX_CLOSE], key[4];
+  int client = (c->flags & WS__F_CLIENT) != 0;
   c->flags |= WS__F_CLOSE_SENT;
-  send_frame(c, WS_OP_CLOSE, payload, n);
+  if (client && ws_random(key, 4) != 0) return;
+  size_t n = c->codec->close(frame, code, reason, rlen, client ? key : NULL);
+  ws_iov_t b = {(const char *)frame, n};
+  if (n) queue_frame(c, &b, 1);
 }
 
 /* May len more bytes be queued? A message is refused only when bytes are already
@@ -366,14 +452,51 @@ void ws__conn_after_queue(ws_conn_t *c) {
   if (!(c->flags & WS__F_IN_INPUT)) ws__conn_account(c);
 }
 
+/* Can c's codec carry this message? */
+static int sendable(const ws_conn_t *c, int opcode, const char *data, size_t len) {
+  unsigned caps = c->codec->caps;
+  if ((opcode & 8) && !(caps & WS_CODEC_PING)) return WS_ENOTSUPPORTED;
+  if (opcode == WS_OP_BINARY && !(caps & WS_CODEC_BINARY)) return WS_ENOTSUPPORTED;
+  if ((opcode & 8) && len > WS_MAX_CONTROL) return WS_EINVAL;
+  if (caps & WS_CODEC_UTF8_OUT) {   /* a draft's text frame ends at the first 0xFF */
+    uint32_t st = WS_UTF8_ACCEPT;
+    if (ws_utf8_validate(&st, (const uint8_t *)data, len) < 0 || st != WS_UTF8_ACCEPT)
+      return WS_EINVAL;
+  }
+  return 0;
+}
+
+/* A data message through the first negotiated extension that encodes it (into the
+ * loop's scratch buffer), then framed with the RSV bits it says. */
+static int send_message(ws_conn_t *c, int opcode, const char *data, size_t len) {
+  struct ws__exts *x = c->ext;
+  if (x && x->rsv && !(opcode & 8)) {
+    ws_bytes_t *out = &c->loop->scratch;
+    for (unsigned i = 0; i < x->n; i++) {
+      if (!x->use[i].state) continue;
+      int rsv = 0;
+      out->len = 0;
+      int r = x->use[i].ext->encode(x->use[i].state, data, len, out, &rsv);
+      if (r) return r;
+      if (rsv) {
+        r = send_frame_rsv(c, rsv, opcode, out->data, out->len);
+        if (out->cap > WS__CORK_BUF) ws_bytes_free(out);   /* keep only a small one */
+        ws__conn_account(c);
+        return r;
+      }
+    }
+  }
+  return send_frame(c, opcode, data, len);
+}
+
 int ws_conn_send(ws_conn_t *c, int opcode, const char *data, size_t len) {
   int early = (c->state == WS__S_CONNECTING || c->state == WS__S_HANDSHAKE) &&
               (c->flags & WS__F_CLIENT);
   if (c->state != WS__S_OPEN && !early) return WS_ECLOSED;
-  if ((opcode & 8) && len > WS_MAX_CONTROL) return WS_EINVAL;
-  int r = ws__conn_admit(c, len);
+  int r = sendable(c, opcode, data, len);
   if (r) return r;
-  r = send_frame(c, opcode, data, len);
+  if ((r = ws__conn_admit(c, len))) return r;
+  r = send_message(c, opcode, data, len);
   ws__conn_after_queue(c);
   return r;
 }
@@ -385,7 +508,7 @@ int ws_conn_write_raw(ws_conn_t *c, const char *data, size_t len) {
 }
 
 size_t ws_conn_buffered(const ws_conn_t *c) {
-  size_t n = c->pending.len + (c->inflight ? c->inflight->buf.len : 0) + ws__client_early_len(c);
+  size_t n = c->pending.len + (c->inflight ? c->inflight->buf.len : 0) + c->role->early_len(c);
   if (c->loop->cork_owner == c) n += c->loop->cork.len;
   return n;
 }
@@ -410,8 +533,10 @@ void ws__conn_fail(ws_conn_t *c, int err, const char *message) {
   if (c->state == WS__S_CLOSED) return;
   note_error(c, err, message);
   if (c->state == WS__S_OPEN || c->state == WS__S_CLOSING) {
-    unsigned code = (unsigned)ws_err_close_code(err);
-    if (!(c->flags & WS__F_CLOSE_SENT)) send_close(c, code, NULL, 0);
+    /* The drafts have no close codes: their peer just sees the connection end. */
+    int codes = (c->codec->caps & WS_CODEC_CLOSE_CODES) != 0;
+    unsigned code = codes ? (unsigned)ws_err_close_code(err) : 1006;
+    if (!(c->flags & WS__F_CLOSE_SENT) && codes) send_close(c, code, NULL, 0);
     c->close_code = (uint16_t)code;
     c->state = WS__S_CLOSING;
     ws__buf_free(&c->msg);
@@ -427,15 +552,13 @@ void ws__conn_abort(ws_conn_t *c, int err, unsigned code, const char *message) {
   if (code && (c->state == WS__S_OPEN || c->state == WS__S_CLOSING) &&
       !(c->flags & WS__F_CLOSE_SENT) && !c->pending.len && !c->inflight && !c->tp) {
     /* Best effort, and only where nothing is queued ahead of it. */
-    char payload[WS_MAX_CONTROL];
-    uint8_t frame[WS_MAX_HEADER + 2], key[4];
+    uint8_t frame[WS_CODEC_MAX_CLOSE], key[4];
     int client = (c->flags & WS__F_CLIENT) != 0;
-    size_t n = ws_close_build(payload, code, NULL, 0);   /* a code alone: 2 bytes */
-    if (n == 2 && (!client || ws_random(key, 4) == 0)) {
-      size_t hl = ws_frame_header(frame, 1, 0, WS_OP_CLOSE, n, client ? key : NULL);
-      memcpy(frame + hl, payload, n);
-      if (client) ws_mask((char *)frame + hl, n, key, 0);
-      uv_buf_t b = uv_buf_init((char *)frame, (unsigned)(hl + n));
+    size_t n = 0;
+    if ((c->codec->caps & WS_CODEC_CLOSE_CODES) && (!client || ws_random(key, 4) == 0))
+      n = c->codec->close(frame, code, NULL, 0, client ? key : NULL);
+    if (n) {
+      uv_buf_t b = uv_buf_init((char *)frame, (unsigned)n);
       c->io->try_write((uv_stream_t *)&c->tcp, &b, 1);
     }
   }
@@ -447,6 +570,15 @@ void ws_conn_close(ws_conn_t *c, unsigned code, const char *reason, size_t reaso
   case WS__S_OPEN:
     send_close(c, code, reason, reason_len);
     if (c->state != WS__S_OPEN) break;   /* the write failed: it is closed */
+    if (!(c->codec->caps & WS_CODEC_CLOSE_CODES)) {
+      /* The drafts: -76 sent its closing frame, -75 none; neither waits for an answer
+       * (as faye's drivers), and the close is a clean one. */
+      c->state = WS__S_CLOSING;
+      c->close_code = 1000;
+      c->flags |= WS__F_CLEAN;
+      ws__conn_end(c);
+      break;
+    }
     c->state = WS__S_CLOSING;
     c->state_at = ws__now(c->loop);
     ws__loop_sweep_for(c->loop, c->close_ms);
@@ -479,22 +611,65 @@ static void deliver(ws_conn_t *c, int binary, const char *data, size_t len) {
  * us hold at most twice what it sent. */
 static size_t msg_ahead(const ws_conn_t *c, size_t have) {
   size_t cap = have > WS__MSG_AHEAD ? have : WS__MSG_AHEAD;
-  return c->parser.remaining < cap ? (size_t)c->parser.remaining : cap;
+  return c->parser.rfc.remaining < cap ? (size_t)c->parser.rfc.remaining : cap;
+}
+
+/* An RFC 6455 data frame's payload is under way (its rest may be read in place). */
+static int in_frame(const ws_conn_t *c) {
+  return c->codec == &ws_codec_rfc6455 && c->parser.rfc.in_frame;
+}
+
+/* An extension's decoded bytes: into the message, UTF-8 checked as they come. */
+static int decoded(void *ud, const char *data, size_t len) {
+  ws_conn_t *c = ud;
+  if (c->ext->text && ws_utf8_validate(&c->ext->utf8, (const uint8_t *)data, len) < 0)
+    return WS_EUTF8;
+  return ws__buf_append(&c->msg, data, len) == 0 ? 0 : WS_ENOMEM;
+}
+
+/* A message whose first frame has RSV bits an extension owns goes through it, a chunk
+ * at a time, bounded by maxLength on the decoded size (the parser bounds the wire size). */
+static int on_extension_data(ws_conn_t *c, int opcode, int rsv, const char *data, size_t len,
+                             int fin) {
+  struct ws__exts *x = c->ext;
+  unsigned i = 0;
+  while (i < x->n && !(x->use[i].state && (x->use[i].ext->rsv & rsv))) i++;
+  if (i == x->n) {   /* bits no negotiated extension owns: the parser lets none through */
+    ws__conn_fail(c, WS_EPROTOCOL, "reserved bits set that no extension owns");
+    return 1;
+  }
+  if (!c->msg.len) {
+    x->text = opcode == WS_OP_TEXT;
+    x->utf8 = WS_UTF8_ACCEPT;
+  }
+  int r = x->use[i].ext->decode(x->use[i].state, data, len, fin, c->parser.rfc.max_length,
+                                decoded, c);
+  if (!r && fin && x->text && x->utf8 != WS_UTF8_ACCEPT) r = WS_EUTF8;
+  if (r) {
+    ws__conn_fail(c, r, r == WS_ETOOBIG ? "message too big (after inflating)" : ws_strerror(r));
+    return 1;
+  }
+  ws__conn_account(c);
+  if (!fin) return 0;
+  c->msg_at = 0;
+  deliver(c, opcode == WS_OP_BINARY, c->msg.base ? c->msg.base + c->msg.start : "", c->msg.len);
+  ws__buf_free(&c->msg);
+  return c->state == WS__S_CLOSED || (c->flags & WS__BLOCKED);
 }
 
 static int on_data(void *ud, int opcode, int rsv, char *data, size_t len, int fin) {
-  (void)rsv;   /* no extension is negotiated yet, so the parser lets no RSV bit through */
   ws_conn_t *c = ud;
   if (c->state != WS__S_OPEN) {   /* after close(): discard, look for the peer's close */
     ws__buf_free(&c->msg);
     return 0;
   }
+  if (rsv && c->ext) return on_extension_data(c, opcode, rsv, data, len, fin);
   if (!fin || c->msg.len) {
     if (c->msg.base && data == c->msg.base + c->msg.start + c->msg.len && len <= ws__buf_room(&c->msg)) {
       c->msg.len += len;   /* read straight into the message (on_alloc) */
     } else {
       /* The first piece of a split frame: room for more of it at once (msg_ahead). */
-      if (!c->msg.len && c->parser.in_frame) ws__buf_reserve(&c->msg, len + msg_ahead(c, len));
+      if (!c->msg.len && in_frame(c)) ws__buf_reserve(&c->msg, len + msg_ahead(c, len));
       if (ws__buf_append(&c->msg, data, len) != 0) {
         ws__conn_fail(c, WS_ENOMEM, "out of memory");
         return 1;
@@ -531,6 +706,7 @@ static int on_control(void *ud, int opcode, char *data, size_t len) {
   const char *reason;
   size_t rlen;
   int err = ws_close_parse(data, len, &code, &reason, &rlen);
+  if (!(c->codec->caps & WS_CODEC_CLOSE_CODES)) code = 1000;   /* -76's 0xFF 0x00 */
   if (err) {
     ws__conn_fail(c, err, err == WS_EUTF8 ? "invalid UTF-8 in close reason" : "invalid close frame");
     return 1;
@@ -564,7 +740,7 @@ static const ws_parser_settings_t parser_settings = {on_data, on_control};
 /* A message (or a frame header) has begun and not ended: message_timeout runs. */
 static void note_message(ws_conn_t *c) {
   if (c->msg_at || c->state != WS__S_OPEN) return;
-  if (c->parser.in_frame || c->parser.msg_opcode || c->in.len) {
+  if (c->codec->busy(&c->parser) || c->in.len) {
     c->msg_at = ws__now(c->loop) | 1;   /* never 0, which means none */
     ws__loop_sweep_for(c->loop, c->message_ms);
   }
@@ -581,10 +757,8 @@ void ws__conn_input(ws_conn_t *c, char *buf, size_t len) {
     ssize_t n;
     switch (c->state) {
     case WS__S_HTTP:
-      n = ws__server_on_head(c, buf + off, len - off);
-      break;
     case WS__S_HANDSHAKE:
-      n = ws__client_on_head(c, buf + off, len - off);
+      n = c->role->on_head(c, buf + off, len - off);
       break;
     case WS__S_OPEN:
     case WS__S_CLOSING:
@@ -592,7 +766,7 @@ void ws__conn_input(ws_conn_t *c, char *buf, size_t len) {
         n = (ssize_t)(len - off);   /* nothing after a close frame counts */
         break;
       }
-      n = ws_parser_execute(&c->parser, &parser_settings, c, buf + off, len - off);
+      n = c->codec->execute(&c->parser, &parser_settings, c, buf + off, len - off);
       if (n < 0) {
         ws__conn_fail(c, (int)n, ws_strerror((int)n));
         n = -1;
@@ -628,10 +802,12 @@ void ws__conn_input(ws_conn_t *c, char *buf, size_t len) {
   ws__conn_account(c);
 }
 
-/* Hands bytes that just arrived to the conn, after its unconsumed tail: buf holds
- * `pre` bytes of that tail copied in front of the new ones (pre is 0 or c->in.len), or
- * none, and then they are appended to the tail. */
+/* Hands bytes that just arrived to the conn, after its unconsumed tail: buf has room
+ * for `pre` bytes in front of the new ones (pre is 0 or c->in.len, from
+ * ws__conn_prefix_room), where the tail is copied; with no room the new bytes are
+ * appended to the tail. */
 void ws__conn_feed(ws_conn_t *c, char *buf, size_t pre, size_t len) {
+  if (pre) memcpy(buf, c->in.base + c->in.start, pre);
   if (pre || !c->in.len) {
     c->in.len = c->in.start = 0;   /* its bytes were copied to the front of buf */
     ws__conn_input(c, buf, pre + len);
@@ -660,8 +836,8 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   /* The rest of a big frame whose start is already in the message buffer: read it in
    * there, and the parser unmasks it in place (no copy out of the loop's buffer). The
    * read is no longer than the frame, so it never takes in the next frame's header. */
-  if (!c->tp && c->state == WS__S_OPEN && c->msg.len && !c->in.len && c->parser.in_frame &&
-      c->parser.remaining >= WS__DIRECT_MIN) {
+  if (!c->tp && c->state == WS__S_OPEN && c->msg.len && !c->in.len && in_frame(c) &&
+      !c->parser.rfc.msg_rsv && c->parser.rfc.remaining >= WS__DIRECT_MIN) {
     size_t want = msg_ahead(c, c->msg.len);
     char *p = ws__buf_reserve(&c->msg, want);
     if (p) {
@@ -673,18 +849,25 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
       return;
     }
   }
-  if (c->tp) {
-    pre = WS__TLS_HEADROOM;   /* TLS decrypts into the front, in place (tls.c) */
-  } else if ((pre = ws__conn_prefix_room(c, WS__READ_BUF / 2))) {
-    memcpy(l->rbuf, c->in.base + c->in.start, pre);
-  }
+  if (c->tp) pre = c->tp->headroom;
+  else pre = ws__conn_prefix_room(c, WS__READ_BUF / 2);   /* ws__conn_feed copies it */
   l->rprefix = pre;
   *buf = uv_buf_init(l->rbuf + pre, (unsigned)(WS__READ_BUF - pre));
 }
 
+/* Did the connection end as its protocol version closes? RFC 6455: both close frames
+ * went; hixie-76: one 0xFF 0x00 went either way; hixie-75: closing TCP is its close. */
+static int ended_cleanly(const ws_conn_t *c) {
+  if (c->flags & WS__F_FAILED) return 0;
+  uint32_t both = WS__F_CLOSE_SENT | WS__F_CLOSE_RECEIVED;
+  if (c->codec->caps & WS_CODEC_CLOSE_CODES) return (c->flags & both) == both;
+  if (c->codec == &ws_codec_hixie75) return c->state == WS__S_OPEN || c->state == WS__S_CLOSING;
+  return (c->flags & both) != 0;
+}
+
 static void on_eof(ws_conn_t *c) {
-  int clean = (c->flags & (WS__F_CLOSE_SENT | WS__F_CLOSE_RECEIVED)) ==
-              (WS__F_CLOSE_SENT | WS__F_CLOSE_RECEIVED) && !(c->flags & WS__F_FAILED);
+  int clean = ended_cleanly(c);
+  if (clean && !(c->codec->caps & WS_CODEC_CLOSE_CODES)) c->close_code = 1000;
   if (c->state == WS__S_HANDSHAKE || c->state == WS__S_CONNECTING) {
     ws__conn_fail(c, WS_EHANDSHAKE, "connection closed during the handshake");
     return;
@@ -783,6 +966,7 @@ static int due(uint32_t now, uint32_t since, uint32_t ms) {
  * at all in a whole interval after one is gone. Without it, a peer silent for idle_ms is
  * pinged, and dropped if it is still silent pong_ms later. */
 static void keepalive(ws_conn_t *c, uint32_t now) {
+  if (!(c->codec->caps & WS_CODEC_PING)) return;   /* the drafts cannot ping */
   if (c->flags & WS__BLOCKED) {
     /* We are not reading (paused, or throttled by our own queue), so we cannot hear the
      * peer: its silence means nothing. send_timeout bounds a peer that takes nothing. */
@@ -830,7 +1014,8 @@ uint32_t ws__conn_sweep(ws_conn_t *c, uint32_t now) {
   int closing = c->state == WS__S_CLOSING || (c->flags & WS__F_END_AFTER_FLUSH);
   if (closing && due(now, c->state_at, c->close_ms)) {
     /* The peer did not answer our close, or did not close TCP. */
-    int clean = (c->flags & WS__F_CLEAN) && (c->flags & WS__F_CLOSE_RECEIVED);
+    int clean = (c->flags & WS__F_CLEAN) &&
+                ((c->flags & WS__F_CLOSE_RECEIVED) || !(c->codec->caps & WS_CODEC_CLOSE_CODES));
     ws__conn_destroy(c, clean ? c->close_code : 1006, clean);
     return 0;
   }
@@ -870,13 +1055,7 @@ int ws_conn_ready_state(const ws_conn_t *c) {
 
 const char *ws_conn_protocol(const ws_conn_t *c) { return c->protocol ? c->protocol : ""; }
 
-const char *ws_conn_version(const ws_conn_t *c) {
-  switch (c->version) {
-  case 7: return "hybi-7";
-  case 8: return "hybi-8";
-  default: return "hybi-13";
-  }
-}
+const char *ws_conn_version(const ws_conn_t *c) { return ws_codec_version_name(c->version); }
 
 int ws_conn_is_client(const ws_conn_t *c) { return (c->flags & WS__F_CLIENT) != 0; }
 void *ws_conn_data(const ws_conn_t *c) { return c->data; }
@@ -900,8 +1079,7 @@ int ws_conn_peer(const ws_conn_t *c, char *ip, size_t iplen, int *port) {
 static uint32_t timeout_ms(uint32_t ms) { return ms > WS_TIMEOUT_MAX ? WS_TIMEOUT_MAX : ms; }
 
 void ws__conn_apply_options(ws_conn_t *c, const ws_conn_options_t *o, int role) {
-  ws_parser_init(&c->parser, role, o->max_length);
-  c->parser.max_fragments = o->max_fragments;
+  c->codec->init(&c->parser, role, c->version, o->max_length, o->max_fragments);
   c->max_buffered = o->max_buffered ? o->max_buffered : SIZE_MAX;
   c->high_water = o->high_water;
   if (o->backpressure_error) c->flags |= WS__F_BP_ERROR;
@@ -923,13 +1101,16 @@ void ws__conn_apply_options(ws_conn_t *c, const ws_conn_options_t *o, int role) 
 void ws__conn_account(ws_conn_t *c) {
   ws_loop_t *l = c->loop;
   size_t in = c->in.cap + c->msg.cap;
-  size_t out = c->pending.cap + (c->inflight ? c->inflight->buf.cap : 0) + ws__client_early_len(c);
+  if (c->ext && c->state != WS__S_CLOSED)   /* an extension's state (zlib's) */
+    for (unsigned i = 0; i < c->ext->n; i++)
+      if (c->ext->use[i].state) in += c->ext->use[i].ext->memory(c->ext->use[i].state);
+  size_t out = c->pending.cap + (c->inflight ? c->inflight->buf.cap : 0) + c->role->early_len(c);
   l->mem_in += in - c->acct_in;     /* unsigned: a decrease wraps back correctly */
   l->mem_out += out - c->acct_out;
   ssize_t delta = (ssize_t)(in + out) - (ssize_t)(c->acct_in + c->acct_out);
   c->acct_in = in;
   c->acct_out = out;
-  if (c->server && delta) ws__server_account(c->server, delta);
+  if (delta) c->role->account(c, delta);
 }
 
 void ws_loop_stats(ws_loop_t *l, ws_loop_stats_t *st) {
@@ -938,18 +1119,45 @@ void ws_loop_stats(ws_loop_t *l, ws_loop_stats_t *st) {
   st->buffered_out = l->mem_out;
 }
 
+/* The permessage-deflate state of c, when negotiated. */
+static ws_deflate_t *deflate_of(const ws_conn_t *c) {
+  if (!c->ext) return NULL;
+  for (unsigned i = 0; i < c->ext->n; i++)
+    if (c->ext->use[i].ext == &ws_deflate_extension) return c->ext->use[i].state;
+  return NULL;
+}
+
 size_t ws_loop_broadcast(ws_loop_t *l, ws_conn_t **conns, size_t n, int opcode,
                          const char *data, size_t len) {
-  uint8_t hdr[WS_MAX_HEADER];
-  size_t hl = ws_frame_header(hdr, 1, 0, opcode, len, NULL);
+  uint8_t hdr[WS_MAX_HEADER], zhdr[WS_MAX_HEADER];
+  size_t hl = ws_frame_header(hdr, 1, 0, opcode, len, NULL), zhl = 0;
+  ws_bytes_t shared = {NULL, 0, 0};   /* compressed once, for every conn that can share */
+  int shared_bits = 0;
   size_t sent = 0;
   ws__conn_flush_cork(l);
   for (size_t i = 0; i < n; i++) {
     ws_conn_t *c = conns[i];
-    if (c->state != WS__S_OPEN || ws__conn_admit(c, hl + len) != 0) continue;
-    int r;
-    if (c->flags & WS__F_CLIENT) {
-      r = send_frame(c, opcode, data, len);
+    if (c->state != WS__S_OPEN || sendable(c, opcode, data, len) != 0 ||
+        ws__conn_admit(c, hl + len) != 0)
+      continue;
+    ws_deflate_t *d = deflate_of(c);
+    int r, share = d && len >= d->cfg.threshold && !(c->flags & WS__F_CLIENT) &&
+                   shared_bits >= 0 &&
+                   ws_deflate_can_share(d, shared_bits ? shared_bits : d->send_bits);
+    if (share && !shared_bits) {
+      if (ws_deflate_compress_shared(&d->cfg, d->send_bits, data, len, &shared) == 0) {
+        shared_bits = d->send_bits;
+        zhl = ws_frame_header(zhdr, 1, WS_RSV1, opcode, shared.len, NULL);
+      } else {
+        shared_bits = -1;   /* never share after a failure: each compresses its own */
+        share = 0;
+      }
+    }
+    if (share) {
+      ws_iov_t b[2] = {{(const char *)zhdr, zhl}, {shared.data, shared.len}};
+      r = ws__conn_write(c, b, shared.len ? 2 : 1);
+    } else if (d || c->codec != &ws_codec_rfc6455 || (c->flags & WS__F_CLIENT)) {
+      r = send_message(c, opcode, data, len);   /* its own framing or compression */
     } else {
       ws_iov_t b[2] = {{(const char *)hdr, hl}, {data, len}};
       r = ws__conn_write(c, b, 2);
@@ -957,5 +1165,6 @@ size_t ws_loop_broadcast(ws_loop_t *l, ws_conn_t **conns, size_t n, int opcode,
     ws__conn_after_queue(c);
     if (r == 0) sent++;
   }
+  ws_bytes_free(&shared);
   return sent;
 }

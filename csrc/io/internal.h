@@ -3,6 +3,7 @@
 #define LUAWS_IO_INTERNAL_H
 
 #include "io.h"
+#include "codec.h"
 
 #define WS__READ_BUF (256 * 1024)   /* the loop's one read buffer */
 #define WS__CORK_BUF (64 * 1024)    /* batches small sends made inside a handler */
@@ -44,6 +45,11 @@ struct ws_loop {
   uint32_t sweep_ms;         /* its period: a quarter of the shortest timeout in use */
   int sweep_on;
   size_t mem_in, mem_out;    /* bytes buffered by all conns (ws_loop_stats) */
+  ws_bytes_t scratch;        /* an extension's output for the message being sent */
+  /* The upgrade request being handed up (on_request), for ws_conn_accept. */
+  ws_conn_t *req_conn;
+  const ws_http_head_t *req_head;
+  const char *req_body;      /* the bytes after its head that the codec needs */
 };
 
 /* Loop time in ms, for the conns' deadlines; compared by unsigned difference, so it may
@@ -88,14 +94,43 @@ enum {
 
 typedef struct ws__client_hs ws__client_hs_t;
 
+/* A conn's role, installed by server.c or client.c: the conn calls these and never a
+ * role's functions by name, so every dependency in csrc/io points at the conn. */
+typedef struct ws__role {
+  /* Input in an HTTP state: bytes consumed, 0 to wait for more, or -1 when the conn was
+   * failed or answered and input must stop. */
+  ssize_t (*on_head)(ws_conn_t *c, char *buf, size_t len);
+  void (*on_secure)(ws_conn_t *c);   /* the transport is up (client: send the request) */
+  /* A whole frame sent before the socket is open (client: written after the 101). */
+  int (*queue_early)(ws_conn_t *c, const char *frame, size_t len);
+  size_t (*early_len)(const ws_conn_t *c);
+  void (*account)(ws_conn_t *c, ssize_t delta);   /* c's buffers grew or shrank */
+  void (*free)(ws_conn_t *c);
+} ws__role_t;
+
+extern const ws__role_t ws__server_role, ws__client_role;
+
 /* An error to tell the layer above just before on_close (conn.c, note_error). */
 struct ws__error {
   int err;
   char message[];
 };
 
+/* The extensions a conn is configured with, and what negotiation made of them. Only a
+ * conn configured with some has one. */
+struct ws__exts {
+  unsigned n;
+  int rsv;                  /* RSV bits the negotiated ones own (0: none negotiated) */
+  int text;                 /* the message being decoded is text */
+  uint32_t utf8;            /* its UTF-8 validator state (on the decoded bytes) */
+  char *agreed;             /* Sec-WebSocket-Extensions value agreed, or NULL */
+  ws_ext_use_t use[WS_MAX_EXTENSIONS];   /* configs are copies owned here */
+};
+
 /* Under the connection: plain TCP (tp == NULL) or TLS (tls.c). */
 typedef struct ws__transport {
+  size_t headroom;   /* reads land this far into the loop's read buffer (TLS decrypts
+                        into the front, in place) */
   void (*on_read)(ws_conn_t *c, char *data, size_t len);           /* from the socket */
   int (*write)(ws_conn_t *c, const ws_iov_t *iov, unsigned n);     /* to the peer */
   void (*shutdown)(ws_conn_t *c);                                  /* before FIN */
@@ -126,13 +161,16 @@ struct ws_conn {
   ws_server_t *server;
   ws_conn_t *next, *prev;          /* the loop's list of conns */
   void *data;
+  const ws__role_t *role;
   const ws__transport_t *tp;
   void *tls;
   ws__client_hs_t *hs;             /* client handshake state, freed at open */
   char *protocol;                  /* negotiated subprotocol, NULL if none */
   char *close_reason;              /* the peer's close reason, if any */
   struct ws__error *error;         /* an abort's error, told just before on_close */
-  ws_parser_t parser;
+  const ws_codec_t *codec;         /* the protocol version's framing (codec.h) */
+  ws_codec_parser_t parser;
+  struct ws__exts *ext;            /* configured extensions, or NULL */
   ws_buf_t in;                     /* unconsumed input (split header, paused) */
   ws_buf_t msg;                    /* an unfinished message */
   ws_buf_t pending;                /* queued, not yet handed to libuv */
@@ -151,7 +189,7 @@ struct ws_conn {
   uint16_t max_head, max_headers;
   uint16_t close_code;             /* for on_close */
   uint8_t state;
-  uint8_t version;                 /* 13, 8, 7 */
+  uint8_t version;                 /* 13, 8, 7; 76, 75 for the drafts */
   uint8_t refs;                    /* handles and requests still out */
   uint8_t msg_binary;
 };
@@ -194,10 +232,6 @@ size_t ws__conn_prefix_room(const ws_conn_t *c, size_t max);
 void ws__conn_abort(ws_conn_t *c, int err, unsigned code, const char *message);
 void ws__conn_flush_cork(ws_loop_t *l);
 
-/* Head handling in the HTTP states: returns bytes consumed, 0 to wait for more, or -1
- * when the conn was failed/answered and input must stop. */
-ssize_t ws__server_on_head(ws_conn_t *c, char *buf, size_t len);
-ssize_t ws__client_on_head(ws_conn_t *c, char *buf, size_t len);
 /* A client conn with its request head built, not yet connected; freed on failure. */
 int ws__client_new(ws_loop_t *l, ws_conn_t **out, const char *path, const char *host_header,
                    const char *protocols, const char *extra_headers,
@@ -209,11 +243,10 @@ ws_server_t *ws__server_new(ws_loop_t *l, const ws_server_options_t *o, ws_tls_c
 void ws__server_start(ws_server_t *s, ws_conn_t *c);
 /* Acts on every conn's deadlines as at time now (the sweep timer's walk). */
 void ws__loop_sweep(ws_loop_t *l, uint32_t now);
-void ws__client_free_hs(ws_conn_t *c);
-void ws__client_on_secure(ws_conn_t *c);   /* TCP (and TLS) ready: send the request */
 void ws__conn_unref(ws_conn_t *c);
-int ws__client_queue_early(ws_conn_t *c, const char *frame, size_t len);
-size_t ws__client_early_len(const ws_conn_t *c);
-void ws__server_account(ws_server_t *s, ssize_t delta);
+/* Copies o's extensions and their configs into c (none: c->ext stays NULL). */
+int ws__conn_set_extensions(ws_conn_t *c, const ws_conn_options_t *o);
+/* Negotiation is done: what was agreed (value may be NULL) and the RSV bits it owns. */
+int ws__conn_extensions_agreed(ws_conn_t *c, const char *value, size_t len);
 
 #endif

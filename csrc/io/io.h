@@ -6,6 +6,7 @@
 
 #include <uv.h>
 #include "ws.h"
+#include "ext.h"
 
 typedef struct ws_loop ws_loop_t;
 typedef struct ws_conn ws_conn_t;
@@ -14,6 +15,8 @@ typedef struct ws_tls_ctx ws_tls_ctx_t;   /* see tls.h; NULL for plain TCP */
 
 /* readyState, as browsers number it. */
 enum { WS_CONNECTING = 0, WS_OPEN = 1, WS_CLOSING = 2, WS_CLOSED = 3 };
+
+#define WS_MAX_EXTENSIONS 4   /* extensions one connection may be configured with */
 
 /* Every timeout is in ms, below 2^31 (longer ones are cut to that); 0 = none. */
 #define WS_TIMEOUT_MAX 0x7fffffffu
@@ -34,6 +37,11 @@ typedef struct ws_conn_options {
                                      1: only the send fails with EBACKPRESSURE */
   size_t max_head;                /* client: bytes in the response head */
   uint16_t max_headers;           /* client: header count in the response head */
+  /* Extensions (ext.h) a client offers / a server accepts, in order of preference, each
+   * with its config (ws_extension_t.config_size bytes, copied by the conn). */
+  unsigned num_extensions;
+  const ws_extension_t *extensions[WS_MAX_EXTENSIONS];
+  const void *extension_configs[WS_MAX_EXTENSIONS];
 } ws_conn_options_t;
 
 void ws_conn_options_default(ws_conn_options_t *o);
@@ -45,6 +53,7 @@ typedef struct ws_server_options {
   size_t max_memory;              /* bytes all its conns may buffer; over it the largest
                                      are dropped (1013); 0 = no budget */
   int backlog;
+  int drafts;                     /* 1: hixie-75/76 requests are served; 0: 426 */
   int raw;                        /* tests: connections deliver raw bytes (on_raw) */
 } ws_server_options_t;
 
@@ -87,7 +96,9 @@ int ws_loop_free(ws_loop_t *l);
 void ws_loop_cork(ws_loop_t *l);
 void ws_loop_uncork(ws_loop_t *l);
 /* Builds the server frame for data once; sends it to every conn (broadcast), each under
- * its own max_buffered policy. Returns how many it was queued for. */
+ * its own max_buffered policy. permessage-deflate conns that keep no send context share
+ * one compressed frame; the others compress their own. Returns how many it was queued
+ * for. */
 size_t ws_loop_broadcast(ws_loop_t *l, ws_conn_t **conns, size_t n, int opcode,
                          const char *data, size_t len);
 
@@ -133,8 +144,10 @@ void ws_conn_http_end(ws_conn_t *c);
  * 500, a response under way is cut short, an open socket closes with 1011. */
 void ws_conn_handler_failed(ws_conn_t *c);
 
-/* Sends a data message (WS_OP_TEXT / WS_OP_BINARY) or PING / PONG. 0 or an error:
- * WS_ECLOSED, WS_EBACKPRESSURE, WS_EINVAL (control payload > 125). */
+/* Sends a data message (WS_OP_TEXT / WS_OP_BINARY) or PING / PONG, through the
+ * negotiated extensions. 0 or an error: WS_ECLOSED, WS_EBACKPRESSURE, WS_EINVAL (control
+ * payload > 125; text that is not UTF-8 on a draft connection), WS_ENOTSUPPORTED (binary
+ * or ping on a draft connection). */
 int ws_conn_send(ws_conn_t *c, int opcode, const char *data, size_t len);
 /* Raw mode: bytes as they are. */
 int ws_conn_write_raw(ws_conn_t *c, const char *data, size_t len);
@@ -148,7 +161,9 @@ void ws_conn_resume(ws_conn_t *c);
 int ws_conn_ready_state(const ws_conn_t *c);
 size_t ws_conn_buffered(const ws_conn_t *c);
 const char *ws_conn_protocol(const ws_conn_t *c);   /* "" if none */
-const char *ws_conn_version(const ws_conn_t *c);    /* "hybi-13", "hybi-8", ... */
+const char *ws_conn_version(const ws_conn_t *c);    /* "hybi-13", "hixie-76", ... */
+const char *ws_conn_extensions(const ws_conn_t *c); /* the agreed Sec-WebSocket-Extensions
+                                                       value; "" if none */
 int ws_conn_is_client(const ws_conn_t *c);
 void *ws_conn_data(const ws_conn_t *c);
 void ws_conn_set_data(ws_conn_t *c, void *data);

@@ -81,6 +81,7 @@ int ws_loop_free(ws_loop_t *l) {
   int r = uv_loop_close(l->uv);
   if (r) return r;
   ws__buf_free(&l->cork);
+  ws_bytes_free(&l->scratch);
   free(l->rbuf);
   free(l);
   the_loop = NULL;

@@ -206,7 +206,7 @@ ws_script_t *ws_script_connect(ws_loop_t *l, const char *path, const char *host,
     return NULL;
   }
   ws__conn_start_read(c);
-  ws__client_on_secure(c);
+  c->role->on_secure(c);
   return p;
 }
 

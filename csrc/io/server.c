@@ -14,12 +14,9 @@ void ws_server_options_default(ws_server_options_t *o) {
   o->max_memory = (size_t)1 << 30;   /* ten peers stalling 64 MiB messages fit; a flood
                                         of them does not take the machine */
   o->backlog = 511;
+  o->drafts = 1;   /* faye serves hixie-75 and -76 by default */
   o->raw = 0;
 }
-
-/* The request being handed up, for ws_conn_accept (valid during on_request only). */
-static ws_conn_t *cur_conn;
-static const ws_http_head_t *cur_head;
 
 /* Answers an HTTP error and closes; nothing reaches the layer above. */
 static void respond_error(ws_conn_t *c, int status, const char *why, const char *extra) {
@@ -39,7 +36,7 @@ static void respond_error(ws_conn_t *c, int status, const char *why, const char 
   ws__conn_end(c);
 }
 
-ssize_t ws__server_on_head(ws_conn_t *c, char *buf, size_t len) {
+static ssize_t on_head(ws_conn_t *c, char *buf, size_t len) {
   ws_server_t *s = c->server;
   if (!s) {
     ws__conn_destroy(c, 1006, 0);
@@ -70,24 +67,33 @@ ssize_t ws__server_on_head(ws_conn_t *c, char *buf, size_t len) {
     return -1;
   }
   int upgrade = ws_handshake_is_upgrade(&h);
+  ws_loop_t *l = s->loop;
   if (upgrade) {
     int version = 13;
     const char *why = NULL;
-    int status = ws_handshake_check_request(&h, &version, &why);
+    const ws_codec_t *codec;
+    int status = ws_codec_select(&h, s->opt.drafts, &codec, &version, &why);
     if (status) {
       respond_error(c, status, why ? why : "bad WebSocket handshake",
                     status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
       return -1;
     }
+    /* hixie-76's key3 follows the head, announced by no header: wait for it (bounded by
+     * the handshake timeout); the head is searched again when it comes. */
+    if (len - (size_t)r < codec->handshake_body) return 0;
+    l->req_body = buf + r;
+    r += (int)codec->handshake_body;
+    c->codec = codec;
     c->version = (uint8_t)version;
   }
   c->state = WS__S_REQUEST;
   c->flags |= WS__F_KNOWN;
-  cur_conn = c;
-  cur_head = &h;
-  if (s->loop->ev->on_request) s->loop->ev->on_request(s, c, &h, upgrade);
-  cur_conn = NULL;
-  cur_head = NULL;
+  l->req_conn = c;
+  l->req_head = &h;
+  if (l->ev->on_request) l->ev->on_request(s, c, &h, upgrade);
+  l->req_conn = NULL;
+  l->req_head = NULL;
+  l->req_body = NULL;
   if (c->state == WS__S_CLOSED) return -1;
   if (upgrade) {
     if (c->state == WS__S_OPEN) {
@@ -100,30 +106,54 @@ ssize_t ws__server_on_head(ws_conn_t *c, char *buf, size_t len) {
   return (ssize_t)len;   /* one request per connection: the rest (a body) is dropped */
 }
 
+/* The server's side of extension negotiation (RFC 6455 9.1): the value to answer with,
+ * into out (empty when none was accepted). */
+static int negotiate_extensions(ws_conn_t *c, const ws_http_head_t *h, char *out, size_t cap,
+                                size_t *len) {
+  *len = 0;
+  out[0] = 0;
+  if (!c->ext) return 0;
+  ws_ext_list_t *offers = malloc(sizeof *offers);
+  if (!offers) return WS_ENOMEM;
+  ws_ext_list_init(offers);
+  int r = ws_ext_parse_head(offers, h);
+  if (r == 0) r = ws_ext_server_negotiate(c->ext->use, c->ext->n, offers, out, cap, len);
+  free(offers);
+  if (r == 0) r = ws__conn_extensions_agreed(c, out, *len);
+  return r;
+}
+
 int ws_conn_accept(ws_conn_t *c, const char *protocol, const char *extra_headers,
                    const ws_conn_options_t *o) {
-  if (c != cur_conn || c->state != WS__S_REQUEST) return WS_EINVAL;
-  const ws_header_t *key = ws_http_find(cur_head, "sec-websocket-key");
-  if (!key) return WS_EINVAL;
-  char accept[29];
-  ws_handshake_accept(key->value, key->value_len, accept);
-  size_t extra = extra_headers ? strlen(extra_headers) : 0;
-  size_t plen = protocol ? strlen(protocol) : 0;
-  size_t cap = 160 + plen + extra;
+  ws_loop_t *l = c->loop;
+  if (c != l->req_conn || c->state != WS__S_REQUEST) return WS_EINVAL;
+  ws__conn_apply_options(c, o, WS_ROLE_SERVER);
+  char agreed[512];
+  size_t alen = 0;
+  int r = ws__conn_set_extensions(c, o);
+  if (r == 0) r = negotiate_extensions(c, l->req_head, agreed, sizeof agreed, &alen);
+  if (r) return r == WS_EHTTP || r == WS_EHEADTOOBIG ? WS_EHANDSHAKE : r;
+  ws_codec_answer_t a = {l->req_head, (const uint8_t *)l->req_body, c->tp != NULL,
+                         protocol && *protocol ? protocol : NULL, alen ? agreed : NULL,
+                         extra_headers};
+  size_t cap = 512 + (protocol ? strlen(protocol) : 0) + alen +
+               (extra_headers ? strlen(extra_headers) : 0) + l->req_head->target_len;
+  const ws_header_t *host = ws_http_find(l->req_head, "Host"),
+                    *origin = ws_http_find(l->req_head, "Origin");
+  cap += (host ? host->value_len : 0) + (origin ? origin->value_len : 0);
   char *buf = malloc(cap);
   if (!buf) return WS_ENOMEM;
-  int n = snprintf(buf, cap,
-                   "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                   "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s%s%s%s\r\n",
-                   accept, plen ? "Sec-WebSocket-Protocol: " : "", plen ? protocol : "",
-                   plen ? "\r\n" : "", extra ? extra_headers : "");
-  if (plen && !(c->protocol = strdup(protocol))) {
+  int n = c->codec->response(buf, cap, c->version, &a);
+  if (n < 0) {
+    free(buf);
+    return n;
+  }
+  if (a.protocol && !(c->protocol = strdup(protocol))) {
     free(buf);
     return WS_ENOMEM;
   }
-  ws__conn_apply_options(c, o, WS_ROLE_SERVER);
   ws_iov_t b = {buf, (size_t)n};
-  int r = ws__conn_write(c, &b, 1);
+  r = ws__conn_write(c, &b, 1);
   free(buf);
   if (r) return r;
   c->state = WS__S_OPEN;   /* on_open fires when the request handler has returned */
@@ -175,7 +205,9 @@ void ws_conn_http_end(ws_conn_t *c) {
 
 /* Over the budget, the conns holding the most are dropped (1013, Try Again Later) until
  * it is met: one hostile peer cannot take what the others need. */
-void ws__server_account(ws_server_t *s, ssize_t delta) {
+static void account(ws_conn_t *c, ssize_t delta) {
+  ws_server_t *s = c->server;
+  if (!s) return;
   s->mem += (size_t)delta;
   if (s->evicting) return;   /* an eviction below, accounting for what it freed */
   s->evicting = 1;
@@ -209,8 +241,22 @@ static void on_connection(uv_stream_t *ls, int status) {
   ws__server_start(s, c);
 }
 
+static void no_secure(ws_conn_t *c) { (void)c; }
+static int no_early(ws_conn_t *c, const char *frame, size_t len) {
+  (void)c, (void)frame, (void)len;
+  return WS_ECLOSED;   /* a server's conn is never written to before it is open */
+}
+static size_t no_early_len(const ws_conn_t *c) {
+  (void)c;
+  return 0;
+}
+
+const ws__role_t ws__server_role = {on_head, no_secure, no_early, no_early_len, account,
+                                    no_secure};
+
 void ws__server_start(ws_server_t *s, ws_conn_t *c) {
   c->server = s;
+  c->role = &ws__server_role;
   ws_conn_options_t o;
   ws_conn_options_default(&o);
   o.handshake_timeout_ms = s->opt.handshake_timeout_ms;

@@ -249,7 +249,7 @@ static int handshake(ws_conn_t *c) {
   if (flush_out(c) != 0 || c->state == WS__S_CLOSED) return -1;
   if (e == SSL_ERROR_WANT_READ) return 0;
   t->secure = 1;
-  if (!t->server) ws__client_on_secure(c);
+  if (!t->server) c->role->on_secure(c);
   return c->state == WS__S_CLOSED ? -1 : 1;
 }
 
@@ -285,7 +285,6 @@ static void read_plaintext(ws_conn_t *c, char *base, char *end) {
     got += (size_t)n;
   }
   if (got) {
-    if (pre) memcpy(base, c->in.base + c->in.start, pre);
     ws__conn_feed(c, base, pre, got);
     if (c->state == WS__S_CLOSED) return;
   }
@@ -377,7 +376,8 @@ static void tls_free(ws_conn_t *c) {
   c->tp = NULL;
 }
 
-static const ws__transport_t tls_transport = {tls_on_read, tls_write, tls_shutdown, tls_free};
+static const ws__transport_t tls_transport = {WS__TLS_HEADROOM, tls_on_read, tls_write,
+                                              tls_shutdown, tls_free};
 
 /* SNI and the name to verify. RFC 6066 3: SNI is a host name, never an IP literal;
  * an address is checked against the certificate's IP subjectAltNames instead. */

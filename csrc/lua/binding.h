@@ -61,6 +61,7 @@ void l_tls_open(lua_State *L);
 int l_conn_push_new(lua_State *L, ws_conn_t *c);   /* wraps c (server side) */
 
 void l_conn_options(lua_State *L, int t, ws_conn_options_t *o);
+void l_extension_options(lua_State *L, int t, ws_conn_options_t *o);   /* l_ext.c */
 extern const ws_io_events_t l_events;
 
 /* module functions living in other files */

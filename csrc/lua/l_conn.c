@@ -57,6 +57,7 @@ void l_conn_options(lua_State *L, int t, ws_conn_options_t *o) {
   lua_pop(L, 1);
   o->max_head = (size_t)l_opt_u64(L, t, "max_head", o->max_head, 1u << 20);
   o->max_headers = (uint16_t)l_opt_u64(L, t, "max_headers", o->max_headers, 256);
+  l_extension_options(L, t, o);
 }
 
 /* ---- events --------------------------------------------------------------- */
@@ -280,7 +281,9 @@ static int l_conn_send(lua_State *L) {
   if (!binary) {   /* a text frame must be UTF-8 or the peer fails us with 1007 */
     uint32_t st = WS_UTF8_ACCEPT;
     if (ws_utf8_validate(&st, (const uint8_t *)data, len) != 0 || st != WS_UTF8_ACCEPT)
-      return luaL_argerror(L, 2, "text is not valid UTF-8 (send it as \"binary\")");
+      return luaL_argerror(L, 2, strncmp(ws_conn_version(c), "hixie", 5) == 0
+                                     ? "text is not valid UTF-8 (the drafts carry text only)"
+                                     : "text is not valid UTF-8 (send it as \"binary\")");
   }
   int r = ws_conn_send(c, binary ? WS_OP_BINARY : WS_OP_TEXT, data, len);
   if (r) return l_fail(L, r);
@@ -385,6 +388,10 @@ static int l_conn_index(lua_State *L) {
     }
     if (c && strcmp(k, "version") == 0) {
       lua_pushstring(L, ws_conn_version(c));
+      return 1;
+    }
+    if (c && strcmp(k, "extensions") == 0 && b->kind == L_KIND_SOCKET) {
+      lua_pushstring(L, ws_conn_extensions(c));
       return 1;
     }
   }

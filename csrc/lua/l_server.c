@@ -117,6 +117,8 @@ int l_listen(lua_State *L) {
   o.backlog = (int)l_opt_u64(L, 1, "backlog", (uint64_t)o.backlog, 65535);
   lua_getfield(L, 1, "raw");
   o.raw = lua_toboolean(L, -1);
+  lua_getfield(L, 1, "drafts");
+  o.drafts = lua_isnil(L, -1) || lua_toboolean(L, -1);
   lua_getfield(L, 1, "tls");
   int tls_idx = lua_gettop(L);
   ws_tls_ctx_t *tls = l_tls_opt(L, tls_idx);

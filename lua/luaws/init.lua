@@ -94,7 +94,8 @@ local function accept(req, protocols, opts)
   local conn = upgrading.conn
   local o = options.socket(opts, 3)
   local chosen
-  local offered = req.headers["sec-websocket-protocol"]
+  -- hixie-75 names its one protocol WebSocket-Protocol
+  local offered = req.headers["sec-websocket-protocol"] or req.headers["websocket-protocol"]
   if offered and protocols then
     local supported = {}
     for _, p in ipairs(options.protocol_list(protocols, 3)) do supported[p] = true end

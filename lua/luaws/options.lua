@@ -79,10 +79,17 @@ function M.socket(o, level)
   for k in pairs(o) do
     if not SOCKET[k] then fail(level, "unknown option %q", tostring(k)) end
   end
+  local extensions
   if o.extensions ~= nil then
     if type(o.extensions) ~= "table" then fail(level, "option extensions must be a list") end
-    if #o.extensions > 0 then
-      fail(level, "option extensions: permessage-deflate is not available in this build")
+    extensions = {}
+    for i, e in ipairs(o.extensions) do
+      local core_config = type(e) == "table" and rawget(e, "_core")
+      if type(core_config) ~= "table" then
+        fail(level, "option extensions[%d] is not an extension (use require \"luaws.deflate\")", i)
+      end
+      if i > 4 then fail(level, "option extensions: at most 4") end
+      extensions[i] = core_config
     end
   end
   if o.proxy ~= nil then fail(level, "option proxy is not available in this build") end
@@ -107,6 +114,7 @@ function M.socket(o, level)
     max_fragments = number(o, "max_fragments", level),
     max_head = number(o, "max_head", level),
     max_headers = number(o, "max_headers", level),
+    extensions = extensions,
   }
   return { core = c, headers = o.headers, tls = o.tls, protocols = o.protocols }
 end
@@ -146,7 +154,7 @@ end
 
 local SERVER = {
   host = true, port = true, tls = true, max_head = true, max_headers = true,
-  handshake_timeout = true, backlog = true, raw = true, max_memory = true,
+  handshake_timeout = true, backlog = true, raw = true, max_memory = true, drafts = true,
 }
 
 function M.server(o, level)
@@ -165,6 +173,7 @@ function M.server(o, level)
     max_memory = number(o, "max_memory", level),
     backlog = number(o, "backlog", level),
     raw = o.raw and true or nil,
+    drafts = o.drafts ~= false,
     tls = M.tls(o.tls, "server", level),
   }
 end

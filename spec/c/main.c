@@ -13,6 +13,7 @@ int main(void) {
   test_hixie();
   test_ext();
   test_deflate();
+  test_codec();
   printf("%ld passed, %ld failed\n", test_passed, test_failed);
   return test_failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

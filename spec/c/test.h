@@ -60,5 +60,6 @@ void test_handshake(void);
 void test_hixie(void);
 void test_ext(void);
 void test_deflate(void);
+void test_codec(void);
 
 #endif

@@ -14,7 +14,7 @@
 /* ---- helpers ---------------------------------------------------------------------- */
 
 typedef struct {
-  ws_buf_t out;
+  ws_bytes_t out;
   long calls;
   size_t biggest;   /* largest single sink call */
   int fail_after;   /* > 0: the sink fails (WS_EINTERNAL) on that call */
@@ -101,7 +101,7 @@ static void expect_inflate(int nct, const char *const *msgs, const size_t *lens,
         if (r) fprintf(stderr, "  mode %d round %d message %zu (nct %d)\n", mode, k, i, nct);
         CHECK_INT(r, 0);
         CHECK_MEM(s.out.data, s.out.len, want[i], want_lens[i]);
-        ws_buf_free(&s.out);
+        ws_bytes_free(&s.out);
       }
       ws_deflate_free(&d);
     }
@@ -121,7 +121,7 @@ static void expect_inflate(int nct, const char *const *msgs, const size_t *lens,
 
 static void test_rfc_examples(void) {
   ws_deflate_t d;
-  ws_buf_t out = {0};
+  ws_bytes_t out = {0};
   int rsv;
 
   /* 7.2.3.1: "Hello" in one compressed frame, and in two fragments. */
@@ -133,7 +133,7 @@ static void test_rfc_examples(void) {
     CHECK_INT(ws_deflate_inflate(&d, LIT(a), 0, 0, sink_fn, &s), 0);
     CHECK_INT(ws_deflate_inflate(&d, LIT(b), 1, 0, sink_fn, &s), 0);
     CHECK_MEM(s.out.data, s.out.len, "Hello", 5);
-    ws_buf_free(&s.out);
+    ws_bytes_free(&s.out);
     ws_deflate_free(&d);
   }
 
@@ -205,7 +205,7 @@ static void test_rfc_examples(void) {
     size_t ml[2] = {8, 5}, wl[2] = {5, 5};
     expect_inflate(0, ms, ml, 2, ws, wl);
   }
-  ws_buf_free(&out);
+  ws_bytes_free(&out);
 }
 
 /* ---- negotiation -------------------------------------------------------------------- */
@@ -487,7 +487,7 @@ static void make_data(char *p, size_t n, uint64_t seed, int kind) {
 
 static void send_recv(ws_deflate_t *from, ws_deflate_t *to, const char *msg, size_t n,
                       int mode, uint64_t *seed) {
-  ws_buf_t wire = {0};
+  ws_bytes_t wire = {0};
   sink_t s = {{0}, 0, 0, 0, 1};
   int rsv = -1;
   CHECK_INT(ws_deflate_compress(from, msg, n, &wire, &rsv), 0);
@@ -499,8 +499,8 @@ static void send_recv(ws_deflate_t *from, ws_deflate_t *to, const char *msg, siz
     CHECK_INT(rsv, 0);
     CHECK_INT(wire.len, 0);
   }
-  ws_buf_free(&wire);
-  ws_buf_free(&s.out);
+  ws_bytes_free(&wire);
+  ws_bytes_free(&s.out);
 }
 
 static void test_round_trips(void) {
@@ -546,7 +546,7 @@ static void test_round_trips(void) {
 static void test_window8(void) {
   static char msg[20000], back[20000];
   ws_deflate_t d, r;
-  ws_buf_t wire = {0};
+  ws_bytes_t wire = {0};
   uint64_t seed = 3;
   int rsv;
   z_stream z;
@@ -574,7 +574,7 @@ static void test_window8(void) {
   send_recv(&d, &r, msg, sizeof msg, FEED_WHOLE, &seed);
   ws_deflate_free(&d);
   ws_deflate_free(&r);
-  ws_buf_free(&wire);
+  ws_bytes_free(&wire);
 }
 
 /* ---- bombs and limits --------------------------------------------------------------- */
@@ -583,7 +583,7 @@ static void test_bombs(void) {
   size_t big = 64u << 20;
   char *zeros = calloc(1, big);
   ws_deflate_config_t cfg;
-  ws_buf_t bomb = {0};
+  ws_bytes_t bomb = {0};
   ws_deflate_t d;
   uint64_t seed = 9;
   int mode;
@@ -617,7 +617,7 @@ static void test_bombs(void) {
     /* Bounded memory: a 32 KiB window and zlib's state, nothing that grows. */
     CHECK(ws_deflate_memory(&d) == 0); /* the failed stream was dropped at once */
     CHECK_INT(ws_deflate_inflate(&d, "\x00", 1, 1, 0, sink_fn, &s), WS_ETOOBIG); /* sticky */
-    CHECK_INT(ws_ext_close_code(WS_ETOOBIG), 1009);
+    CHECK_INT(ws_err_close_code(WS_ETOOBIG), 1009);
     ws_deflate_free(&d);
   }
   /* The memory held while inflating is bounded too (checked from inside the sink). */
@@ -645,10 +645,10 @@ static void test_bombs(void) {
     CHECK_INT(ws_deflate_inflate(&d, LIT("\xf2\x00\x11\x00\x00"), 1, 4, sink_fn, &s),
               WS_ETOOBIG);
     CHECK_MEM(s.out.data, s.out.len, "Hello", 5);
-    ws_buf_free(&s.out);
+    ws_bytes_free(&s.out);
     ws_deflate_free(&d);
   }
-  ws_buf_free(&bomb);
+  ws_bytes_free(&bomb);
 }
 
 /* ---- corrupt streams ---------------------------------------------------------------- */
@@ -665,7 +665,7 @@ static void expect_corrupt(const char *in, size_t len) {
     /* Sticky, even for a good message. */
     CHECK_INT(ws_deflate_inflate(&d, LIT("\xf2\x48\xcd\xc9\xc9\x07\x00"), 1, 0, sink_fn, &s),
               WS_EINFLATE);
-    ws_buf_free(&s.out);
+    ws_bytes_free(&s.out);
     ws_deflate_free(&d);
   }
 }
@@ -682,7 +682,7 @@ static void test_corrupt(void) {
   expect_corrupt(LIT("\xf2\x48\xcd\xc9\xc9\x07"));
   expect_corrupt(LIT("\x00\x05\x00\xfa\xff\x48\x65\x6c"));
   expect_corrupt(LIT("\xff\xff\xff\xff\xff\xff"));
-  CHECK_INT(ws_ext_close_code(WS_EINFLATE), 1007);
+  CHECK_INT(ws_err_close_code(WS_EINFLATE), 1007);
 
   /* A stream that refers back is fine with context takeover and corrupt without it:
    * the inflater is dropped after each message. */
@@ -696,7 +696,7 @@ static void test_corrupt(void) {
   /* The sink's error stops it and is returned. */
   {
     static char msg[100000];
-    ws_buf_t wire = {0};
+    ws_bytes_t wire = {0};
     int rsv;
     sink_t f = {{0}, 0, 0, 2, 0};
     make_data(msg, sizeof msg, 1, 2);
@@ -709,9 +709,9 @@ static void test_corrupt(void) {
     CHECK_INT(f.calls, 2);
     CHECK_INT(ws_deflate_inflate(&d, "", 0, 1, 0, sink_fn, &f), WS_EBACKPRESSURE);
     ws_deflate_free(&d);
-    ws_buf_free(&wire);
+    ws_bytes_free(&wire);
   }
-  ws_buf_free(&s.out);
+  ws_bytes_free(&s.out);
 }
 
 /* ---- context takeover and memory ---------------------------------------------------- */
@@ -719,7 +719,7 @@ static void test_corrupt(void) {
 static void test_context_and_memory(void) {
   static char msg[5000];
   ws_deflate_t a, b;
-  ws_buf_t w1 = {0}, w2 = {0};
+  ws_bytes_t w1 = {0}, w2 = {0};
   int rsv, nct;
 
   make_data(msg, sizeof msg, 11, 2); /* random: only the window can shrink a repeat */
@@ -749,7 +749,7 @@ static void test_context_and_memory(void) {
       CHECK_INT(ws_deflate_inflate(&b, w2.data, w2.len, 1, 0, sink_fn, &s), 0);
       CHECK_INT(s.out.len, 2 * sizeof msg);
       CHECK(memcmp(s.out.data + sizeof msg, msg, sizeof msg) == 0);
-      ws_buf_free(&s.out);
+      ws_bytes_free(&s.out);
     }
     /* Mid-message, even a no-context receiver holds its stream; after fin it is gone. */
     {
@@ -780,8 +780,8 @@ static void test_context_and_memory(void) {
     CHECK(w1.len > 0);
     ws_deflate_free(&a);
   }
-  ws_buf_free(&w1);
-  ws_buf_free(&w2);
+  ws_bytes_free(&w1);
+  ws_bytes_free(&w2);
 }
 
 /* ---- broadcast ---------------------------------------------------------------------- */
@@ -789,7 +789,7 @@ static void test_context_and_memory(void) {
 static void test_shared(void) {
   static char msg[30000];
   ws_deflate_config_t cfg;
-  ws_buf_t once = {0}, own = {0};
+  ws_bytes_t once = {0}, own = {0};
   ws_deflate_t a, r;
   uint64_t seed = 1;
   int rsv, bits;
@@ -816,7 +816,7 @@ static void test_shared(void) {
       sink_t s = {{0}, 0, 0, 0, 1};
       CHECK_INT(inflate_msg(&r, once.data, once.len, FEED_RANDOM, &seed, 0, &s), 0);
       CHECK_MEM(s.out.data, s.out.len, msg, sizeof msg);
-      ws_buf_free(&s.out);
+      ws_bytes_free(&s.out);
     }
     send_recv(&a, &r, msg, 5000, FEED_WHOLE, &seed);
     ws_deflate_free(&a);
@@ -831,8 +831,8 @@ static void test_shared(void) {
   once.len = 0;
   CHECK_INT(ws_deflate_compress_shared(&cfg, 15, "", 0, &once), 0);
   CHECK_MEM(once.data, once.len, "\x00", 1);
-  ws_buf_free(&once);
-  ws_buf_free(&own);
+  ws_bytes_free(&once);
+  ws_bytes_free(&own);
 }
 
 void test_deflate(void) {

@@ -7,7 +7,8 @@
  * upgrade request; client: the 101 answering its request), else the input is the head;
  * bit 2 that head lacks its final CRLF (the input adds headers); bits 3-4 options (0
  * defaults; 1 small high_water and max_buffered; 2 the same with the "error" policy;
- * 3 short timeouts and message limits). Then operations, one byte each (low 3 bits the
+ * 3 short timeouts and message limits); bit 7 permessage-deflate is configured and, with
+ * a valid head, negotiated. Then operations, one byte each (low 3 bits the
  * operation, high 5 its argument), some followed by data. Each callback takes the next
  * input byte as the action it performs.
  *
@@ -20,6 +21,7 @@
 #include <string.h>
 
 #include "io.h"
+#include "deflate.h"
 #include "scripted.h"
 
 #define REQUIRE(c)                                                            \
@@ -165,6 +167,8 @@ static int out_control(void *ud, int op, char *d, size_t n) {
 
 static const ws_parser_settings_t out_settings = {out_data, out_control};
 
+static int deflated;   /* this run negotiates permessage-deflate: RSV1 may be set */
+
 static void check_output(const char *out, size_t n, int client, int upgraded) {
   if (!n) return;
   const char *end = NULL;
@@ -186,6 +190,7 @@ static void check_output(const char *out, size_t n, int client, int upgraded) {
   char *frames = malloc(len ? len : 1);
   memcpy(frames, end, len);
   ws_parser_init(&p, client ? WS_ROLE_SERVER : WS_ROLE_CLIENT, 0);
+  if (deflated) p.rsv_allowed = WS_RSV1;
   out_closed = 0;
   ssize_t r = ws_parser_execute(&p, &out_settings, NULL, frames, len);
   REQUIRE(r >= 0);
@@ -212,6 +217,13 @@ static const char request[] = "GET /chat HTTP/1.1\r\nHost: server.example.com\r\
                               "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                               "Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Version: 13\r\n\r\n";
+static const char deflate_request[] =
+    "GET /chat HTTP/1.1\r\nHost: server.example.com\r\n"
+    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+    "Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Version: 13\r\n\r\n";
+static ws_deflate_config_t deflate_config;
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!L) setup();
@@ -242,6 +254,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   default:
     break;
   }
+  deflated = (mode & 0x80) && valid_head;
+  if (mode & 0x80) {
+    ws_deflate_config_default(&deflate_config);
+    deflate_config.threshold = 8;   /* the fillers compress */
+    G.opt.num_extensions = 1;
+    G.opt.extensions[0] = &ws_deflate_extension;
+    G.opt.extension_configs[0] = &deflate_config;
+  }
 
   ws_script_t *p;
   size_t prelude_len = 0;
@@ -259,7 +279,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     memcpy(prelude, req, n);
     prelude_len = n;
     if (valid_head) {   /* the 101 for the key it sent */
-      char resp[256], accept[29] = "";
+      char resp[512], accept[29] = "";
       for (size_t i = 0; i + 19 + 24 <= n; i++)
         if (!memcmp(prelude + i, "Sec-WebSocket-Key: ", 19)) {
           ws_handshake_accept(prelude + i + 19, 24, accept);
@@ -267,15 +287,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
       size_t k = (size_t)snprintf(resp, sizeof resp,
                            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                           "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s",
-                           accept, open_head ? "" : "\r\n");
+                           "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s%s",
+                           accept, deflated ? "Sec-WebSocket-Extensions: permessage-deflate; "
+                                              "server_no_context_takeover\r\n" : "",
+                           open_head ? "" : "\r\n");
       ws_script_push(p, resp, k);
     }
   } else {
     p = ws_script_accept(L, S);
     REQUIRE(p);
     G.conn = ws_script_conn(p);
-    if (valid_head) ws_script_push(p, request, sizeof request - 1 - (open_head ? 2 : 0));
+    if (valid_head && deflated)
+      ws_script_push(p, deflate_request, sizeof deflate_request - 1 - (open_head ? 2 : 0));
+    else if (valid_head)
+      ws_script_push(p, request, sizeof request - 1 - (open_head ? 2 : 0));
   }
 
   /* The operations. */

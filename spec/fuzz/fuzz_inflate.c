@@ -175,7 +175,7 @@ static void fuzz_messages(uint8_t flags, const uint8_t *data, size_t size) {
         /* What came out compresses and inflates back to itself. */
         ws_deflate_t s, r;
         ws_deflate_params_t q = {1, 1, 0, 0};
-        ws_buf_t w = {0};
+        ws_bytes_t w = {0};
         out_t c = {0xcbf29ce484222325ull, 0, 0, NULL, 0};
         int rsv;
         q.server_max_window_bits = p.client_max_window_bits;
@@ -186,7 +186,7 @@ static void fuzz_messages(uint8_t flags, const uint8_t *data, size_t size) {
         REQUIRE(ws_deflate_inflate(&r, w.data, w.len, 1, 0, sink, &c) == 0);
         REQUIRE(c.len == a.len && c.hash == a.hash);
         REQUIRE(ws_deflate_memory(&s) == 0 && ws_deflate_memory(&r) == 0);
-        ws_buf_free(&w);
+        ws_bytes_free(&w);
         ws_deflate_free(&s);
         ws_deflate_free(&r);
       }

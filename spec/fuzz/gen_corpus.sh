@@ -44,6 +44,11 @@ printf '\020\000abcdefghij\377' > $x/too-big
 # the -76 worked example request and key3, and a -75 request
 printf '\000GET /demo HTTP/1.1\r\nHost: example.com\r\nConnection: Upgrade\r\nSec-WebSocket-Key2: 12998 5 Y3 1  .P00\r\nSec-WebSocket-Protocol: sample\r\nUpgrade: WebSocket\r\nSec-WebSocket-Key1: 4 @1  46546xW%%0l 1 5\r\nOrigin: http://example.com\r\n\r\n^n:ds[4U' > $x/request-76
 printf '\010GET /demo HTTP/1.1\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\nHost: example.com\r\nOrigin: http://example.com\r\n\r\n\000hi\377' > $x/request-75
+# the worked example with frames in the same input, fed in 5- and 11-byte chunks; the -75
+# example with its protocol; -76 keys whose digits are not a multiple of the spaces
+printf '\002\004\012GET /demo HTTP/1.1\r\nHost: example.com\r\nConnection: Upgrade\r\nSec-WebSocket-Key2: 12998 5 Y3 1  .P00\r\nSec-WebSocket-Protocol: sample\r\nUpgrade: WebSocket\r\nSec-WebSocket-Key1: 4 @1  46546xW%%0l 1 5\r\nOrigin: http://example.com\r\n\r\n^n:ds[4U\000h\303\251llo\377\000\377\200\002ab\377\000' > $x/request-76-frames
+printf '\010GET /demo HTTP/1.1\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\nHost: example.com\r\nOrigin: http://example.com\r\nWebSocket-Protocol: sample\r\n\r\n\000h\303\251llo\377' > $x/request-75-protocol
+printf '\000GET /demo HTTP/1.1\r\nHost: example.com\r\nConnection: Upgrade\r\nSec-WebSocket-Key2: 1 3 5\r\nUpgrade: WebSocket\r\nSec-WebSocket-Key1: 4 @1  46546xW%%0l 1 5\r\n\r\n^n:ds[4U' > $x/request-76-bad-key
 i=corpus/inflate
 # fuzz_inflate: byte 0 bit 7 set = the rest is an extensions header; else bit 0 = no
 # context takeover, bits 1-3 = window bits - 8, bits 4-5 = size limit, then messages,
