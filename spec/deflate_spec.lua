@@ -153,31 +153,6 @@ local function raw_client(port, ...)
   return c, rec, extensions_of(rec.head)
 end
 
--- How many data messages and control frames are complete in data (headers only, so
--- that a wait does not unmask megabytes in Lua each round).
-local function count_frames(s)
-  local msgs, controls, pos = 0, 0, 1
-  while #s - pos + 1 >= 2 do
-    local b0, b1 = s:byte(pos, pos + 1)
-    local n, hl = b1 % 128, 2
-    if n == 126 then
-      if #s - pos + 1 < 4 then break end
-      n = s:byte(pos + 2) * 256 + s:byte(pos + 3); hl = 4
-    elseif n == 127 then
-      if #s - pos + 1 < 10 then break end
-      n = 0
-      for i = 2, 9 do n = n * 256 + s:byte(pos + i) end
-      hl = 10
-    end
-    if b1 >= 128 then hl = hl + 4 end
-    if #s - pos + 1 < hl + n then break end
-    if b0 % 16 >= 8 then controls = controls + 1
-    elseif b0 >= 128 then msgs = msgs + 1 end
-    pos = pos + hl + n
-  end
-  return msgs, controls
-end
-
 -- The data messages in what a raw peer received: each { opcode, rsv (of its first
 -- frame), payload, frames, later_rsv (any RSV on its continuations) }; then the control
 -- frames.
@@ -206,7 +181,7 @@ end
 
 -- Waits until rec.data holds n data messages; returns them.
 local function wait_messages(rec, n, what)
-  H.wait(function() return count_frames(rec.data) >= n or rec.closed end, 10,
+  H.wait(function() return H.count_frames(rec.data) >= n or rec.closed end, 10,
     what or (n .. " messages"))
   local msgs = messages_of(rec.data)
   assert.equal(n, #msgs)
@@ -324,6 +299,15 @@ describe("permessage-deflate between luaws peers", function()
     echo_all(ws, rec, list)
   end)
 
+  it("keeps ws.extensions after the socket closed, as browsers do (and ws.protocol)", function()
+    local ws, rec, srec = pair(deflate.configure { serverNoContextTakeover = true })
+    local expect = "permessage-deflate; server_no_context_takeover"
+    ws:close(1000)
+    H.wait(function() return #rec.closes == 1 and #srec.closes == 1 end, 5, "both closes")
+    assert.equal(expect, ws.extensions)
+    assert.equal(expect, srec.sockets[1].extensions)
+  end)
+
   it("agrees on no extension when only one side has it", function()
     local s, srec = serve()            -- no extensions
     local ws, rec = connect(s.port, client_deflate())
@@ -371,6 +355,18 @@ describe("permessage-deflate server, raw client", function()
     assert.same({}, srec.errors)
   end)
 
+  it("leaves uncompressed messages out of the window (RFC 7692 6)", function()
+    -- "Hello", then "XXXXX" as it is, then 7.2.3.2's copy of the 5 bytes before: those
+    -- are "Hello" only if the uncompressed message is not in the window.
+    local s, srec = serve(SERVER_DEFLATE)
+    local c = raw_client(s.port, "permessage-deflate")
+    c:_raw_write(F(1, "\242\72\205\201\201\7\0", { rsv = RSV1 }) .. F(1, "XXXXX") ..
+      F(1, "\242\0\17\0\0", { rsv = RSV1 }))
+    H.wait(function() return #srec.messages == 3 or #srec.closes > 0 end, 5, "three messages")
+    assert.same({ "Hello", "XXXXX", "Hello" },
+      { srec.messages[1].data, srec.messages[2].data, srec.messages[3].data })
+  end)
+
   it("reads a compressed message in fragments of any size, with pings between", function()
     local s, srec = serve(SERVER_DEFLATE)
     local c = raw_client(s.port, "permessage-deflate")
@@ -410,12 +406,14 @@ describe("permessage-deflate server, raw client", function()
     local small, at = text(1023), text(1024)
     c:_raw_write(F(1, small) .. F(1, at) .. F(2, "") .. F(2, noise(5000, 1)))
     local msgs = wait_messages(crec, 4)
+    -- The reader keeps one window, which the uncompressed messages are not part of.
+    local inf = D.inflater()
     assert.same({ 1, 0, small }, { msgs[1].opcode, msgs[1].rsv, msgs[1].payload })
     assert.same({ 1, 4 }, { msgs[2].opcode, msgs[2].rsv })
-    assert.equal(at, D.inflate(msgs[2].payload))
+    assert.equal(at, (inf:message(msgs[2].payload)))
     assert.same({ 2, 0, "" }, { msgs[3].opcode, msgs[3].rsv, msgs[3].payload })
     assert.same({ 2, 4 }, { msgs[4].opcode, msgs[4].rsv })
-    assert.equal(noise(5000, 1), D.inflate(msgs[4].payload))
+    assert.equal(noise(5000, 1), (inf:message(msgs[4].payload)))
     for _, m in ipairs(msgs) do assert.equal(1, m.frames) end
   end)
 
@@ -666,6 +664,16 @@ describe("permessage-deflate client, raw server", function()
     assert.equal("permessage-deflate", ws.extensions)
     for i = 1, 8 do assert.same({ "Hello", false }, { rec.messages[i].data, rec.messages[i].binary }) end
     assert.same({ "Hello", true }, { rec.messages[9].data, rec.messages[9].binary })
+  end)
+
+  it("leaves uncompressed messages out of the window (RFC 7692 6)", function()
+    local ws, rec = fake_server("permessage-deflate", client_deflate(), function(conn)
+      conn:_raw_write(S(1, "\242\72\205\201\201\7\0", { rsv = RSV1 }) .. S(1, "XXXXX") ..
+        S(1, "\242\0\17\0\0", { rsv = RSV1 }))
+    end)
+    H.wait(function() return #rec.messages == 3 or #rec.closes > 0 end, 5, "three messages")
+    assert.same({ "Hello", "XXXXX", "Hello" },
+      { rec.messages[1].data, rec.messages[2].data, rec.messages[3].data })
   end)
 
   it("reads a compressed message in fragments, with a ping between", function()
@@ -926,12 +934,12 @@ describe("permessage-deflate, hostile peers", function()
       for k, v in pairs(st) do if k ~= "connections" and type(v) == "number" then sum = sum + v end end
       if sum > peak then peak = sum end
     end, 1)
+    finally(function() WebSocket.clearInterval(t) end)
     local frame = F(2, bomb(), { rsv = RSV1 })
     collectgarbage()
     local lua_before = collectgarbage("count")
     local srec = server_fails(frame, 1009, "ETOOBIG",
       { extensions = { deflate }, maxLength = MiB })
-    WebSocket.clearInterval(t)
     assert.is_true(peak < 2 * MiB, "peak buffered " .. peak)
     assert.is_true(collectgarbage("count") - lua_before < 4 * 1024, "Lua heap grew")
     assert.equal(0, #srec.messages)
@@ -998,17 +1006,19 @@ describe("luaws.deflate", function()
     assert.are_not.equal(deflate, all)
     assert.are_not.equal(all, nct)
     for _, case in ipairs {
-      { deflate, 1, 0, "permessage-deflate" },            -- threshold 1024: "hi" as it is
-      { all, 1, 4, "permessage-deflate" },                -- threshold 0: compressed
-      { nct, 1, 4, "permessage-deflate; server_no_context_takeover" },
+      { deflate, nil, 0, "permessage-deflate" },     -- threshold 1024: sent as they are
+      { all, nil, 4, "permessage-deflate" },         -- threshold 0: compressed, "" too
+      { nct, nil, 4, "permessage-deflate; server_no_context_takeover" },
     } do
       local s = serve({ extensions = { case[1] } })
       local c, crec, ext = raw_client(s.port, "permessage-deflate")
       assert.equal(case[4], ext)
-      c:_raw_write(F(1, "hi"))
-      local msgs = wait_messages(crec, case[2])
-      assert.equal(case[3], msgs[1].rsv)
-      assert.equal("hi", case[3] == 4 and D.inflate(msgs[1].payload) or msgs[1].payload)
+      c:_raw_write(F(1, "hi") .. F(2, ""))
+      local msgs = wait_messages(crec, 2)
+      for k, m in ipairs { "hi", "" } do
+        assert.equal(case[3], msgs[k].rsv)
+        assert.equal(m, case[3] == 4 and D.inflate(msgs[k].payload) or msgs[k].payload)
+      end
       c:terminate()
     end
   end)

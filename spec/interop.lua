@@ -111,7 +111,10 @@ return function(PEER, env)
       s.onupgrade = function(req)
         onupgrade(req)
         local ws = srec.sockets[#srec.sockets]
-        ws.onopen = function() opened[#opened + 1] = ws.protocol end
+        ws.onopen = function()
+          opened[#opened + 1] = ws.protocol
+          srec.open_extensions = ws.extensions
+        end
         if opts.on_socket then opts.on_socket(ws, srec) end
       end
       local url = ("ws://127.0.0.1:%d/interop"):format(s.port)
@@ -205,7 +208,7 @@ return function(PEER, env)
         assert.is_true(summary.ok, p:output())
         assert.is_true(summary.sizes)
         assert.equal(canon(case.expect), canon(summary.extensions))
-        assert.equal(case.expect, srec.sockets[1].extensions)
+        assert.equal(case.expect, srec.open_extensions)
         local m = srec.messages
         assert.equal(4 + #sized_messages(), #m)
         assert.equal("hello", m[1].data)

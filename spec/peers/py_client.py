@@ -23,6 +23,8 @@ import sys
 import websockets
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
+from py_deflate import compression_options
+
 BIG = 16 * 1024 * 1024
 MAX_SIZE = BIG + 64 * 1024
 TIMEOUT = float(os.environ.get("PEER_TIMEOUT", "120"))   # seconds for the whole script
@@ -54,17 +56,6 @@ def sized_messages():
     return out
 
 
-def compression_options():
-    """websockets.connect's arguments for PEER_DEFLATE."""
-    setting = json.loads(os.environ.get("PEER_DEFLATE", "false"))
-    if setting is True:
-        return {"compression": "deflate"}
-    if setting:
-        return {"compression": None,
-                "extensions": [ClientPerMessageDeflateFactory(**setting)]}
-    return {"compression": None}
-
-
 def big_message():
     period = bytes(range(251))
     return (period * (BIG // 251 + 1))[:BIG]
@@ -88,7 +79,7 @@ async def receive(ws):
 
 async def run(url, protocols, summary, conn):
     # No keepalive pings of our own: the script's ping is the only one.
-    options = compression_options()
+    options = compression_options(ClientPerMessageDeflateFactory)
     async with websockets.connect(url, subprotocols=protocols or None, max_size=MAX_SIZE,
                                   ping_interval=None, **options) as ws:
         conn.append(ws)

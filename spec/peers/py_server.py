@@ -14,12 +14,13 @@ which extension parameters were agreed.
 """
 import asyncio
 import json
-import os
 import re
 
 import websockets
 from websockets.exceptions import ConnectionClosed
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+
+from py_deflate import compression_options
 
 MAX_SIZE = 16 * 1024 * 1024 + 64 * 1024   # the 16 MiB message, plus slack
 CLOSE_ME = re.compile(r"close-me (\d+) (.*)\Z", re.S)
@@ -55,23 +56,13 @@ async def echo(ws, _path=None):
     log(event="close", code=ws.close_code, reason=ws.close_reason)
 
 
-def compression_options():
-    """websockets.serve's arguments for PEER_DEFLATE."""
-    setting = json.loads(os.environ.get("PEER_DEFLATE", "false"))
-    if setting is True:
-        return {"compression": "deflate"}
-    if setting:
-        return {"compression": None,
-                "extensions": [ServerPerMessageDeflateFactory(**setting)]}
-    return {"compression": None}
-
-
 async def main():
     # select_subprotocol is only consulted when the server lists protocols of its own.
     async with websockets.serve(echo, "127.0.0.1", 0, max_size=MAX_SIZE,
                                 subprotocols=["a", "b"],
                                 select_subprotocol=select_subprotocol,
-                                ping_interval=None, **compression_options()) as server:
+                                ping_interval=None,
+                                **compression_options(ServerPerMessageDeflateFactory)) as server:
         port = server.sockets[0].getsockname()[1]
         print(f"listening on {port}", flush=True)
         await asyncio.Future()

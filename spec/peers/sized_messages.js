@@ -1,7 +1,7 @@
 // The messages of many sizes the interop peers echo under permessage-deflate: empty,
 // around the usual 1024-byte threshold, around the 16-bit frame length, and up to 1 MiB;
-// text (compressible) and binary (half noise) in turn. The same list as
-// py_sized_messages in py_client.py: [Buffer, isBinary] pairs.
+// text (compressible) and binary (half noise) in turn, as [Buffer, isBinary] pairs. The
+// same list as sized_messages in py_client.py and in spec/interop.lua.
 'use strict';
 
 const SIZES = [0, 1, 125, 126, 1023, 1024, 1025, 4096, 65535, 65536, 300000, 1048579];
