@@ -109,8 +109,8 @@ fuzz:
 	  build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) build/fuzz/$$t-corpus spec/fuzz/corpus/$$t || exit 1; \
 	done
 
-# Benchmarks (bench/run.sh): luaws vs Node ws, tests a-f of issue 4 (e: over wss://), for
-# lua5.4 and luajit. BENCH_TESTS, BENCH_SECONDS, BENCH_LUAS, ... as the script says.
+# Benchmarks (bench/run.sh): luaws vs Node ws, tests a-f of issue 4 (e: over wss://) and
+# g-h (permessage-deflate), for lua5.4 and luajit. BENCH_TESTS, BENCH_SECONDS, BENCH_LUAS, ... as the script says.
 # bench-smoke: a few seconds, luaws on lua5.4 only; fails when a mode reports no messages
 # or an error (CI runs it).
 bench:

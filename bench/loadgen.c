@@ -16,6 +16,14 @@
  * CPU time is printed so a saturated generator shows. The handshake uses the protocol
  * core (csrc/core) to parse and check the server's response.
  *
+ * With -z every connection offers permessage-deflate (RFC 7692) and sends JSON-like text
+ * messages compressed with context takeover; each echo is inflated and compared with the
+ * message it answers, byte for byte. The connections of a thread all send the same
+ * sequence of messages from a fresh context, so message i compresses to the same bytes on
+ * every one of them: it is compressed once, when the first connection gets to it, which
+ * leaves the generator's CPU for the kernel and the inflating. zlib is used directly, not
+ * through the protocol core's compressor, so a fault there cannot cancel itself out.
+ *
  * TLS (-S) is OpenSSL on the generator's own non-blocking sockets (SSL_set_fd), driven by
  * the same epoll loop: SSL_ERROR_WANT_READ/WRITE become the events waited for. It reads
  * ahead into a buffer big enough for a whole reply and stops calling SSL_read once OpenSSL
@@ -35,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -43,7 +52,10 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <zlib.h>
 
+#include "deflate.h"
+#include "message.h"
 #include "ws.h"
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
@@ -83,6 +95,7 @@ static struct {
   int ready_fd;         /* idle: write "ready\n" here once all conns are open (-1: none) */
   int verbose;
   int tls;              /* -S: wss:// */
+  int deflate;          /* -z: permessage-deflate */
   struct sockaddr_in dst;
   struct sockaddr_in src[MAX_ADDRS];
   int nsrc;
@@ -168,8 +181,31 @@ typedef struct conn {
   size_t wpos, wleft;
   char *hs;              /* the handshake response so far; freed once open */
   SSL *ssl;              /* -S */
+  struct zconn *z;       /* -z */
   struct worker *w;
 } conn_t;
+
+/* -z: a connection's side of permessage-deflate. Output is the frames of messages tx..,
+ * pending from wpos to olen (they differ, so the prebuilt ring of plain echo cannot be
+ * used); input is the echo being inflated, checked against message rx at its end. */
+typedef struct zconn {
+  z_stream in;
+  uint8_t in_init;       /* in holds an inflater (made at the first compressed echo) */
+  uint8_t rsv1;          /* the message being read came compressed */
+  uint8_t in_end;        /* its deflate stream ended (BFINAL): start afresh after it */
+  char *obuf;
+  size_t olen, ocap;
+  char *ibuf;            /* the echo so far, opt.size + 1 bytes (one more shows a longer one) */
+  size_t ilen;
+  uint64_t tx, rx;       /* index of the next message to send, and of the next echo */
+} zconn_t;
+
+/* -z: one message, kept for the thread's connections: its masked frame and its text. */
+typedef struct zmsg {
+  char *frame;
+  size_t frame_len, payload_len;
+  char *text;
+} zmsg_t;
 
 typedef struct worker {
   int id;
@@ -187,6 +223,15 @@ typedef struct worker {
   uint64_t first_rx, last_rx;   /* idle: monotonic times of the first/last message */
   char tls_desc[96];            /* -S: version/cipher of the first connection opened */
   int measuring;                /* echo: every thread has opened its connections */
+  /* -z: the messages made so far (see the top), the compressor that made them, set up
+   * from the first connection's agreement (the others must agree the same), and counts */
+  zmsg_t *zmsgs;
+  size_t zmsgs_n, zmsgs_cap;
+  z_stream zout;
+  int zout_init;
+  ws_deflate_params_t zparams;
+  char zagreed[128];            /* the first connection's Sec-WebSocket-Extensions */
+  uint64_t z_plain, z_bad, z_tx_wire, z_rx_wire, z_tx_msgs, z_rx_msgs;
   pthread_t tid;
 } worker_t;
 
@@ -197,9 +242,179 @@ static size_t close_len;
 static char request[1024];
 static size_t request_len;
 static char client_key[25];
+static const uint8_t mask_key[4] = {0x37, 0xfa, 0x21, 0x3d};
+static ws_deflate_config_t zconfig;   /* -z: what is offered (the core's defaults) */
 static int large_replies;     /* plain echo, messages >= 4 * SMALL_READ: discard payloads */
 static SSL_CTX *tls_ctx;      /* -S */
 static uint64_t t_run_start, t_run_end;
+
+/* ---- permessage-deflate (-z) ------------------------------------------------------- */
+
+/* Makes message w->zmsgs_n: its text, and its frame compressed by the thread's one
+ * compressor (RFC 7692 7.2.1: a sync flush, the trailing 00 00 ff ff taken off, RSV1). */
+static int zmsg_make(worker_t *w) {
+  if (w->zmsgs_n == w->zmsgs_cap) {
+    size_t cap = w->zmsgs_cap ? 2 * w->zmsgs_cap : 1024;
+    zmsg_t *m = realloc(w->zmsgs, cap * sizeof *m);
+    if (!m) return -1;
+    w->zmsgs = m;
+    w->zmsgs_cap = cap;
+  }
+  if (!w->zout_init) {
+    /* zlib's raw deflate has no 8-bit window: Huffman coding alone needs none */
+    int bits = w->zparams.client_max_window_bits ? w->zparams.client_max_window_bits : 15;
+    if (deflateInit2(&w->zout, Z_DEFAULT_COMPRESSION, Z_DEFLATED, bits < 9 ? -9 : -bits, 8,
+                     bits < 9 ? Z_HUFFMAN_ONLY : Z_DEFAULT_STRATEGY) != Z_OK)
+      return -1;
+    w->zout_init = 1;
+  } else if (w->zparams.client_no_context_takeover) {
+    deflateReset(&w->zout);
+  }
+  zmsg_t *m = &w->zmsgs[w->zmsgs_n];
+  size_t cap = WS_MAX_HEADER + opt.size + opt.size / 8 + 64;
+  char *text = malloc(opt.size), *z = malloc(cap);
+  if (!text || !z) {
+    free(text);
+    free(z);
+    return -1;
+  }
+  make_message(w->zmsgs_n, text, opt.size);
+  w->zout.next_in = (Bytef *)text;
+  w->zout.avail_in = (uInt)opt.size;
+  w->zout.next_out = (Bytef *)z + WS_MAX_HEADER;
+  w->zout.avail_out = (uInt)(cap - WS_MAX_HEADER);
+  int r = deflate(&w->zout, Z_SYNC_FLUSH);
+  size_t clen = cap - WS_MAX_HEADER - w->zout.avail_out;
+  if (r != Z_OK || w->zout.avail_in || !w->zout.avail_out || clen < 4 ||
+      memcmp(z + WS_MAX_HEADER + clen - 4, "\0\0\xff\xff", 4) != 0) {
+    free(text);
+    free(z);
+    return -1;
+  }
+  clen -= 4;
+  uint8_t hdr[WS_MAX_HEADER];
+  size_t h = ws_frame_header(hdr, 1, WS_RSV1, WS_OP_TEXT, clen, mask_key);
+  memcpy(z + WS_MAX_HEADER - h, hdr, h);
+  ws_mask(z + WS_MAX_HEADER, clen, mask_key, 0);
+  memmove(z, z + WS_MAX_HEADER - h, h + clen);
+  m->frame = z;
+  m->frame_len = h + clen;
+  m->payload_len = clen;
+  m->text = text;
+  w->zmsgs_n++;
+  return 0;
+}
+
+static const zmsg_t *zmsg_get(worker_t *w, uint64_t i) {
+  while (w->zmsgs_n <= i)
+    if (zmsg_make(w) < 0) return NULL;
+  return &w->zmsgs[i];
+}
+
+/* Queues the frames of the connection's next k messages; bytes queued, or 0 when out
+ * of memory. */
+static size_t z_queue(conn_t *c, uint32_t k) {
+  zconn_t *z = c->z;
+  size_t added = 0;
+  if (!c->wleft) z->olen = c->wpos = 0;
+  for (uint32_t i = 0; i < k; i++) {
+    const zmsg_t *m = zmsg_get(c->w, z->tx);
+    if (!m) return 0;
+    if (z->olen + m->frame_len > z->ocap) {
+      size_t cap = 2 * (z->olen + m->frame_len);
+      char *o = realloc(z->obuf, cap);
+      if (!o) return 0;
+      z->obuf = o;
+      z->ocap = cap;
+    }
+    memcpy(z->obuf + z->olen, m->frame, m->frame_len);
+    z->olen += m->frame_len;
+    added += m->frame_len;
+    c->w->z_tx_wire += m->payload_len;
+    c->w->z_tx_msgs++;
+    z->tx++;
+  }
+  return added;
+}
+
+static void z_free_in(zconn_t *z) {
+  if (z->in_init) inflateEnd(&z->in);
+  z->in_init = 0;
+}
+
+/* A new connection in this slot starts from a fresh context. */
+static void z_reset(conn_t *c) {
+  z_free_in(c->z);
+  c->z->ilen = c->z->olen = 0;
+  c->z->tx = c->z->rx = 0;
+}
+
+/* n payload bytes of the echo being read (RFC 7692 7.2.2): inflated when it came with
+ * RSV1, else kept as they are. 0, or -1 when the data is corrupt. */
+static int z_feed(conn_t *c, const char *p, size_t n) {
+  zconn_t *z = c->z;
+  size_t cap = opt.size + 1;
+  if (!z->rsv1) {
+    size_t k = n < cap - z->ilen ? n : cap - z->ilen;
+    memcpy(z->ibuf + z->ilen, p, k);
+    z->ilen += k;
+    return 0;
+  }
+  if (z->in_end) return 0;   /* RFC 7692 7.2.3.4: a BFINAL block ended the stream */
+  if (!z->in_init) {
+    memset(&z->in, 0, sizeof z->in);
+    if (inflateInit2(&z->in, -15) != Z_OK) return -1;   /* 15 reads any smaller window */
+    z->in_init = 1;
+  }
+  z->in.next_in = (Bytef *)p;
+  z->in.avail_in = (uInt)n;
+  while (z->in.avail_in && z->ilen < cap) {
+    z->in.next_out = (Bytef *)z->ibuf + z->ilen;
+    z->in.avail_out = (uInt)(cap - z->ilen);
+    int r = inflate(&z->in, Z_SYNC_FLUSH);
+    z->ilen = cap - z->in.avail_out;
+    if (r == Z_STREAM_END) {
+      z->in_end = 1;
+      break;
+    }
+    if (r != Z_OK) return r == Z_BUF_ERROR ? 0 : -1;
+  }
+  return 0;   /* an echo longer than the message stops at cap: the check sees it */
+}
+
+/* The echo is complete: 1 if it is the message it answers, 0 if not, -1 if its
+ * compressed data was corrupt. */
+static int z_finish(conn_t *c) {
+  static const char tail[4] = {0, 0, (char)0xff, (char)0xff};
+  zconn_t *z = c->z;
+  worker_t *w = c->w;
+  int ok = 1;
+  if (z->rsv1) {
+    w->z_rx_wire += c->msg_len;
+    w->z_rx_msgs++;
+    if (z_feed(c, tail, sizeof tail) < 0) ok = -1;
+    if (z->in_init && w->zparams.server_no_context_takeover) {
+      inflateReset(&z->in);
+    } else if (z->in_init && z->in_end) {
+      /* a new stream, that may still refer to the old one's window */
+      Bytef dict[1 << 15];
+      uInt n = 0;
+      if (inflateGetDictionary(&z->in, dict, &n) != Z_OK || inflateReset(&z->in) != Z_OK ||
+          (n && inflateSetDictionary(&z->in, dict, n) != Z_OK))
+        ok = -1;
+    }
+    z->in_end = 0;
+  } else {
+    w->z_plain++;   /* legal, but then this is not a deflate benchmark: an error here */
+    ok = 0;
+  }
+  const zmsg_t *m = z->rx < w->zmsgs_n ? &w->zmsgs[z->rx] : NULL;
+  if (ok == 1 && (!m || z->ilen != opt.size || memcmp(z->ibuf, m->text, opt.size) != 0)) ok = 0;
+  if (ok == 0 && z->rsv1) w->z_bad++;
+  z->rx++;
+  z->ilen = 0;
+  return ok;
+}
 
 /* ---- connection plumbing --------------------------------------------------- */
 
@@ -215,6 +430,7 @@ static void conn_close(conn_t *c) {
   if (c->state == C_OPEN || c->state == C_CLOSING) c->w->open_now--;
   if (c->state == C_CONNECTING || c->state == C_TLS || c->state == C_HANDSHAKE) c->w->opening--;
   c->state = C_DEAD;
+  if (c->z) z_reset(c);
   free(c->hs);
   c->hs = NULL;
 }
@@ -433,6 +649,58 @@ static void on_connected(conn_t *c) {
   tls_handshake(c);
 }
 
+/* -z: the response must take the offer; the parameters it agrees must be the ones the
+ * thread's first connection got, as its messages are compressed once for all. */
+static int check_deflate(conn_t *c, const ws_http_head_t *head, const char **why) {
+  worker_t *w = c->w;
+  ws_ext_list_t ext;
+  ws_deflate_params_t p;
+  ws_ext_list_init(&ext);
+  if (ws_ext_parse_head(&ext, head) != 0) {
+    *why = "malformed Sec-WebSocket-Extensions";
+    return -1;
+  }
+  if (ext.num_items != 1 || !ws_ext_name_is(ext.items[0].name, ext.items[0].name_len,
+                                            WS_DEFLATE_NAME)) {
+    *why = ext.num_items ? "an extension that was not offered"
+                         : "the server did not accept permessage-deflate";
+    return -1;
+  }
+  if (ws_deflate_client_accept(&zconfig, &ext.items[0], &p) != 0) {
+    *why = "permessage-deflate parameters the offer did not allow";
+    return -1;
+  }
+  if (!w->zagreed[0]) {
+    const ws_header_t *h = ws_http_find(head, "Sec-WebSocket-Extensions");
+    size_t k = 0;
+    for (size_t i = 0; h && i < h->value_len && k + 1 < sizeof w->zagreed; i++)
+      if (h->value[i] != ' ') w->zagreed[k++] = h->value[i];   /* one token in the summary */
+    w->zagreed[k] = 0;
+    w->zparams = p;
+  } else if (memcmp(&p, &w->zparams, sizeof p) != 0) {
+    *why = "permessage-deflate parameters differ between connections";
+    return -1;
+  }
+  return 0;
+}
+
+/* The response with the protocol core; with -z the extension is checked here and the
+ * rest by the core, which knows no extensions (it is shown the head without them). */
+static int check_response(conn_t *c, const ws_http_head_t *head, const char **why) {
+  if (!opt.deflate) return ws_handshake_check_response(head, client_key, NULL, why);
+  ws_header_t rest[32];
+  ws_http_head_t h = *head;
+  h.headers = rest;
+  h.num_headers = 0;
+  for (size_t i = 0; i < head->num_headers; i++)
+    if (!(head->headers[i].name_len == sizeof "Sec-WebSocket-Extensions" - 1 &&
+          strncasecmp(head->headers[i].name, "Sec-WebSocket-Extensions",
+                      head->headers[i].name_len) == 0))
+      rest[h.num_headers++] = head->headers[i];
+  if (ws_handshake_check_response(&h, client_key, NULL, why) != 0) return -1;
+  return check_deflate(c, head, why);
+}
+
 /* Handshake bytes arrived: check the response with the protocol core. */
 static void on_handshake_data(conn_t *c, uint64_t t) {
   if (!c->hs && !(c->hs = malloc(HS_BUF))) {
@@ -457,7 +725,7 @@ static void on_handshake_data(conn_t *c, uint64_t t) {
     return;
   }
   const char *why = "malformed response";
-  if (r < 0 || ws_handshake_check_response(&head, client_key, NULL, &why) != 0) {
+  if (r < 0 || check_response(c, &head, &why) != 0) {
     hs_failed(c, why);
     return;
   }
@@ -485,7 +753,7 @@ static void on_handshake_data(conn_t *c, uint64_t t) {
 
 /* Writes what is pending; waits for the socket (or TLS) while some is left. */
 static void echo_flush(conn_t *c) {
-  ssize_t n = conn_write(c, frames + c->wpos, c->wleft);
+  ssize_t n = conn_write(c, c->z ? c->z->obuf + c->wpos : frames + c->wpos, c->wleft);
   if (n < 0) {
     if (errno != EAGAIN) {
       c->w->errors++;
@@ -495,19 +763,29 @@ static void echo_flush(conn_t *c) {
     n = 0;
   }
   c->wleft -= (size_t)n;
-  c->wpos = (c->wpos + (size_t)n) % frame_len;
+  c->wpos = c->z ? c->wpos + (size_t)n : (c->wpos + (size_t)n) % frame_len;
   update_events(c);
 }
 
-/* Queues k more frames; all frames are equal, so pending output is always a suffix of
- * the prebuilt buffer starting at wpos, at most inflight frames long. */
+/* Queues k more frames. Without -z all frames are equal, so pending output is always a
+ * suffix of the prebuilt buffer starting at wpos, at most inflight frames long. */
 static void echo_send(conn_t *c, uint32_t k, uint64_t t) {
   for (uint32_t i = 0; i < k; i++) {
     c->ring[(c->ring_head + c->ring_n) % (uint32_t)opt.inflight] = t;
     c->ring_n++;
   }
   int idle_before = c->wleft == 0;
-  c->wleft += (size_t)k * frame_len;
+  if (c->z) {
+    size_t n = z_queue(c, k);
+    if (!n) {
+      c->w->errors++;
+      conn_close(c);
+      return;
+    }
+    c->wleft += n;
+  } else {
+    c->wleft += (size_t)k * frame_len;
+  }
   if (idle_before) echo_flush(c);
   /* else the event that echo_flush waits for is on already, and it sends the lot */
 }
@@ -594,6 +872,11 @@ static void conn_got_data(conn_t *c, char *p, size_t n, uint64_t t) {
     if (c->remaining) {
       size_t k = c->remaining < n ? (size_t)c->remaining : n;
       c->remaining -= k;
+      if (c->z && !c->ctl && z_feed(c, p, k) < 0) {
+        c->w->errors++;   /* corrupt: the stream cannot go on */
+        conn_close(c);
+        return;
+      }
       if (p) p += k;
       n -= k;
       if (!c->ctl) c->msg_len += k;
@@ -650,9 +933,21 @@ static void conn_got_data(conn_t *c, char *p, size_t n, uint64_t t) {
       if (op) {
         c->opcode = (uint8_t)op;
         c->msg_len = 0;
+        if (c->z) c->z->rsv1 = (h[0] & WS_RSV1) != 0;
       }
     }
     if (!c->remaining && c->fin) {
+      if (c->z) {
+        int ok = z_finish(c);
+        if (ok < 0) {
+          c->w->errors++;
+          conn_close(c);
+          return;
+        }
+        if (!ok) c->w->errors++;
+        c->msg_len = opt.size;   /* counted above; the rest counts it as a message */
+        if (opt.mode == MODE_IDLE) z_free_in(c->z);   /* it expects no more */
+      }
       on_message(c, t);
       done++;
       c->msg_len = 0;
@@ -673,6 +968,16 @@ static void conn_opened(conn_t *c) {
     c->state = C_CLOSING;
   } else if (opt.mode == MODE_ECHO && c->w->measuring) {
     echo_start(c);
+  } else if (opt.mode == MODE_IDLE && c->z) {
+    /* one message each way, so that both sides' zlib state exists before the hold */
+    size_t n = z_queue(c, 1);
+    if (!n) {
+      c->w->errors++;
+      conn_close(c);
+      return;
+    }
+    c->wleft = n;
+    echo_flush(c);
   }
 }
 
@@ -811,7 +1116,7 @@ static void usage(void) {
           "  -P PATH      request path (/)\n"
           "  -c N         connections (echo, idle) or concurrent workers (connect) [100]\n"
           "  -m K         messages in flight per connection (echo) [1]\n"
-          "  -s BYTES     message size (echo) [16]\n"
+          "  -s BYTES     message size (echo; idle with -z) [16; 1024 with -z]\n"
           "  -b           binary messages (default: text)\n"
           "  -d SECONDS   duration [10]; idle: hold time (SIGINT/SIGUSR1 ends it early)\n"
           "  -a ADDRS     source addresses: 127.0.0.1,127.0.0.2 or 127.0.0.1-8\n"
@@ -822,6 +1127,9 @@ static void usage(void) {
           "  -r PID       idle: report PID's VmRSS growth per connection\n"
           "  -R FD        idle: write \"ready\" to FD once every connection is open\n"
           "  -S           TLS (wss://); the server's certificate is not verified\n"
+          "  -z           permessage-deflate: offer it, send -s bytes (256..4096) of\n"
+          "               JSON-like text compressed, inflate and check each echo;\n"
+          "               idle: one message each way on every connection first\n"
           "  -v           say why handshakes fail\n");
   exit(1);
 }
@@ -856,7 +1164,7 @@ static int parse_addrs(const char *s) {
 }
 
 static void build_frames(void) {
-  static const uint8_t key[4] = {0x37, 0xfa, 0x21, 0x3d};
+  const uint8_t *key = mask_key;
   uint8_t hdr[WS_MAX_HEADER];
   size_t h = ws_frame_header(hdr, 1, 0, opt.binary ? WS_OP_BINARY : WS_OP_TEXT,
                              opt.size, key);
@@ -882,11 +1190,21 @@ static void build_frames(void) {
     fprintf(stderr, "loadgen: no random source\n");
     exit(1);
   }
+  /* -z: the core's default offer, "permessage-deflate; client_max_window_bits" */
+  char offer[128] = "";
+  size_t offer_len = 0;
+  ws_deflate_config_default(&zconfig);
+  if (opt.deflate && ws_deflate_client_offer(&zconfig, offer, sizeof offer, &offer_len) != 0) {
+    fprintf(stderr, "loadgen: cannot make the permessage-deflate offer\n");
+    exit(1);
+  }
   int n = snprintf(request, sizeof request,
                    "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                    "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                   "Sec-WebSocket-Version: 13\r\n\r\n",
-                   opt.path, opt.host, opt.port, client_key);
+                   "Sec-WebSocket-Version: 13\r\n%s%s%s\r\n",
+                   opt.path, opt.host, opt.port, client_key,
+                   opt.deflate ? "Sec-WebSocket-Extensions: " : "", offer,
+                   opt.deflate ? "\r\n" : "");
   if (n <= 0 || (size_t)n >= sizeof request) {
     fprintf(stderr, "loadgen: path too long\n");
     exit(1);
@@ -944,16 +1262,16 @@ int main(int argc, char **argv) {
   if (m == 3) usage();
   opt.mode = m;
   if (m == MODE_CONNECT) opt.conns = 50;
-  int ch;
+  int ch, size_set = 0;
   optind = 2;
-  while ((ch = getopt(argc, argv, "h:p:P:c:m:s:bd:a:t:o:F:x:r:R:Sv")) != -1) {
+  while ((ch = getopt(argc, argv, "h:p:P:c:m:s:bd:a:t:o:F:x:r:R:Svz")) != -1) {
     switch (ch) {
     case 'h': opt.host = optarg; break;
     case 'p': opt.port = atoi(optarg); break;
     case 'P': opt.path = optarg; break;
     case 'c': opt.conns = atoi(optarg); break;
     case 'm': opt.inflight = atoi(optarg); break;
-    case 's': opt.size = (size_t)strtoull(optarg, NULL, 10); break;
+    case 's': opt.size = (size_t)strtoull(optarg, NULL, 10); size_set = 1; break;
     case 'b': opt.binary = 1; break;
     case 'd': opt.seconds = atof(optarg); break;
     case 'a':
@@ -967,11 +1285,14 @@ int main(int argc, char **argv) {
     case 'R': opt.ready_fd = atoi(optarg); break;
     case 'S': opt.tls = 1; break;
     case 'v': opt.verbose = 1; break;
+    case 'z': opt.deflate = 1; break;
     default: usage();
     }
   }
+  if (opt.deflate && !size_set) opt.size = 1024;
   if (opt.conns < 1 || opt.inflight < 1 || opt.threads < 1 || opt.threads > opt.conns ||
-      opt.seconds <= 0 || opt.port <= 0 || opt.port > 65535 || opt.open_parallel < 1)
+      opt.seconds <= 0 || opt.port <= 0 || opt.port > 65535 || opt.open_parallel < 1 ||
+      (opt.deflate && (opt.binary || opt.size < 256 || opt.size > 4096)))
     usage();
   opt.dst.sin_family = AF_INET;
   opt.dst.sin_port = htons((uint16_t)opt.port);
@@ -981,7 +1302,7 @@ int main(int argc, char **argv) {
   }
   build_frames();
   /* TLS has to decrypt every byte, so only plain replies can be dropped in the kernel */
-  large_replies = !opt.tls && opt.mode == MODE_ECHO && opt.size >= 4 * SMALL_READ;
+  large_replies = !opt.tls && !opt.deflate && opt.mode == MODE_ECHO && opt.size >= 4 * SMALL_READ;
   if (opt.tls && tls_setup() < 0) return 1;
 
   struct sigaction sa = {.sa_handler = on_signal};
@@ -1014,6 +1335,10 @@ int main(int argc, char **argv) {
         perror("malloc");
         return 1;
       }
+      if (opt.deflate && (!(c->z = calloc(1, sizeof *c->z)) || !(c->z->ibuf = malloc(opt.size + 1)))) {
+        perror("malloc");
+        return 1;
+      }
     }
   }
   uint64_t t_open = now_ns();
@@ -1043,6 +1368,8 @@ int main(int argc, char **argv) {
   hist_t *h = calloc(1, sizeof *h);
   uint64_t msgs = 0, bytes = 0, errors = 0, hs_fail = 0, hs_ok = 0, peer_closed = 0;
   uint64_t first_rx = 0, last_rx = 0;
+  uint64_t z_plain = 0, z_bad = 0, z_tx_wire = 0, z_rx_wire = 0, z_tx_msgs = 0, z_rx_msgs = 0;
+  const char *zagreed = NULL;
   int open_now = 0;
   const char *tls_desc = NULL;
   for (int i = 0; i < opt.threads; i++) {
@@ -1059,6 +1386,13 @@ int main(int argc, char **argv) {
     if (w->first_rx && (!first_rx || w->first_rx < first_rx)) first_rx = w->first_rx;
     if (w->last_rx > last_rx) last_rx = w->last_rx;
     if (!tls_desc && w->tls_desc[0]) tls_desc = w->tls_desc;
+    if (!zagreed && w->zagreed[0]) zagreed = w->zagreed;
+    z_plain += w->z_plain;
+    z_bad += w->z_bad;
+    z_tx_wire += w->z_tx_wire;
+    z_rx_wire += w->z_rx_wire;
+    z_tx_msgs += w->z_tx_msgs;
+    z_rx_msgs += w->z_rx_msgs;
   }
   double secs = (double)(t_run_end - t_run_start) / 1e9;
   if (secs <= 0) secs = 1e-9;
@@ -1066,6 +1400,14 @@ int main(int argc, char **argv) {
   char extra[640] = "";
   int n = 0;
   if (opt.tls) n = snprintf(extra, sizeof extra, " tls=%s", tls_desc ? tls_desc : "none");
+  /* -z: what was agreed, the mean compressed payload each way (a reply's is the server's
+   * compression), echoes that came uncompressed and echoes that differed (both errors) */
+  if (opt.deflate)
+    n += snprintf(extra + n, sizeof extra - (size_t)n,
+                  " deflate=%s tx_payload_B=%.1f rx_payload_B=%.1f z_plain=%llu z_bad=%llu",
+                  zagreed ? zagreed : "none", z_tx_msgs ? (double)z_tx_wire / (double)z_tx_msgs : 0,
+                  z_rx_msgs ? (double)z_rx_wire / (double)z_rx_msgs : 0,
+                  (unsigned long long)z_plain, (unsigned long long)z_bad);
   if (opt.mode == MODE_IDLE) {
     n += snprintf(extra + n, sizeof extra - (size_t)n, " open=%d open_secs=%.2f", open_now,
                   open_secs);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # luaws benchmarks (issue 4).
-#   bench/run.sh           `make bench`: tests a-d and f against examples/echo_server.lua on
+#   bench/run.sh           `make bench`: tests a-h against examples/echo_server.lua on
 #                          each Lua in BENCH_LUAS and against Node's ws (when node and
 #                          spec/peers/node_modules/ws exist); a table with luaws/ws ratios
 #   bench/run.sh --smoke   `make bench-smoke`: every mode for about a second, luaws on lua5.4
@@ -17,12 +17,21 @@
 #   f  as many connections as the fd limit allows (BENCH_MAX_CONNS, default limit - 64),
 #      from 2 generator processes over 8 source addresses, then one broadcast to all;
 #      BENCH_MAX=0 skips it
-# a, b and d run BENCH_REPEAT (3) times per peer, the peers taking turns, and the best
+#   g  a with permessage-deflate (examples/echo_server.lua --deflate, Node ws with
+#      perMessageDeflate): 100 connections, 1 KiB of JSON-like text, compressed both ways
+#      with context takeover, each echo inflated and checked by the generator (loadgen -z);
+#      both servers' threshold is set to 256 B so both compress every message; its floor
+#      is bench/zlib_floor.c, the zlib work alone of such a server
+#   h  BENCH_DEFLATE_IDLE_CONNS (2000) idle connections as c, with permessage-deflate
+#      agreed and one message each way first, so each side's zlib state exists
+# a, b, d and g run BENCH_REPEAT (3) times per peer, the peers taking turns, and the best
 # run counts; the table also gives the server's CPU time per message, which other load on
 # a shared machine moves much less than throughput.
-# Other knobs: BENCH_TESTS ("a b c d e f": the tests to run), BENCH_LUAS ("lua5.4 luajit"),
-# BENCH_NODE (1; 0 skips Node ws), BENCH_FLOOR (1; 0 skips the floor server of a and b:
-# bench/floor_echo.c, the thinnest C echo server, whose figures are this machine's ceiling),
+# Other knobs: BENCH_TESTS ("a b c d e f g h": the tests to run), BENCH_LUAS ("lua5.4 luajit"),
+# BENCH_NODE (1; 0 skips Node ws), BENCH_FLOOR (1; 0 skips the floors: for a and b
+# bench/floor_echo.c, the thinnest C echo server, whose figures are this machine's ceiling;
+# for g bench/zlib_floor.c, a deflate echo server's inflate and deflate calls alone),
+# BENCH_DEFLATE_IDLE_CONNS (2000: h),
 # BENCH_OUT (build/bench: the log and the loadgen binary), CC.
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -35,20 +44,21 @@ mkdir -p "$OUT"
 LOADGEN=$OUT/loadgen
 LOG=$OUT/bench-$(date +%Y%m%d-%H%M%S).log
 if [ $SMOKE = 1 ]; then
-  SECS=1; CSECS=1; IDLE=50; IDLE_SECS=1; MAXTEST=1; MAXCONNS=200
+  SECS=1; CSECS=1; IDLE=50; ZIDLE=50; IDLE_SECS=1; MAXTEST=1; MAXCONNS=200
   LUAS=lua5.4; NODE=0
 else
   SECS=${BENCH_SECONDS:-10}
   CSECS=${BENCH_CONNECT_SECONDS:-5}
   IDLE=${BENCH_IDLE_CONNS:-10000}
+  ZIDLE=${BENCH_DEFLATE_IDLE_CONNS:-2000}
   IDLE_SECS=${BENCH_IDLE_SECONDS:-3}
   MAXTEST=${BENCH_MAX:-1}
   MAXCONNS=${BENCH_MAX_CONNS:-$(($(ulimit -n) - 64))}
   LUAS=${BENCH_LUAS:-lua5.4 luajit}
   NODE=${BENCH_NODE:-1}
 fi
-TESTS=${BENCH_TESTS:-a b c d e f}
-[ $SMOKE = 1 ] && TESTS="a b c d e f"
+TESTS=${BENCH_TESTS:-a b c d e f g h}
+[ $SMOKE = 1 ] && TESTS="a b c d e f g h"
 has() { case " $TESTS " in *" $1 "*) return 0 ;; esac; return 1; }
 TLS=1; has e || TLS=0
 has f || MAXTEST=0
@@ -91,6 +101,13 @@ if [ "${BENCH_FLOOR:-1}" = 1 ] && [ $SMOKE = 0 ] &&
   FLOOR_ON=1
 else
   FLOOR_ON=0
+fi
+ZFLOOR=$OUT/zlib_floor
+if [ "${BENCH_FLOOR:-1}" = 1 ] && [ $SMOKE = 0 ] &&
+   ${CC:-cc} -O2 -Wall -Wextra -o "$ZFLOOR" bench/zlib_floor.c -lz >>"$LOG" 2>&1; then
+  ZFLOOR_ON=1
+else
+  ZFLOOR_ON=0
 fi
 ${CC:-cc} -O2 -g -Wall -Wextra -Icsrc/core -o "$LOADGEN" bench/loadgen.c csrc/core/*.c \
   -lssl -lcrypto -lz -lpthread || die "cannot build the load generator"
@@ -203,26 +220,32 @@ check() {   # smoke: the run just made must have worked
 
 # A peer is lua5.4 or luajit (luaws on that Lua), ws (Node) or floor (bench/floor_echo.c,
 # a and b only: the thinnest C echo server, what this machine and generator allow).
-# start_peer PEER [broadcast | tls]; tls: the echo server on wss:// (test e)
+# start_peer PEER [broadcast | tls | deflate]; tls: the echo server on wss:// (test e);
+# deflate: with permessage-deflate (tests g and h)
 start_peer() {
-  local tls=()
-  [ "${2:-}" = tls ] && tls=(--tls "$TLSDIR/cert.pem" "$TLSDIR/key.pem")
+  local flags=()
+  [ "${2:-}" = tls ] && flags=(--tls "$TLSDIR/cert.pem" "$TLSDIR/key.pem")
+  [ "${2:-}" = deflate ] && flags=(--deflate)
   case $1 in
-    ws) start_server ws node spec/peers/ws_echo_server.js "${tls[@]}" ;;
+    ws) start_server ws node spec/peers/ws_echo_server.js "${flags[@]}" ;;
     floor) start_server floor - "$FLOOR" ;;
     *) if [ "${2:-}" = broadcast ]; then start_server luaws "$1" bench/broadcast_server.lua
-       else start_server luaws "$1" examples/echo_server.lua "${tls[@]}"; fi ;;
+       else start_server luaws "$1" examples/echo_server.lua "${flags[@]}"; fi ;;
   esac || die "the $1 server did not start"
 }
 
 # one PEER TEST KEY LOADGEN-ARGS...: runs a test once on a fresh server; keeps the run with
 # the highest KEY (msgs/s or MB/s) in R[PEER,TEST...]: a busy shared machine only ever
 # makes a run slower, so the best of BENCH_REPEAT is the closest to the real figure.
-# A test whose name starts with e runs over TLS.
+# A test whose name starts with e runs over TLS; g, with permessage-deflate.
 one() {
   local peer=$1 t=$2 key=$3 rc v
   shift 3
-  case $t in e*) start_peer "$peer" tls; set -- "$1" -S "${@:2}" ;; *) start_peer "$peer" ;; esac
+  case $t in
+    e*) start_peer "$peer" tls; set -- "$1" -S "${@:2}" ;;
+    g) start_peer "$peer" deflate; set -- "$1" -z "${@:2}" ;;
+    *) start_peer "$peer" ;;
+  esac
   gen "$@"; rc=$?
   check "$t $peer" $rc 1
   stop_server
@@ -233,24 +256,32 @@ one() {
     R[$peer,${t}_cpu]="$(field "$LINE" server_cpu) / $(field "$LINE" cpu)"
     R[$peer,${t}_cost]=$(field "$LINE" server_us_per_msg)
     R[$peer,${t}_split]="$(field "$LINE" server_user_us) / $(field "$LINE" server_sys_us)"
+    R[$peer,${t}_z]="$(field "$LINE" tx_payload_B) / $(field "$LINE" rx_payload_B)"
   fi
 }
 
 # c: RSS growth of a fresh server per idle connection (once: contention does not move it).
-# idle_test PEER [tls]: over TLS, the result goes to R[PEER,ec] (test e).
+# idle_test PEER [tls | deflate]: over TLS, the result goes to R[PEER,ec] (test e); with
+# permessage-deflate and one message each way first, to R[PEER,h] (test h).
 idle_test() {
-  local peer=$1 t=c rc
+  local peer=$1 t=c rc n=$IDLE
   if [ "${2:-}" = tls ]; then
     t=ec; start_peer "$peer" tls
     gen idle -S -c "$IDLE" -d "$IDLE_SECS" -r "$SRV_PID"; rc=$?
+  elif [ "${2:-}" = deflate ]; then
+    t=h; n=$ZIDLE; start_peer "$peer" deflate
+    gen idle -z -c "$ZIDLE" -d "$IDLE_SECS" -r "$SRV_PID"; rc=$?
   else
     start_peer "$peer"
     gen idle -c "$IDLE" -d "$IDLE_SECS" -r "$SRV_PID"; rc=$?
   fi
   R[$peer,$t]=$(field "$LINE" rss_per_conn_B)
   check "$t $peer" $rc 0
-  if [ $SMOKE = 1 ] && [ "$(field "$LINE" open)" != "$IDLE" ]; then
-    say "FAIL c: not all connections open"; FAILED=1
+  if [ $SMOKE = 1 ] && [ "$(field "$LINE" open)" != "$n" ]; then
+    say "FAIL $t: not all connections open"; FAILED=1
+  fi
+  if [ $SMOKE = 1 ] && [ $t = h ] && [ "$(field "$LINE" msgs)" != "$n" ]; then
+    say "FAIL h: not every connection had its message echoed"; FAILED=1
   fi
   stop_server
 }
@@ -315,8 +346,8 @@ max_test() {
 PEERS=$LUAS
 [ "$NODE" = 1 ] && PEERS="$PEERS ws"
 REPEAT=${BENCH_REPEAT:-3}
-a_c=100; b_c=10; d_c=50
-[ $SMOKE = 1 ] && { a_c=10; b_c=2; d_c=4; REPEAT=1; }
+a_c=100; b_c=10; d_c=50; g_c=100
+[ $SMOKE = 1 ] && { a_c=10; b_c=2; d_c=4; g_c=10; REPEAT=1; }
 
 say "luaws bench: $(nproc) cpus, server: ${PIN_SRV:-unpinned}, generator: ${PIN_GEN:-unpinned}, $(uname -sr), $(date -u +%FT%TZ)"
 say "peers:$(for p in $PEERS; do case $p in ws) printf ' node %s ws %s' "$(node --version)" \
@@ -368,6 +399,26 @@ fi
 if [ "$MAXTEST" = 1 ]; then
   for p in $PEERS; do max_test "$p"; done
 fi
+has g && for r in $(seq "$REPEAT"); do
+  for p in $PEERS; do
+    say "g: deflate echo $g_c conns, 1 KiB JSON-like text, 1 in flight, ${SECS}s: $p (run $r)"
+    one "$p" g msgs/s echo -c $g_c -s 1024 -m 1 -d "$SECS"
+  done
+done
+# g's floor: the zlib calls of a deflate echo server alone, on the server's core, with as
+# many contexts taking turns as g has connections (once: it shares the machine with nothing
+# of ours)
+if has g && [ "$ZFLOOR_ON" = 1 ]; then
+  say "g floor: bench/zlib_floor.c, $g_c contexts, ${SECS}s"
+  LINE=$($PIN_SRV "$ZFLOOR" -c $g_c -s 1024 -d "$SECS" 2>>"$LOG")
+  say "  $LINE"
+  R[floor,g_cost]=$(field "$LINE" us_per_msg)
+  R[floor,g_steps]="$(field "$LINE" inflate_us) / $(field "$LINE" deflate_us)"
+fi
+has h && for p in $PEERS; do
+  say "h: $ZIDLE idle deflate conns after one message each way, held ${IDLE_SECS}s: $p"
+  idle_test "$p" deflate
+done
 
 if [ $SMOKE = 1 ]; then
   [ $FAILED = 0 ] && say "bench-smoke: ok (log: $LOG)" || say "bench-smoke: FAILED (log: $LOG)"
@@ -439,11 +490,20 @@ if [ "$MAXTEST" = 1 ]; then
   row "f broadcast delivery spread ms" f_spread
   row "f broadcast messages delivered" f_got
 fi
-if [ "$FLOOR_ON" = 1 ] && { [ -n "${R[floor,a]:-}" ] || [ -n "${R[floor,b]:-}" ]; }; then
+row "g deflate echo ${g_c}x1 KiB JSON text: msg/s" g ratio
+row "g latency p50 / p99 us" g_lat
+row "g server CPU us/msg (ratio: ws/luaws)" g_cost inverse
+row "g  of which user / kernel us" g_split
+row "g cpu% server / generator" g_cpu
+row "g compressed B sent / echoed" g_z
+row "h $ZIDLE idle deflate: server RSS B/conn" h ratio
+if { [ "$FLOOR_ON" = 1 ] && { [ -n "${R[floor,a]:-}" ] || [ -n "${R[floor,b]:-}" ]; }; } ||
+   [ -n "${R[floor,g_cost]:-}" ]; then
   # The ceiling: the same generator against a server that does nothing but read, unmask
   # and write. luaws/floor near 1 means what is left is the kernel's and the generator's.
   say ""
-  say "floor: bench/floor_echo.c (C, epoll, no libuv, no Lua), same generator"
+  [ -n "${R[floor,a]:-}${R[floor,b]:-}" ] &&
+    say "floor: bench/floor_echo.c (C, epoll, no libuv, no Lua), same generator"
   for t in a b; do
     [ -n "${R[floor,$t]:-}" ] || continue
     line="$t: ${R[floor,$t]} $([ $t = a ] && echo msg/s || echo MB/s); server user / kernel us ${R[floor,${t}_split]};"
@@ -452,6 +512,15 @@ if [ "$FLOOR_ON" = 1 ] && { [ -n "${R[floor,a]:-}" ] || [ -n "${R[floor,b]:-}" ]
     [ "$NODE" = 1 ] && line="$line, ws $(ratio "${R[ws,$t]:-}" "${R[floor,$t]}")"
     say "  $line"
   done
+  if [ -n "${R[floor,g_cost]:-}" ]; then
+    # server CPU per message over the floor's: 1 would be a server that costs nothing but
+    # its zlib calls
+    line="g: bench/zlib_floor.c, zlib alone: ${R[floor,g_cost]} us/msg (inflate / deflate"
+    line="$line ${R[floor,g_steps]}); server CPU per message over it:"
+    for p in $LUAS; do line="$line $p $(ratio "${R[$p,g_cost]:-}" "${R[floor,g_cost]}")"; done
+    [ "$NODE" = 1 ] && line="$line, ws $(ratio "${R[ws,g_cost]:-}" "${R[floor,g_cost]}")"
+    say "  $line"
+  fi
 fi
 say ""
 say "log: $LOG"

@@ -1,6 +1,10 @@
 -- An echo server: every message comes back to its sender.
 --   lua5.4 examples/echo_server.lua [port]     (port 0, the default here: any free port)
 --   lua5.4 examples/echo_server.lua PORT --tls CERT KEY     the same over wss://
+--   lua5.4 examples/echo_server.lua PORT --deflate          with permessage-deflate
+-- The flags go in any order after the port. --deflate takes the defaults (context
+-- takeover both ways, windows of 15 bits, zlib level 6, memLevel 8) but for the
+-- threshold: 256 bytes, as in the benchmarks' Node ws server (spec/peers/ws_echo_server.js).
 local WebSocket = require "luaws"
 
 -- Lua 5.4: a server's messages and event objects die young, which the generational
@@ -8,7 +12,14 @@ local WebSocket = require "luaws"
 pcall(collectgarbage, "generational")
 
 local port = tonumber(arg and arg[1]) or 8000
-local tls = arg and arg[2] == "--tls" and { cert = arg[3], key = arg[4] } or nil
+local tls, opts
+for i = 2, arg and #arg or 0 do
+  if arg[i] == "--tls" then
+    tls = { cert = arg[i + 1], key = arg[i + 2] }
+  elseif arg[i] == "--deflate" then
+    opts = { extensions = { require("luaws.deflate").configure { threshold = 256 } } }
+  end
+end
 local server = assert(WebSocket.listen { host = "127.0.0.1", port = port, tls = tls })
 
 server.onrequest = function(req, res)
@@ -23,7 +34,7 @@ end
 
 server.onupgrade = function(req)
   if not WebSocket.isWebSocket(req) then return end
-  local ws = WebSocket(req, { "echo" })
+  local ws = WebSocket(req, { "echo" }, opts)
   ws.onmessage = echo
 end
 

@@ -307,9 +307,47 @@ static void ws__zin_end(ws_deflate_t *d) {
 void ws_deflate_free(ws_deflate_t *d) {
   ws__zout_end(d);
   ws__zin_end(d);
+  free(d->out_dict);
+  free(d->in_dict);
+  d->out_dict = d->in_dict = NULL;
+  d->out_dict_len = d->in_dict_len = 0;
 }
 
-size_t ws_deflate_memory(const ws_deflate_t *d) { return d->mem; }
+size_t ws_deflate_memory(const ws_deflate_t *d) {
+  return d->mem + d->out_dict_len + d->in_dict_len;
+}
+
+/* A stream's window, copied out (zlib's *GetDictionary): exactly the bytes the next
+ * message may refer back to. */
+static int ws__take_window(z_stream *z, int out, unsigned char **dict, uint32_t *len) {
+  unsigned char buf[1u << 15];
+  uInt n = 0;
+  int r = out ? deflateGetDictionary(z, buf, &n) : inflateGetDictionary(z, buf, &n);
+  if (r != Z_OK) return WS_EINTERNAL;
+  *dict = NULL;
+  *len = 0;
+  if (!n) return 0;
+  if (!(*dict = malloc(n))) return WS_ENOMEM;
+  memcpy(*dict, buf, n);
+  *len = (uint32_t)n;
+  return 0;
+}
+
+int ws_deflate_park(ws_deflate_t *d) {
+  int r;
+  if (d->error || d->in_started) return d->error;
+  if (d->zout && !d->send_nct) {
+    if ((r = ws__take_window(d->zout, 1, &d->out_dict, &d->out_dict_len)) < 0)
+      return d->error = r;
+    ws__zout_end(d);
+  }
+  if (d->zin && !d->recv_nct) {
+    if ((r = ws__take_window(d->zin, 0, &d->in_dict, &d->in_dict_len)) < 0)
+      return d->error = r;
+    ws__zin_end(d);
+  }
+  return 0;
+}
 
 /* ---- compressing (RFC 7692 7.2.1) ---------------------------------------------- */
 
@@ -393,6 +431,16 @@ int ws_deflate_compress(ws_deflate_t *d, const char *in, size_t len, ws_bytes_t 
         ws__zfree(&d->mem, d->zout);
         d->zout = NULL;
         return d->error = r;
+      }
+      if (d->out_dict) {   /* parked: the window goes back first */
+        r = deflateSetDictionary(d->zout, d->out_dict, d->out_dict_len);
+        free(d->out_dict);
+        d->out_dict = NULL;
+        d->out_dict_len = 0;
+        if (r != Z_OK) {
+          ws__zout_end(d);
+          return d->error = WS_EINTERNAL;
+        }
       }
     }
     r = ws__compress(d->zout, in, len, out);
@@ -507,6 +555,16 @@ int ws_deflate_inflate(ws_deflate_t *d, const char *in, size_t len, int fin, uin
         return d->error = ws__zerr(r);
       }
       r = 0;
+      if (d->in_dict) {   /* parked: the window goes back first */
+        r = inflateSetDictionary(d->zin, d->in_dict, d->in_dict_len);
+        free(d->in_dict);
+        d->in_dict = NULL;
+        d->in_dict_len = 0;
+        if (r != Z_OK) {
+          ws__zin_end(d);
+          return d->error = WS_EINTERNAL;
+        }
+      }
     }
     d->in_started = 1;
     r = ws__inflate_run(d, (const unsigned char *)in, len, max, sink, ud);
@@ -587,6 +645,8 @@ static size_t ws__ext_memory(const void *state) {
   return sizeof(ws_deflate_t) + ws_deflate_memory(state);
 }
 
+static int ws__ext_park(void *state) { return ws_deflate_park(state); }
+
 static void ws__ext_destroy(void *state) {
   if (!state) return;
   ws_deflate_free(state);
@@ -603,5 +663,6 @@ const ws_extension_t ws_deflate_extension = {
     .decode = ws__ext_decode,
     .encode = ws__ext_encode,
     .memory = ws__ext_memory,
+    .park = ws__ext_park,
     .destroy = ws__ext_destroy,
 };

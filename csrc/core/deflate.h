@@ -76,6 +76,10 @@ typedef struct ws_deflate {
   uint8_t in_started;      /* the message in progress has had compressed bytes */
   uint8_t in_skip;         /* its deflate stream ended (BFINAL): skip the rest */
   int error;               /* sticky */
+  /* A parked direction (ws_deflate_park): its stream is freed and only its window, the
+   * context the next message may refer to, is kept here (malloc'd; NULL if none). */
+  unsigned char *out_dict, *in_dict;
+  uint32_t out_dict_len, in_dict_len;
 } ws_deflate_t;
 
 /* Sets up a connection's state from the negotiated parameters for a role (WS_ROLE_*):
@@ -86,8 +90,16 @@ void ws_deflate_init(ws_deflate_t *d, const ws_deflate_config_t *cfg, int role,
 /* Frees the zlib streams; d may be used again only after ws_deflate_init. */
 void ws_deflate_free(ws_deflate_t *d);
 /* Bytes of zlib memory d holds now (0 between messages when neither direction keeps
- * its context). */
+ * its context), parked windows included. */
 size_t ws_deflate_memory(const ws_deflate_t *d);
+/* Between messages, for an idle connection: frees each zlib stream that keeps its
+ * context and keeps only its window (at most 2^bits bytes, what the last messages
+ * put in it); the next message in that direction makes a stream again and primes it
+ * with the window, so both peers' windows still agree (RFC 7692 7.2.1, 7.2.2). A
+ * compressor holds about 256 KiB and an inflater 40 KiB; a parked connection holds its
+ * windows' bytes. Does nothing in a message, or after an error. 0 or WS_ENOMEM /
+ * WS_EINTERNAL (sticky). */
+int ws_deflate_park(ws_deflate_t *d);
 
 /* Bytes of output each sink call gets at most. */
 #define WS_DEFLATE_STEP 16384

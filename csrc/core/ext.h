@@ -118,6 +118,9 @@ typedef struct ws_extension {
                 ws_ext_sink_fn sink, void *ud);
   int (*encode)(void *state, const char *in, size_t len, ws_bytes_t *out, int *rsv);
   size_t (*memory)(const void *state);
+  /* Optional (NULL: none). Called between messages on a connection that has been idle:
+   * shrink the state to what the next message needs. 0 or an error (sticky). */
+  int (*park)(void *state);
   void (*destroy)(void *state);
 } ws_extension_t;
 

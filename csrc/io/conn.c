@@ -30,6 +30,8 @@ void ws_conn_options_default(ws_conn_options_t *o) {
 const ws__stream_ops_t ws__tcp_ops = {uv_read_start, uv_read_stop, uv_try_write,
                                       uv_write,      uv_shutdown,  uv_close};
 
+#define WS__PARK_MS 1000u   /* silence after which a conn's extensions shrink (park) */
+
 static void on_handle_closed(uv_handle_t *h);
 static int send_frame(ws_conn_t *c, int opcode, const char *data, size_t len);
 
@@ -92,6 +94,7 @@ int ws__conn_extensions_agreed(ws_conn_t *c, const char *value, size_t len) {
     return 0;
   }
   c->parser.rfc.rsv_allowed = (uint8_t)x->rsv;
+  ws__loop_sweep_for(c->loop, 4 * WS__PARK_MS);   /* idle conns are parked (park) */
   if (value && len && !(x->agreed = malloc(len + 1))) return WS_ENOMEM;
   if (x->agreed) {
     memcpy(x->agreed, value, len);
@@ -996,6 +999,31 @@ static void keepalive(ws_conn_t *c, uint32_t now) {
   send_frame(c, WS_OP_PING, NULL, 0);
 }
 
+/* A conn silent both ways for WS__PARK_MS, between messages: its extensions shrink to
+ * what the next message needs (permessage-deflate frees its zlib streams and keeps
+ * their windows), and the loop gives the freed memory back to the system. */
+static void park(ws_conn_t *c, uint32_t now) {
+  struct ws__exts *x = c->ext;
+  if (!x || !x->rsv || c->msg.len || c->codec->busy(&c->parser) || ws_conn_buffered(c) ||
+      !due(now, c->heard_at, WS__PARK_MS) || !due(now, c->out_at, WS__PARK_MS))
+    return;
+  size_t before = 0, after = 0;
+  for (unsigned i = 0; i < x->n; i++) {
+    if (!x->use[i].state || !x->use[i].ext->park) continue;
+    before += x->use[i].ext->memory(x->use[i].state);
+    int r = x->use[i].ext->park(x->use[i].state);
+    if (r) {
+      ws__conn_fail(c, r, ws_strerror(r));
+      return;
+    }
+    after += x->use[i].ext->memory(x->use[i].state);
+  }
+  if (after < before) {
+    c->loop->freed = 1;
+    ws__conn_account(c);
+  }
+}
+
 uint32_t ws__conn_sweep(ws_conn_t *c, uint32_t now) {
   switch (c->state) {
   case WS__S_HTTP:
@@ -1031,6 +1059,7 @@ uint32_t ws__conn_sweep(ws_conn_t *c, uint32_t now) {
     ws__conn_fail(c, WS_ETIMEDOUT, "a message was not completed within message_timeout");
     return c->close_ms;
   }
+  park(c, now);
   keepalive(c, now);
   uint32_t m = c->ping_ms ? c->ping_ms : c->idle_ms;
   if (c->flags & WS__F_PINGED && c->pong_ms && (!m || c->pong_ms < m)) m = c->pong_ms;

@@ -44,6 +44,7 @@ struct ws_loop {
   uv_timer_t sweep;          /* checks every conn's deadlines (ws__conn_sweep) */
   uint32_t sweep_ms;         /* its period: a quarter of the shortest timeout in use */
   int sweep_on;
+  int freed;                 /* the sweep freed much: give memory back to the system */
   size_t mem_in, mem_out;    /* bytes buffered by all conns (ws_loop_stats) */
   ws_bytes_t scratch;        /* an extension's output for the message being sent */
   /* The upgrade request being handed up (on_request), for ws_conn_accept. */

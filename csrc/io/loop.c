@@ -1,6 +1,9 @@
 /* The per-loop state: the one read buffer, corking, script timers, byte queues. */
 #include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include "internal.h"
 
 int ws__buf_append(ws_buf_t *b, const char *data, size_t len) {
@@ -106,6 +109,12 @@ void ws__loop_sweep(ws_loop_t *l, uint32_t now) {
     if (m && (!shortest || m < shortest)) shortest = m;
   }
   ws_loop_uncork(l);
+#ifdef __GLIBC__
+  /* Parked conns freed zlib's 64 KiB tables, which glibc keeps in its heap: hand the
+   * free pages back, so that idle connections cost what they hold. */
+  if (l->freed) malloc_trim(0);
+#endif
+  l->freed = 0;
   /* Lengthen the period again once short timeouts are gone. */
   uint32_t want = shortest ? shortest / 4 : WS__SWEEP_MAX;
   if (want < WS__SWEEP_MIN) want = WS__SWEEP_MIN;

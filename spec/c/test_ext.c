@@ -319,7 +319,7 @@ static void fake_destroy(void *state) {
 
 static const ws_extension_t fake_ext = {"x-flip",    WS_RSV2,     0,           fake_server,
                                         fake_offer,  fake_accept, fake_decode,
-                                        fake_encode, fake_memory, fake_destroy};
+                                        fake_encode, fake_memory, NULL,        fake_destroy};
 
 static int collect(void *ud, const char *d, size_t n) {
   ws_bytes_t *b = ud;
