@@ -217,25 +217,34 @@ function H.frame(opcode, payload, opts)
   return hdr .. key .. table.concat(out)
 end
 
+-- The frame that starts at pos in s, if all of it is there: its first byte, the length
+-- of its header (with the mask key), its payload length, and whether it is masked.
+local function frame_at(s, pos)
+  if #s - pos + 1 < 2 then return nil end
+  local b0, b1 = s:byte(pos, pos + 1)
+  local masked = b1 >= 128
+  local n, hl = b1 % 128, 2
+  if n == 126 then
+    if #s - pos + 1 < 4 then return nil end
+    n = s:byte(pos + 2) * 256 + s:byte(pos + 3); hl = 4
+  elseif n == 127 then
+    if #s - pos + 1 < 10 then return nil end
+    n = 0
+    for i = 2, 9 do n = n * 256 + s:byte(pos + i) end
+    hl = 10
+  end
+  if masked then hl = hl + 4 end
+  if #s - pos + 1 < hl + n then return nil end
+  return b0, hl, n, masked
+end
+
 --- Parses frames (masked or not) from a byte string: list of {opcode, fin, payload}, rest.
 function H.parse_frames(s)
   local frames, pos = {}, 1
-  while #s - pos + 1 >= 2 do
-    local b0, b1 = s:byte(pos, pos + 1)
-    local masked = b1 >= 128
-    local n, hl = b1 % 128, 2
-    if n == 126 then
-      if #s - pos + 1 < 4 then break end
-      n = s:byte(pos + 2) * 256 + s:byte(pos + 3); hl = 4
-    elseif n == 127 then
-      if #s - pos + 1 < 10 then break end
-      n = 0
-      for i = 2, 9 do n = n * 256 + s:byte(pos + i) end
-      hl = 10
-    end
-    local key
-    if masked then key = s:sub(pos + hl, pos + hl + 3); hl = hl + 4 end
-    if #s - pos + 1 < hl + n then break end
+  while true do
+    local b0, hl, n, masked = frame_at(s, pos)
+    if not b0 then break end
+    local key = masked and s:sub(pos + hl - 4, pos + hl - 1) or nil
     local payload = s:sub(pos + hl, pos + hl + n - 1)
     if key then
       local k, out = { key:byte(1, 4) }, {}
@@ -247,6 +256,32 @@ function H.parse_frames(s)
     pos = pos + hl + n
   end
   return frames, s:sub(pos)
+end
+
+--- How many data messages (final data or continuation frames) and control frames are
+--- complete in s, reading headers only: cheap enough for a wait's condition, where
+--- H.parse_frames would unmask megabytes in Lua each round.
+function H.count_frames(s)
+  local msgs, controls, pos = 0, 0, 1
+  while true do
+    local b0, hl, n = frame_at(s, pos)
+    if not b0 then break end
+    if b0 % 16 >= 8 then controls = controls + 1
+    elseif b0 >= 128 then msgs = msgs + 1 end
+    pos = pos + hl + n
+  end
+  return msgs, controls
+end
+
+--- Byte-for-byte equality that names the first difference instead of printing megabytes.
+function H.assert_bytes(expected, actual, what)
+  if expected == actual then return end
+  assert(type(actual) == "string", what .. ": got " .. type(actual))
+  local n = math.min(#expected, #actual)
+  local i = 1
+  while i <= n and expected:byte(i) == actual:byte(i) do i = i + 1 end
+  error(("%s differs: %d bytes expected, %d received, first difference at byte %d")
+    :format(what, #expected, #actual, i), 2)
 end
 
 --- The close code in a close frame's payload (nil if empty).

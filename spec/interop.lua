@@ -28,18 +28,68 @@ return function(PEER, env)
     return table.concat(t)
   end
 
-  -- Byte-for-byte equality that names the first difference instead of printing 16 MiB.
-  local function assert_bytes(expected, actual, what)
-    if expected == actual then return end
-    assert(type(actual) == "string", what .. ": got " .. type(actual))
-    local n = math.min(#expected, #actual)
-    local i = 1
-    while i <= n and expected:byte(i) == actual:byte(i) do i = i + 1 end
-    error(("%s differs: %d bytes expected, %d received, first difference at byte %d")
-      :format(what, #expected, #actual, i), 2)
-  end
+  local assert_bytes = H.assert_bytes
 
   local find_event = H.peer_event
+
+  -- ---- permessage-deflate (PEER.deflate: the cases) ----------------------------------
+
+  local json = require "dkjson"
+  local deflate = require "luaws.deflate"
+
+  -- The extension list for a luaws socket: luaws.deflate configured with cfg (nil: as it is).
+  local function deflate_options(cfg)
+    return { extensions = { cfg and deflate.configure(cfg) or deflate } }
+  end
+
+  -- The peer's setting as its PEER_DEFLATE environment variable.
+  local function deflate_env(setting)
+    return ("PEER_DEFLATE='%s'"):format(json.encode(setting))
+  end
+
+  -- An extension value with each element's parameters sorted: peers list them in their
+  -- own order.
+  local function canon(value)
+    local out = {}
+    for element in (value or ""):gmatch("[^,]+") do
+      local parts = {}
+      for part in element:gmatch("[^;]+") do parts[#parts + 1] = part:match("^%s*(.-)%s*$") end
+      local name = table.remove(parts, 1)
+      table.sort(parts)
+      table.insert(parts, 1, name)
+      out[#out + 1] = table.concat(parts, "; ")
+    end
+    return table.concat(out, ", ")
+  end
+
+  -- What the peers echo under deflate (as spec/peers/sized_messages.js makes them):
+  -- { data, binary } pairs from empty to 1 MiB, text and binary in turn.
+  local sized_cache
+  local function sized_messages()
+    if sized_cache then return sized_cache end
+    sized_cache = {}
+    for i, n in ipairs { 0, 1, 125, 126, 1023, 1024, 1025, 4096, 65535, 65536, 300000, 1048579 } do
+      if i % 2 == 1 then
+        local parts, k, total = {}, 0, 0
+        while total < n do
+          parts[#parts + 1] = ("permessage-deflate %d window %d "):format(k, k % 7)
+          total = total + #parts[#parts]
+          k = k + 1
+        end
+        sized_cache[i] = { table.concat(parts):sub(1, n), false }
+      else
+        local b, x, chunks = {}, n, {}
+        for j = 0, n - 1 do
+          x = (x * 69069 + 1) % 4294967296
+          b[#b + 1] = j % 512 < 256 and math.floor(x / 16777216) or j % 251
+          if #b == 4096 then chunks[#chunks + 1] = string.char((table.unpack or unpack)(b)); b = {} end
+        end
+        chunks[#chunks + 1] = string.char((table.unpack or unpack)(b))
+        sized_cache[i] = { table.concat(chunks), true }
+      end
+    end
+    return sized_cache
+  end
 
   -- Starts a peer command; the sanitizer runtime preloaded for luaws is not the peer's.
   local function spawn_peer(cmd, env)
@@ -51,22 +101,26 @@ return function(PEER, env)
 
     -- The peer's fixed script: text, binary 0..255, 16 MiB binary, a text message in three
     -- frames, ping "p1", close(4000, "bye"); it checks each echo byte for byte. opts:
-    -- protocols (luaws's), offer (the peer's, a shell word list), on_socket(ws, srec).
+    -- protocols (luaws's), offer (the peer's, a shell word list), on_socket(ws, srec),
+    -- options (luaws's socket options), env (more of the peer's environment).
     local function run_peer_client(opts)
       opts = opts or {}
-      local s, srec = H.echo_server(opts.protocols or { "a", "b" })
+      local s, srec = H.echo_server(opts.protocols or { "a", "b" }, opts.options)
       local opened = {}
       local onupgrade = s.onupgrade
       s.onupgrade = function(req)
         onupgrade(req)
         local ws = srec.sockets[#srec.sockets]
-        ws.onopen = function() opened[#opened + 1] = ws.protocol end
+        ws.onopen = function()
+          opened[#opened + 1] = ws.protocol
+          srec.open_extensions = ws.extensions
+        end
         if opts.on_socket then opts.on_socket(ws, srec) end
       end
       local url = ("ws://127.0.0.1:%d/interop"):format(s.port)
       local seconds = BIG_SECONDS + 30
       local p = spawn_peer(("%s %s %s"):format(PEER.client, url, opts.offer or "c b a"),
-        ("PEER_TIMEOUT=%d"):format(seconds * H.timeout_scale))
+        ("PEER_TIMEOUT=%d %s"):format(seconds * H.timeout_scale, opts.env or ""))
       p:wait_for('"event": ?"summary"[^\n]*\n', seconds + 10)
       if #srec.sockets > 0 then   -- else the peer never connected: its summary says why
         H.wait(function() return #srec.closes > 0 end, 10, "server-side onclose")
@@ -143,16 +197,42 @@ return function(PEER, env)
       assert.equal("b", srec.sockets[1].protocol)
       assert.equal("hybi-13", srec.sockets[1].version)
     end)
+
+    -- permessage-deflate: the peer's whole script and every size of sized_messages,
+    -- compressed both ways; both sides report the same agreed parameters.
+    for _, case in ipairs(PEER.deflate and PEER.deflate.client or {}) do
+      it("runs the script with permessage-deflate: " .. case.name, function()
+        local summary, srec, _, p = run_peer_client({
+          options = deflate_options(case.luaws), env = deflate_env(case.peer) })
+        assert.is_nil(summary.error, summary.error)
+        assert.is_true(summary.ok, p:output())
+        assert.is_true(summary.sizes)
+        assert.equal(canon(case.expect), canon(summary.extensions))
+        assert.equal(case.expect, srec.open_extensions)
+        local m = srec.messages
+        assert.equal(4 + #sized_messages(), #m)
+        assert.equal("hello", m[1].data)
+        assert_bytes(big_message(), m[3].data, "16 MiB message")
+        for i, sm in ipairs(sized_messages()) do
+          assert_bytes(sm[1], m[4 + i].data, "sized message " .. i)
+          assert.equal(sm[2], m[4 + i].binary == true)
+        end
+        assert.same({ 4000, "bye", true },
+          { srec.closes[1].code, srec.closes[1].reason, srec.closes[1].wasClean })
+        assert.same({}, srec.errors)
+      end)
+    end
   end)
 
   describe("luaws client, " .. PEER.name .. " server", function()
     after_each(H.cleanup)
 
-    -- Starts the peer server and connects a luaws client offering a and b.
-    local function connect()
-      local p = spawn_peer(PEER.server)
+    -- Starts the peer server (env: more of its environment) and connects a luaws client
+    -- offering a and b, with options.
+    local function connect(options, env)
+      local p = spawn_peer(PEER.server, env)
       local port = p:wait_for("listening on (%d+)", 10)
-      local ws, rec = H.client(("ws://127.0.0.1:%s/interop"):format(port), { "a", "b" })
+      local ws, rec = H.client(("ws://127.0.0.1:%s/interop"):format(port), { "a", "b" }, options)
       H.wait(function() return rec.opens == 1 or #rec.closes > 0 end, 10, "open")
       assert.equal(1, rec.opens, "no open: " .. table.concat(rec.errors, "; "))
       return ws, rec, p
@@ -230,5 +310,27 @@ return function(PEER, env)
       assert.equal(0, #rec.messages)
       assert.equal(H.WebSocket.CLOSED, ws.readyState)
     end)
+
+    for _, case in ipairs(PEER.deflate and PEER.deflate.server or {}) do
+      it("echoes every size with permessage-deflate: " .. case.name, function()
+        local ws, rec, p = connect(deflate_options(case.luaws), deflate_env(case.peer))
+        assert.equal(canon(case.expect), canon(ws.extensions))
+        p:wait_for('"event": ?"connection"', 10)
+        assert.equal(canon(case.expect), canon(find_event(p, "connection").extensions))
+        for round = 1, 2 do          -- twice: the contexts carry over, unless told not to
+          for i, sm in ipairs(sized_messages()) do
+            local m = roundtrip(ws, rec, sm[1], sm[2] and "binary" or "text", 20)
+            assert.truthy(m, "no echo of sized message " .. i)
+            assert_bytes(sm[1], m.data, ("round %d, sized message %d"):format(round, i))
+            assert.equal(sm[2], m.binary == true)
+          end
+        end
+        local m = roundtrip(ws, rec, big_message(), "binary", BIG_SECONDS)
+        assert_bytes(big_message(), m and m.data, "16 MiB echo")
+        ws:close(4000, "bye")
+        closed_with(rec, 4000, "bye")
+        assert.same({}, rec.errors)
+      end)
+    end
   end)
 end

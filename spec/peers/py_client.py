@@ -8,6 +8,11 @@ Connects offering the given subprotocols, then, each step waiting for its echo: 
 pong), and close(4000, "bye"), all within PEER_TIMEOUT seconds (env, default 120).
 Prints one JSON line per event it receives and a last line {"event": "summary", ...};
 exits 0 when every step passed, 1 otherwise.
+
+PEER_DEFLATE (env): JSON; `true` for websockets' own permessage-deflate offer, or the
+keyword arguments of ClientPerMessageDeflateFactory. Then the script also echoes
+messages of many sizes before the ping, and the summary says which extension
+parameters were agreed.
 """
 import asyncio
 import hashlib
@@ -16,6 +21,9 @@ import os
 import sys
 
 import websockets
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+
+from py_deflate import compression_options
 
 BIG = 16 * 1024 * 1024
 MAX_SIZE = BIG + 64 * 1024
@@ -24,6 +32,28 @@ TIMEOUT = float(os.environ.get("PEER_TIMEOUT", "120"))   # seconds for the whole
 
 def log(**event):
     print(json.dumps(event), flush=True)
+
+
+def sized_messages():
+    """The same list as spec/peers/sized_messages.js: (data, is_binary) pairs."""
+    sizes = [0, 1, 125, 126, 1023, 1024, 1025, 4096, 65535, 65536, 300000, 1048579]
+    out = []
+    for i, n in enumerate(sizes):
+        if i % 2 == 0:
+            parts, k, total = [], 0, 0
+            while total < n:
+                part = f"permessage-deflate {k} window {k % 7} "
+                parts.append(part)
+                total += len(part)
+                k += 1
+            out.append(("".join(parts)[:n], False))
+        else:
+            b, x = bytearray(n), n
+            for j in range(n):
+                x = (x * 69069 + 1) % 4294967296
+                b[j] = x >> 24 if j % 512 < 256 else j % 251
+            out.append((bytes(b), True))
+    return out
 
 
 def big_message():
@@ -49,11 +79,13 @@ async def receive(ws):
 
 async def run(url, protocols, summary, conn):
     # No keepalive pings of our own: the script's ping is the only one.
+    options = compression_options(ClientPerMessageDeflateFactory)
     async with websockets.connect(url, subprotocols=protocols or None, max_size=MAX_SIZE,
-                                  compression=None, ping_interval=None) as ws:
+                                  ping_interval=None, **options) as ws:
         conn.append(ws)
         summary["protocol"] = ws.subprotocol
-        log(event="open", protocol=ws.subprotocol)
+        summary["extensions"] = ws.response_headers.get("Sec-WebSocket-Extensions", "")
+        log(event="open", protocol=ws.subprotocol, extensions=summary["extensions"])
 
         await ws.send("hello")
         summary["text"] = await receive(ws) == "hello"
@@ -72,6 +104,14 @@ async def run(url, protocols, summary, conn):
 
         await ws.send(["Hel", "lo, ", "world"])   # an iterable: one message, three frames
         summary["fragmented"] = await receive(ws) == "Hello, world"
+
+        if options["compression"] or options.get("extensions"):
+            summary["sizes"] = True
+            for data, _ in sized_messages():
+                await ws.send(data)
+                if await receive(ws) != data:
+                    summary["sizes"] = False
+                    summary["error"] = f"echo of {len(data)} bytes differs"
 
         pong = await ws.ping(b"p1")
         await pong
@@ -97,6 +137,7 @@ def main():
         summary["close_reason"] = ws.close_reason
     summary["ok"] = "error" not in summary \
         and all(summary.get(k) for k in ("text", "binary", "big", "fragmented", "pong")) \
+        and summary.get("sizes", True) \
         and summary.get("close_code") == 4000 and summary.get("close_reason") == "bye"
     log(**summary)
     sys.exit(0 if summary["ok"] else 1)

@@ -8,6 +8,9 @@ offer of "a, b" gets "b", which a server that took the first would not pick).
 Echoes text as text and binary as binary. Two text commands:
   "close-me CODE REASON"  closes with that code and reason;
   "fragments"             sends "Hello, world" as three frames: "Hel", "lo, ", "world".
+PEER_DEFLATE (env): JSON; `true` for websockets' own permessage-deflate settings, or the
+keyword arguments of ServerPerMessageDeflateFactory. The connection event then says
+which extension parameters were agreed.
 """
 import asyncio
 import json
@@ -15,6 +18,9 @@ import re
 
 import websockets
 from websockets.exceptions import ConnectionClosed
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+
+from py_deflate import compression_options
 
 MAX_SIZE = 16 * 1024 * 1024 + 64 * 1024   # the 16 MiB message, plus slack
 CLOSE_ME = re.compile(r"close-me (\d+) (.*)\Z", re.S)
@@ -31,7 +37,8 @@ def select_subprotocol(offered, _supported):
 
 
 async def echo(ws, _path=None):
-    log(event="connection", protocol=ws.subprotocol)
+    log(event="connection", protocol=ws.subprotocol,
+        extensions=ws.response_headers.get("Sec-WebSocket-Extensions", ""))
     try:
         async for msg in ws:
             if isinstance(msg, str):
@@ -54,7 +61,8 @@ async def main():
     async with websockets.serve(echo, "127.0.0.1", 0, max_size=MAX_SIZE,
                                 subprotocols=["a", "b"],
                                 select_subprotocol=select_subprotocol,
-                                compression=None, ping_interval=None) as server:
+                                ping_interval=None,
+                                **compression_options(ServerPerMessageDeflateFactory)) as server:
         port = server.sockets[0].getsockname()[1]
         print(f"listening on {port}", flush=True)
         await asyncio.Future()

@@ -6,10 +6,15 @@
 // for its pong), and close(4000, "bye"), all within PEER_TIMEOUT seconds (env, default
 // 120). Prints one JSON line per event it receives and a last line
 // {"event":"summary", ...}; exits 0 when every step passed, 1 otherwise.
+// PEER_DEFLATE (env): ws's perMessageDeflate options as JSON (`true`: its defaults).
+// Then the script also echoes messages of many sizes before the ping, and the summary
+// says which extension parameters were agreed.
 'use strict';
 const path = require('path');
 const crypto = require('crypto');
 const WebSocket = require(path.join(__dirname, 'node_modules', 'ws'));
+const { format } = require(path.join(__dirname, 'node_modules', 'ws', 'lib', 'extension.js'));
+const sizedMessages = require(path.join(__dirname, 'sized_messages.js'));
 
 const [url, ...protocols] = process.argv.slice(2);
 const BIG = 16 * 1024 * 1024;
@@ -23,7 +28,14 @@ function bigMessage() {
 }
 
 const summary = { event: 'summary' };
-const ws = new WebSocket(url, protocols, { maxPayload: BIG + 64 * 1024, perMessageDeflate: false });
+const deflate = process.env.PEER_DEFLATE ? JSON.parse(process.env.PEER_DEFLATE) : false;
+const ws = new WebSocket(url, protocols, { maxPayload: BIG + 64 * 1024, perMessageDeflate: deflate });
+
+// The agreed Sec-WebSocket-Extensions value ("" for none): ws.extensions has only names.
+function agreedExtensions(socket) {
+  const pmd = socket._extensions['permessage-deflate'];
+  return pmd ? format({ 'permessage-deflate': pmd.params }) : '';
+}
 
 // Received messages are queued; each step takes the next one (or fails once closed).
 const inbox = [];
@@ -62,7 +74,8 @@ const closed = new Promise((resolve) => {
 async function run() {
   await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('close', reject); });
   summary.protocol = ws.protocol;
-  print({ event: 'open', protocol: ws.protocol });
+  summary.extensions = agreedExtensions(ws);
+  print({ event: 'open', protocol: ws.protocol, extensions: summary.extensions });
 
   ws.send('hello');
   let m = await nextMessage();
@@ -87,6 +100,18 @@ async function run() {
   m = await nextMessage();
   summary.fragmented = !m.isBinary && m.data.toString('utf8') === 'Hello, world';
 
+  if (deflate) {
+    summary.sizes = true;
+    for (const [data, isBinary] of sizedMessages()) {
+      ws.send(data, { binary: isBinary });
+      m = await nextMessage();
+      if (m.isBinary !== isBinary || !data.equals(m.data)) {
+        summary.sizes = false;
+        summary.error = `echo of ${data.length} bytes (binary ${isBinary}) differs`;
+      }
+    }
+  }
+
   const pong = new Promise((resolve, reject) => {
     ws.once('pong', (data) => resolve(data.toString('latin1')));
     closed.then(() => reject(new Error('closed before the pong')));
@@ -97,7 +122,8 @@ async function run() {
   ws.close(4000, 'bye');
   const c = await closed;
   summary.ok = summary.text && summary.binary && summary.big && summary.fragmented &&
-    summary.pong && c.code === 4000 && c.reason === 'bye' && !summary.error;
+    summary.pong && c.code === 4000 && c.reason === 'bye' && !summary.error &&
+    (!deflate || summary.sizes);
 }
 
 const guard = setTimeout(() => {

@@ -6,15 +6,18 @@
 // Echoes text as text and binary as binary. Two text commands:
 //   "close-me CODE REASON"  closes with that code and reason;
 //   "fragments"             sends "Hello, world" as three frames: "Hel", "lo, ", "world".
+// PEER_DEFLATE (env): ws's perMessageDeflate options as JSON (`true`: its defaults); the
+// connection event then says which extension parameters were agreed.
 'use strict';
 const path = require('path');
 const { WebSocketServer } = require(path.join(__dirname, 'node_modules', 'ws'));
+const { format } = require(path.join(__dirname, 'node_modules', 'ws', 'lib', 'extension.js'));
 
 const wss = new WebSocketServer({
   host: '127.0.0.1',
   port: 0,
   maxPayload: 16 * 1024 * 1024 + 64 * 1024,   // the 16 MiB message, plus slack
-  perMessageDeflate: false,
+  perMessageDeflate: process.env.PEER_DEFLATE ? JSON.parse(process.env.PEER_DEFLATE) : false,
   handleProtocols(offered) {
     if (offered.has('b')) return 'b';
     for (const p of offered) return p;
@@ -27,7 +30,9 @@ wss.on('listening', () => {
 });
 
 wss.on('connection', (ws, req) => {
-  console.log(JSON.stringify({ event: 'connection', protocol: ws.protocol }));
+  const pmd = ws._extensions['permessage-deflate'];
+  const extensions = pmd ? format({ 'permessage-deflate': pmd.params }) : '';
+  console.log(JSON.stringify({ event: 'connection', protocol: ws.protocol, extensions }));
   ws.on('message', (data, isBinary) => {
     if (!isBinary) {
       const text = data.toString('utf8');
