@@ -89,7 +89,8 @@ function Response:_start(whole)
   end
   self._left = self._length
   self.headersSent = true
-  return string.format("HTTP/1.1 %d %s\r\n%s%s\r\n", st, STATUS[st] or "Status", self._lines, extra)
+  self._unsent = string.format("HTTP/1.1 %d %s\r\n%s%s\r\n", st, STATUS[st] or "Status",
+    self._lines, extra)
 end
 
 -- Body bytes as the framing wants them.
@@ -107,8 +108,9 @@ end
 function Response:write(chunk)
   if self.finished then return nil, "ECLOSED: response already finished", "ECLOSED" end
   local data = chunk and tostring(chunk) or ""
-  local out = self.headersSent and "" or self:_start()
-  out = out .. self:_body(data)
+  if not self.headersSent then self:_start() end
+  local out = (self._unsent or "") .. self:_body(data)   -- (the head stays unsent if it raises)
+  self._unsent = nil
   if out == "" then return true end
   return core.http_write(self._conn, out)
 end
@@ -118,8 +120,9 @@ end
 function Response:finish(chunk)
   if self.finished then return true end
   local data = chunk and tostring(chunk) or ""
-  local out = self.headersSent and "" or self:_start(data)
-  out = out .. self:_body(data)
+  if not self.headersSent then self:_start(data) end
+  local out = (self._unsent or "") .. self:_body(data)
+  self._unsent = nil
   if self._framing == "chunked" then out = out .. "0\r\n\r\n" end
   if self._left and self._left > 0 and not self._bodyless then self._keep = false end
   local ok, err, name = true, nil, nil

@@ -1,0 +1,268 @@
+-- The server's HTTP/1.1 side: keep-alive, pipelining, response framing, and upgrades
+-- deferred past onupgrade (accepted or refused later).
+local H = require "helper"
+local WebSocket = H.WebSocket
+
+-- A raw client; returns it and its record.
+local function connect(port)
+  local c, rec = H.raw(port)
+  H.wait(function() return rec.opened end, 5, "connect")
+  return c, rec
+end
+
+-- Reads n whole responses from rec.data (HEAD answers: pass head_only); returns them.
+local function responses(rec, n, what, head_only)
+  local got
+  H.wait(function()
+    got = {}
+    local data = rec.data
+    while #got < n do
+      local r = H.http_response(data, rec.closed, head_only)
+      if not r then break end
+      got[#got + 1] = r
+      data = data:sub(r.length + 1)
+    end
+    return #got == n or rec.closed
+  end, 5, what or "responses")
+  assert.equal(n, #got, "responses received: " .. rec.data)
+  return got
+end
+
+local function get(path, extra)
+  return "GET " .. path .. " HTTP/1.1\r\nHost: h\r\n" .. (extra or "") .. "\r\n"
+end
+
+describe("HTTP keep-alive", function()
+  after_each(H.cleanup)
+
+  local function counting_server(opts)
+    local s = H.server(opts)
+    local seen = {}
+    s.onrequest = function(req, res)
+      seen[#seen + 1] = req.url
+      res:writeHead(200, { ["Content-Type"] = "text/plain" })
+      res:finish("you asked for " .. req.url)
+    end
+    return s, seen
+  end
+
+  it("keeps an HTTP/1.1 connection for the next request", function()
+    local s, seen = counting_server()
+    local c, rec = connect(s.port)
+    c:_raw_write(get("/one"))
+    local r = responses(rec, 1)
+    assert.equal("you asked for /one", r[1].body)
+    assert.equal(tostring(#"you asked for /one"), r[1].headers["content-length"])
+    assert.is_nil(r[1].headers.connection)
+    c:_raw_write(get("/two"))
+    r = responses(rec, 2)
+    assert.equal("you asked for /two", r[2].body)
+    assert.same({ "/one", "/two" }, seen)
+    assert.is_falsy(rec.closed)
+  end)
+
+  it("answers pipelined requests in order, even when an earlier one finishes later", function()
+    local s = H.server()
+    s.onrequest = function(req, res)
+      if req.url == "/slow" then
+        WebSocket.setTimeout(function() res:finish("slow") end, 30)
+      else
+        res:finish("fast " .. req.url)
+      end
+    end
+    local c, rec = connect(s.port)
+    c:_raw_write(get("/a") .. get("/slow") .. get("/b") .. get("/c"))
+    local r = responses(rec, 4)
+    assert.same({ "fast /a", "slow", "fast /b", "fast /c" },
+      { r[1].body, r[2].body, r[3].body, r[4].body })
+  end)
+
+  it("closes after a request that says Connection: close, and after HTTP/1.0", function()
+    local s = counting_server()
+    local c, rec = connect(s.port)
+    c:_raw_write(get("/x", "Connection: close\r\n"))
+    local r = responses(rec, 1)
+    assert.equal("close", r[1].headers.connection)
+    H.wait(function() return rec.closed end, 5, "close")
+
+    c, rec = connect(s.port)
+    c:_raw_write("GET /y HTTP/1.0\r\nHost: h\r\n\r\n")
+    r = responses(rec, 1)
+    assert.equal("you asked for /y", r[1].body)
+    H.wait(function() return rec.closed end, 5, "close after 1.0")
+  end)
+
+  it("keeps an HTTP/1.0 connection that asks for keep-alive, and says so", function()
+    local s = counting_server()
+    local c, rec = connect(s.port)
+    c:_raw_write("GET /y HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\n\r\n")
+    local r = responses(rec, 1)
+    assert.equal("keep-alive", r[1].headers.connection)
+    c:_raw_write("GET /z HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\n\r\n")
+    r = responses(rec, 2)
+    assert.equal("you asked for /z", r[2].body)
+  end)
+
+  it("closes an idle keep-alive connection after keepalive_timeout", function()
+    local s = counting_server { keepalive_timeout = 0.2 }
+    local c, rec = connect(s.port)
+    c:_raw_write(get("/one"))
+    responses(rec, 1)
+    H.wait(function() return rec.closed end, 5, "the idle close")
+  end)
+
+  it("frames a streamed body with chunked coding, and a HEAD or 204 answer with none", function()
+    local s = H.server()
+    s.onrequest = function(req, res)
+      if req.url == "/204" then
+        res:writeHead(204, {})
+        res:finish()
+        return
+      end
+      res:writeHead(200, { ["Content-Type"] = "text/plain" })
+      res:write("part one, ")
+      res:write("")
+      res:finish("part two")
+    end
+    local c, rec = connect(s.port)
+    c:_raw_write(get("/stream"))
+    local r = responses(rec, 1)
+    assert.equal("chunked", r[1].headers["transfer-encoding"])
+    assert.equal("part one, part two", r[1].body)
+    assert.truthy(rec.data:find("\r\n\r\na\r\npart one, \r\n8\r\npart two\r\n0\r\n\r\n$", 1, false), rec.data)
+    rec.data = ""
+    c:_raw_write("HEAD /stream HTTP/1.1\r\nHost: h\r\n\r\n")
+    r = responses(rec, 1, "HEAD", true)
+    assert.equal(rec.data, rec.data:match("^.-\r\n\r\n"))   -- a head, nothing after it
+    rec.data = ""
+    c:_raw_write(get("/204"))
+    r = responses(rec, 1, "204")
+    assert.equal(204, r[1].status)
+    assert.equal(rec.data, rec.data:match("^.-\r\n\r\n"))
+    assert.is_falsy(rec.closed)
+  end)
+
+  it("uses the script's Content-Length, refuses bytes past it, and closes a short body", function()
+    local s = H.server()
+    local err
+    s.onrequest = function(req, res)
+      res:writeHead(200, { ["Content-Length"] = 5 })
+      if req.url == "/over" then
+        err = select(2, pcall(res.write, res, "123456"))
+        res:finish("12345")
+      else
+        res:finish("123")   -- short: the connection cannot carry another response
+      end
+    end
+    local c, rec = connect(s.port)
+    c:_raw_write(get("/over"))
+    local r = responses(rec, 1)
+    assert.equal("12345", r[1].body)
+    assert.truthy(tostring(err):find("past Content%-Length"))
+    c:_raw_write(get("/short"))
+    H.wait(function() return rec.closed end, 5, "close after a short body")
+  end)
+
+  it("is reused by curl for two URLs on one connection", function()
+    local s, seen = counting_server()
+    local base = "http://127.0.0.1:" .. s.port
+    local p = H.spawn("curl -sv " .. base .. "/a " .. base .. "/b; echo EXIT $?")
+    p:wait_for("EXIT %d+", 10)
+    local out = p:output()
+    assert.matches("you asked for /a", out, 1, true)
+    assert.matches("you asked for /b", out, 1, true)
+    assert.matches("Re-using existing connection", out, 1, true)
+    assert.matches("EXIT 0", out, 1, true)
+    assert.same({ "/a", "/b" }, seen)
+  end)
+
+  it("is reused by Python's http.client", function()
+    local s, seen = counting_server()
+    local script = ([[
+import http.client
+c = http.client.HTTPConnection("127.0.0.1", %d, timeout=5)
+for path in ("/p1", "/p2", "/p3"):
+    c.request("GET", path)
+    r = c.getresponse()
+    print(r.status, r.read().decode())
+print("sock", c.sock is not None)
+]]):format(s.port)
+    local p = H.spawn("python3 -c '" .. script .. "'; echo EXIT $?")
+    p:wait_for("EXIT %d+", 10)
+    local out = p:output()
+    assert.matches("200 you asked for /p3", out, 1, true)
+    assert.matches("EXIT 0", out, 1, true)
+    assert.same({ "/p1", "/p2", "/p3" }, seen)
+  end)
+end)
+
+describe("deferred upgrades", function()
+  after_each(H.cleanup)
+
+  it("accepts a deferred request later, from a timer; early frames wait for it", function()
+    local s = H.server()
+    local deferred
+    s.onupgrade = function(req)
+      deferred = req
+      assert.is_true(req:defer())
+      WebSocket.setTimeout(function()
+        local ws = H.track(WebSocket(req))
+        ws.onopen = function() ws:send("opened late") end
+        ws.onmessage = function(e) ws:send("echo " .. e.data) end
+      end, 30)
+    end
+    local c, rec = H.raw_upgraded(s.port, H.upgrade_request .. H.frame(1, "early"))
+    H.wait(function()
+      local frames = H.parse_frames(rec.data)
+      return #frames >= 2
+    end, 5, "two frames")
+    local frames = H.parse_frames(rec.data)
+    assert.equal("opened late", frames[1].payload)
+    assert.equal("echo early", frames[2].payload)
+    assert.is_true(deferred._deferred == nil)
+  end)
+
+  it("refuses a deferred request with req:reject", function()
+    local s = H.server()
+    s.onupgrade = function(req)
+      req:defer()
+      WebSocket.setTimeout(function() req:reject(403, { ["X-Why"] = "no token" }, "forbidden") end, 10)
+    end
+    local c, rec = connect(s.port)
+    c:_raw_write(H.upgrade_request)
+    local r = responses(rec, 1)
+    assert.equal(403, r[1].status)
+    assert.equal("no token", r[1].headers["x-why"])
+    assert.equal("forbidden", r[1].body)
+    H.wait(function() return rec.closed end, 5, "close")
+  end)
+
+  it("answers 408 to a deferred request left past handshake_timeout", function()
+    local s = H.server { handshake_timeout = 0.2 }
+    s.onupgrade = function(req) req:defer() end
+    local c, rec = connect(s.port)
+    c:_raw_write(H.upgrade_request)
+    local r = responses(rec, 1)
+    assert.equal(408, r[1].status)
+    H.wait(function() return rec.closed end, 5, "close")
+  end)
+
+  it("still answers 400 to an upgrade that is neither accepted, deferred nor refused", function()
+    local s = H.server()
+    s.onupgrade = function() end
+    local c, rec = connect(s.port)
+    c:_raw_write(H.upgrade_request)
+    assert.equal(400, responses(rec, 1)[1].status)
+  end)
+
+  it("raises when a request that was not deferred is accepted after onupgrade", function()
+    local s = H.server()
+    local kept, err
+    s.onupgrade = function(req) kept = req end
+    local c, rec = connect(s.port)
+    c:_raw_write(H.upgrade_request)
+    H.wait(function() return kept end, 5, "onupgrade")
+    err = select(2, pcall(WebSocket, kept))
+    assert.truthy(tostring(err):find("nor one it deferred"))
+  end)
+end)
