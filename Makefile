@@ -97,7 +97,7 @@ chaos-asan:
 	sh spec/chaos/run.sh build/asan-$(LUA) $(LUA)
 
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS ?= frame http hixie inflate conn
+FUZZ_TARGETS ?= frame http body hixie inflate conn
 # Targets that drive the I/O layer (scripted sockets) link it and libuv too.
 FUZZ_IO_TARGETS = conn
 fuzz:

@@ -7,7 +7,7 @@
 #include "ws.h"
 
 /* RFC 9110 5.6.2: tchar, the characters of a token (method, header name). */
-static const uint8_t ws__tchar[256] = {
+const uint8_t ws__http_tchar[256] = {
   0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
   0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
   0, 1, 0, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 1, 1, 0,
@@ -24,10 +24,6 @@ static const uint8_t ws__tchar[256] = {
   0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
   0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
   0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,};
-
-#define WS__IS_OWS(c) ((c) == ' ' || (c) == '\t')
-/* RFC 9110 5.5: field values and reason phrases are HTAB, SP, VCHAR or obs-text. */
-#define WS__IS_TEXT(c) ((c) == '\t' || ((c) >= 0x20 && (c) != 0x7F))
 
 /* Line ends are CRLF, or a bare LF (RFC 9112 2.2 lets a recipient accept it). */
 static int ws__http_eol(const char **pp, const char *end) {
@@ -71,22 +67,22 @@ static int ws__http_headers(const char **pp, const char *end, ws_http_head_t *h)
     if (p == end) return WS_EAGAIN;
     if (*p == '\r' || *p == '\n') break;
     /* RFC 9112 5.2: obs-fold (a line starting with whitespace) is rejected. */
-    if (WS__IS_OWS(*p)) return WS_EHTTP;
+    if (WS_HTTP_IS_OWS(*p)) return WS_EHTTP;
     if (n == h->num_headers) return WS_EHEADTOOBIG;
 
     name = p;
-    while (p < end && ws__tchar[(uint8_t)*p]) p++;
+    while (p < end && WS_HTTP_IS_TCHAR(*p)) p++;
     if (p == end) return WS_EAGAIN;
     /* 5.1: no whitespace between the name and the colon. */
     if (p == name || *p != ':') return WS_EHTTP;
     name_len = (size_t)(p - name);
     p++;
-    while (p < end && WS__IS_OWS(*p)) p++;
+    while (p < end && WS_HTTP_IS_OWS(*p)) p++;
     value = value_end = p;
     while (p < end && *p != '\r' && *p != '\n') {
       uint8_t c = (uint8_t)*p++;
-      if (!WS__IS_TEXT(c)) return WS_EHTTP;
-      if (!WS__IS_OWS(c)) value_end = p; /* trailing OWS is not part of the value */
+      if (!WS_HTTP_IS_TEXT(c)) return WS_EHTTP;
+      if (!WS_HTTP_IS_OWS(c)) value_end = p; /* trailing OWS is not part of the value */
     }
     if ((r = ws__http_eol(&p, end)) < 0) return r;
 
@@ -123,7 +119,7 @@ int ws_http_parse_request(const char *buf, size_t len, ws_http_head_t *h) {
 
   /* 3: method SP request-target SP HTTP-version CRLF */
   start = p;
-  while (p < end && ws__tchar[(uint8_t)*p]) p++;
+  while (p < end && WS_HTTP_IS_TCHAR(*p)) p++;
   if (p == end) return ws__http_result(WS_EAGAIN, p, buf, len);
   if (p == start || *p != ' ') return WS_EHTTP;
   h->method = start;
@@ -164,7 +160,7 @@ int ws_http_parse_response(const char *buf, size_t len, ws_http_head_t *h) {
   if (*p == ' ') {
     /* The reason may be empty; some servers also leave out the SP before it. */
     h->reason = ++p;
-    while (p < end && WS__IS_TEXT((uint8_t)*p)) p++;
+    while (p < end && WS_HTTP_IS_TEXT((uint8_t)*p)) p++;
     h->reason_len = (size_t)(p - h->reason);
   }
   if ((r = ws__http_eol(&p, end)) < 0 || (r = ws__http_headers(&p, end, h)) < 0)
@@ -184,32 +180,53 @@ static int ws__ascii_ieq(const char *a, const char *b, size_t n) {
 }
 
 const ws_header_t *ws_http_find(const ws_http_head_t *h, const char *name) {
-  size_t i, n = strlen(name);
-  for (i = 0; i < h->num_headers; i++) {
+  return ws_http_find_next(h, NULL, name);
+}
+
+const ws_header_t *ws_http_find_next(const ws_http_head_t *h, const ws_header_t *after,
+                                     const char *name) {
+  size_t i = after ? (size_t)(after - h->headers) + 1 : 0, n = strlen(name);
+  for (; i < h->num_headers; i++) {
     const ws_header_t *hd = &h->headers[i];
     if (hd->name_len == n && ws__ascii_ieq(hd->name, name, n)) return hd;
   }
   return NULL;
 }
 
-int ws_http_has_token(const char *value, size_t len, const char *token) {
-  /* RFC 9110 5.6.1: #list elements are separated by commas with OWS around them;
-   * empty elements are allowed and ignored. Tokens compare case-insensitively. */
+/* RFC 9110 5.6.1: #list elements are separated by commas with OWS around them; empty
+ * elements are allowed and ignored. */
+int ws_http_list_next(const char *value, size_t len, size_t *pos, const char **elem,
+                      size_t *elem_len) {
   const char *p, *end;
-  size_t tlen = strlen(token);
-
-  if (!value || tlen == 0) return 0;
-  p = value;
+  if (*pos >= len) return 0; /* keeps a NULL value (len 0) out of the arithmetic */
+  p = value + *pos;
   end = value + len;
   while (p < end) {
     const char *start, *e;
-    while (p < end && (WS__IS_OWS(*p) || *p == ',')) p++;
+    while (p < end && (WS_HTTP_IS_OWS(*p) || *p == ',')) p++;
     start = p;
     while (p < end && *p != ',') p++;
     e = p;
-    while (e > start && WS__IS_OWS(e[-1])) e--;
-    if ((size_t)(e - start) == tlen && ws__ascii_ieq(start, token, tlen)) return 1;
+    while (e > start && WS_HTTP_IS_OWS(e[-1])) e--;
+    if (e > start) {
+      *pos = (size_t)(p - value);
+      *elem = start;
+      *elem_len = (size_t)(e - start);
+      return 1;
+    }
   }
+  *pos = len;
+  return 0;
+}
+
+int ws_http_has_token(const char *value, size_t len, const char *token) {
+  /* Tokens compare case-insensitively. */
+  const char *e;
+  size_t pos = 0, n, tlen = strlen(token);
+
+  if (!value) return 0;
+  while (ws_http_list_next(value, len, &pos, &e, &n))
+    if (n == tlen && ws__ascii_ieq(e, token, tlen)) return 1;
   return 0;
 }
 

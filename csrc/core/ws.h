@@ -171,8 +171,67 @@ size_t ws_http_head_end(const char *buf, size_t len, uint32_t *scanned);
 
 /* First header with this name (case-insensitive), or NULL. */
 const ws_header_t *ws_http_find(const ws_http_head_t *h, const char *name);
+/* The next one after `after` (NULL: from the first), or NULL. Several headers of one
+ * name are one comma-separated list (RFC 9110 5.3). */
+const ws_header_t *ws_http_find_next(const ws_http_head_t *h, const ws_header_t *after,
+                                     const char *name);
 /* Does a comma-separated header value contain token (case-insensitive)? */
 int ws_http_has_token(const char *value, size_t len, const char *token);
+/* Steps through a comma-separated value (RFC 9110 5.6.1): returns 1 with the next
+ * non-empty element, OWS trimmed, in *elem and *elem_len; 0 at the end. *pos is the
+ * offset reached (0 at first). Commas inside quoted strings are not special. */
+int ws_http_list_next(const char *value, size_t len, size_t *pos, const char **elem,
+                      size_t *elem_len);
+
+/* RFC 9110 5.6.2: is c a tchar, a character of a token? 5.6.3: OWS. 5.5: may c be in a
+ * field value (HTAB, SP, VCHAR, obs-text)? */
+extern const uint8_t ws__http_tchar[256];
+#define WS_HTTP_IS_TCHAR(c) (ws__http_tchar[(uint8_t)(c)])
+#define WS_HTTP_IS_OWS(c) ((c) == ' ' || (c) == '\t')
+#define WS_HTTP_IS_TEXT(c) ((c) == '\t' || ((uint8_t)(c) >= 0x20 && (uint8_t)(c) != 0x7F))
+
+/* ---- request bodies (RFC 9112 6, 7.1) -------------------------------------- */
+
+enum { WS_BODY_NONE = 0, WS_BODY_LENGTH = 1, WS_BODY_CHUNKED = 2 };
+
+/* Bounds on what a chunked body carries besides its data. */
+#define WS_HTTP_MAX_CHUNK_LINE 4096 /* a chunk's size and extensions, CRLF included */
+#define WS_HTTP_MAX_TRAILERS 8192   /* the trailer section, its last CRLF included */
+
+typedef struct ws_http_body {
+  uint64_t length;          /* WS_BODY_LENGTH: the Content-Length */
+  uint64_t received;        /* body bytes handed to on_data so far */
+  uint64_t max_body;        /* limit on them; 0 = none */
+  uint64_t remaining;       /* bytes left of the body (LENGTH) or of the chunk (CHUNKED) */
+  uint32_t line;            /* bytes of the chunk line or the trailers so far */
+  uint8_t kind;             /* WS_BODY_NONE, WS_BODY_LENGTH or WS_BODY_CHUNKED */
+  uint8_t state;            /* where the chunked parser is */
+  uint8_t expect_continue;  /* the client waits for "100 Continue" before the body */
+  uint8_t keep_alive;       /* the connection persists after the answer (RFC 9112 9.3) */
+  uint8_t done;             /* the body is whole; the next request starts after it */
+  int error;                /* sticky: once set, execute returns it */
+} ws_http_body_t;
+
+/* Decides how a request's body is framed (RFC 9112 6.1-6.3). Returns 0: b->kind says
+ * none, Content-Length (b->length) or chunked, b->done is 1 when there is nothing to
+ * read. Else the status to answer, with *why (why may be NULL): 400 for framing that
+ * cannot be trusted (Transfer-Encoding with Content-Length or in HTTP/1.0, chunked not
+ * last or twice, a bad or ambiguous Content-Length), 501 for a transfer coding before
+ * chunked (none is decoded here), 413 for a Content-Length over max_body (0 = no limit).
+ * After any of them the connection must close; b->keep_alive is 0. */
+int ws_http_body_init(ws_http_body_t *b, const ws_http_head_t *request, uint64_t max_body,
+                      const char **why);
+
+/* Feeds bytes that follow the head. Body bytes go to on_data as they come, de-chunked
+ * (on_data NULL: discarded); a non-zero return stops the parser after that call. Returns
+ * the bytes consumed: all of len, or fewer when a callback stopped it or the body ended
+ * (b->done = 1: the rest is the next request). Or a negative error, sticky, after which
+ * the connection must close: WS_EHTTP (answer 400) for bad chunked framing, WS_ETOOBIG
+ * (413) for a body over max_body, WS_EHEADTOOBIG (431) for trailers over
+ * WS_HTTP_MAX_TRAILERS. Allocates nothing; never reads past buf + len. */
+ssize_t ws_http_body_execute(ws_http_body_t *b, char *buf, size_t len,
+                             int (*on_data)(void *ud, const char *data, size_t len),
+                             void *ud);
 
 /* ---- opening handshake (RFC 6455 4) --------------------------------------- */
 

@@ -9,6 +9,7 @@ int main(void) {
   test_frame();
   test_close();
   test_http();
+  test_body();
   test_handshake();
   test_hixie();
   test_ext();

@@ -56,6 +56,7 @@ void test_frame(void);
 void test_utf8(void);
 void test_close(void);
 void test_http(void);
+void test_body(void);
 void test_handshake(void);
 void test_hixie(void);
 void test_ext(void);

@@ -194,6 +194,41 @@ static void test_find_and_tokens(void) {
   CHECK(ws_http_find(&h, "Hos") == NULL);
   CHECK(ws_http_find(&h, "Hosts") == NULL);
   CHECK(ws_http_find(&h, "Origin") == NULL);
+  /* Every header of a name, in order. */
+  f = ws_http_find_next(&h, NULL, "HOST");
+  CHECK(f == &h.headers[0]);
+  f = ws_http_find_next(&h, f, "HOST");
+  CHECK(f == &h.headers[2]);
+  CHECK(ws_http_find_next(&h, f, "HOST") == NULL);
+  CHECK(ws_http_find_next(&h, &h.headers[1], "upgrade") == NULL);
+
+  /* List elements, OWS trimmed, empty ones skipped. */
+  {
+    static const char v[] = " a ,, b\t c ,\t,d,";
+    const char *e;
+    size_t pos = 0, n;
+    CHECK_INT(ws_http_list_next(v, sizeof v - 1, &pos, &e, &n), 1);
+    CHECK_MEM(e, n, "a", 1);
+    CHECK_INT(ws_http_list_next(v, sizeof v - 1, &pos, &e, &n), 1);
+    CHECK_MEM(e, n, "b\t c", 4);
+    CHECK_INT(ws_http_list_next(v, sizeof v - 1, &pos, &e, &n), 1);
+    CHECK_MEM(e, n, "d", 1);
+    CHECK_INT(ws_http_list_next(v, sizeof v - 1, &pos, &e, &n), 0);
+    CHECK_INT(ws_http_list_next(v, sizeof v - 1, &pos, &e, &n), 0);
+    pos = 0;
+    CHECK_INT(ws_http_list_next(" ,\t, ", 5, &pos, &e, &n), 0);
+    pos = 0;
+    CHECK_INT(ws_http_list_next(NULL, 0, &pos, &e, &n), 0);
+    /* Only len bytes count, read against an unreadable page. */
+    {
+      const char *g = test_guard_copy("x, y", 4);
+      pos = 0;
+      CHECK_INT(ws_http_list_next(g, 4, &pos, &e, &n), 1);
+      CHECK_INT(ws_http_list_next(g, 4, &pos, &e, &n), 1);
+      CHECK_MEM(e, n, "y", 1);
+      CHECK_INT(ws_http_list_next(g, 4, &pos, &e, &n), 0);
+    }
+  }
 
 #define TOK(v, t) ws_http_has_token(v, sizeof(v) - 1, t)
   CHECK(TOK("Upgrade", "upgrade"));

@@ -5,7 +5,7 @@
 # rest is frames, and is also tried as a request head.
 set -e
 cd "$(dirname "$0")"
-mkdir -p corpus/frame corpus/http corpus/hixie corpus/inflate corpus/conn
+mkdir -p corpus/frame corpus/http corpus/hixie corpus/inflate corpus/conn corpus/body
 f=corpus/frame
 # RFC 6455 5.7 examples
 printf '\000\201\005Hello' > $f/text-unmasked
@@ -83,3 +83,26 @@ HELLO='\201\205\067\372\041\075\177\237\115\121\130'   # RFC 6455 5.7, masked
 { byte 3; byte 25; feed '\201\005Hello'; byte 6; feed '\210\002\003\350'; byte 3; byte 7; byte 3; } > $c/client-open-close
 { byte 71; feed 'Sec-WebSocket-Protocol: chat\r\n'; feed '\r\n'; byte 0; feed '\211\001x\212\000'; byte 3; } > $c/client-protocol
 { byte 1; feed 'HTTP/1.1 101 Switching'; feed ' Protocols'; feed '\r\nUpgrade: websocket\r\n\r\n'; byte 3; } > $c/client-bad-response
+
+b=corpus/body
+# fuzz_body: byte 0 bits 0-2 = how many chunk-size bytes follow, bits 3-4 pick a body
+# limit (7, 100, 4096, 1 MiB; also run without); then a request head and what follows
+# it. Chunks with extensions and trailers (RFC 9112 7.1), then a pipelined request.
+POST='POST /up HTTP/1.1\r\nHost: x\r\n'
+CHUNKED="${POST}Transfer-Encoding: chunked\r\n\r\n"
+WIKI='4;name=value\r\nWiki\r\n5 ; a = b ;c;d="q\\"x;y"\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0;last\r\nExpires: Wed, 21 Oct 2015 07:28:00 GMT\r\n\r\n'
+NEXT='GET /next HTTP/1.1\r\nHost: x\r\n\r\n'
+{ printf '\000'; printf "$CHUNKED$WIKI$NEXT"; } > $b/chunked
+{ printf '\013\001\004\012'; printf "$CHUNKED$WIKI$NEXT"; } > $b/chunked-split
+{ printf '\000'; printf "${POST}Content-Length: 5\r\n\r\nhello$NEXT"; } > $b/length-pipelined
+{ printf '\001\002'; printf "${POST}Content-Length: 3, 3\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc"; } > $b/length-list
+{ printf '\000'; printf 'POST / HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\nok'; } > $b/http10-keep-alive
+{ printf '\010'; printf "${POST}Expect: 100-continue\r\nContent-Length: 101\r\n\r\n"; } > $b/length-over-limit
+{ printf '\000'; printf "${POST}Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n"; } > $b/te-and-cl
+{ printf '\000'; printf "${POST}Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"; } > $b/te-gzip-chunked
+{ printf '\000'; printf "${POST}Transfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n"; } > $b/te-chunked-gzip
+{ printf '\000'; printf 'POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'; } > $b/te-http10
+{ printf '\000'; printf "${CHUNKED}10000000000000000\r\n"; } > $b/size-overflow
+{ printf '\010'; printf "${CHUNKED}40\r\n"; head -c 64 /dev/zero | tr '\000' 'x'; printf '\r\n41\r\n'; } > $b/chunked-over-limit
+{ printf '\000'; printf "${CHUNKED}5\nhello\r\n0\r\n\r\n"; } > $b/bare-lf
+{ printf '\002\000\002'; printf "${CHUNKED}3\r\nabc\r\n0\r\nA: b\r\n c\r\n\r\n"; } > $b/trailer-obs-fold
