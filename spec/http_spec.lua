@@ -266,3 +266,144 @@ describe("deferred upgrades", function()
     assert.truthy(tostring(err):find("nor one it deferred"))
   end)
 end)
+
+describe("HTTP request bodies", function()
+  after_each(H.cleanup)
+
+  local function body_server(opts)
+    local s = H.server(opts)
+    local got = {}
+    s.onrequest = function(req, res)
+      got[#got + 1] = req
+      res:finish(req.method .. " " .. req.url .. " " .. #req.body .. " " .. req.body:sub(1, 20))
+    end
+    return s, got
+  end
+
+  it("reads a Content-Length body and a chunked one, then the next pipelined request", function()
+    local s, got = body_server()
+    local c, rec = connect(s.port)
+    c:_raw_write("POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\nhello world" ..
+                 "POST /b HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n" ..
+                 "5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n" ..
+                 get("/c"))
+    local r = responses(rec, 3)
+    assert.equal("POST /a 11 hello world", r[1].body)
+    assert.equal("POST /b 11 hello world", r[2].body)
+    assert.equal("GET /c 0 ", r[3].body)
+    assert.equal("", got[3].body)
+  end)
+
+  it("reads a body that arrives a byte at a time", function()
+    local s = body_server()
+    local c, rec = connect(s.port)
+    local req = "POST /slow HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+    for i = 1, #req do
+      c:_raw_write(req:sub(i, i))
+      H.drain(2)
+    end
+    assert.equal("POST /slow 3 abc", responses(rec, 1)[1].body)
+  end)
+
+  it("answers Expect: 100-continue before the body", function()
+    local s = body_server()
+    local c, rec = connect(s.port)
+    c:_raw_write("PUT /up HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+    H.wait(function() return rec.data:find("\r\n\r\n", 1, true) end, 5, "100 Continue")
+    assert.equal("HTTP/1.1 100 Continue\r\n\r\n", rec.data)
+    rec.data = ""
+    c:_raw_write("data")
+    assert.equal("PUT /up 4 data", responses(rec, 1)[1].body)
+  end)
+
+  it("answers 413 to a body over max_body, and closes", function()
+    local s = body_server { max_body = 10 }
+    local c, rec = connect(s.port)
+    c:_raw_write("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\n")
+    assert.equal(413, responses(rec, 1)[1].status)
+    H.wait(function() return rec.closed end, 5, "close")
+    c, rec = connect(s.port)
+    c:_raw_write("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n12345678\r\n8\r\n12345678\r\n")
+    assert.equal(413, responses(rec, 1)[1].status)
+    H.wait(function() return rec.closed end, 5, "close")
+  end)
+
+  it("refuses the framings that smuggle requests (RFC 9112 6.3), and closes", function()
+    local s, got = body_server()
+    local cases = {
+      { "Content-Length: 3\r\nTransfer-Encoding: chunked\r\n", 400 },
+      { "Content-Length: 3\r\nContent-Length: 4\r\n", 400 },
+      { "Transfer-Encoding: chunked, gzip\r\n", 400 },
+      { "Transfer-Encoding: gzip, chunked\r\n", 501 },
+      { "Content-Length: +3\r\n", 400 },
+    }
+    for _, case in ipairs(cases) do
+      local c, rec = connect(s.port)
+      c:_raw_write("POST / HTTP/1.1\r\nHost: h\r\n" .. case[1] .. "\r\nabc")
+      assert.equal(case[2], responses(rec, 1, case[1])[1].status, case[1])
+      H.wait(function() return rec.closed end, 5, "close")
+    end
+    local c, rec = connect(s.port)
+    c:_raw_write("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+    assert.equal(400, responses(rec, 1, "bad chunk size")[1].status)
+    H.wait(function() return rec.closed end, 5, "close")
+    assert.equal(0, #got)
+  end)
+
+  it("takes uploads from curl, plain and chunked, on one connection", function()
+    local s, got = body_server()
+    local base = "http://127.0.0.1:" .. s.port
+    local p
+    local f = os.tmpname()
+    local out = io.open(f, "wb"); out:write(string.rep("x", 100000)); out:close()
+    p = H.spawn(("curl -sv --data-binary @%s %s/plain --next -H 'Transfer-Encoding: chunked' " ..
+      "--data-binary @%s %s/chunked; echo; echo EXIT $?"):format(f, base, f, base))
+    p:wait_for("EXIT %d+", 20)
+    os.remove(f)
+    local text = p:output()
+    assert.matches("POST /plain 100000 xxxx", text, 1, true)
+    assert.matches("POST /chunked 100000 xxxx", text, 1, true)
+    assert.matches("Re-using existing connection", text, 1, true)
+    assert.equal(2, #got)
+    assert.equal(string.rep("x", 100000), got[2].body)
+  end)
+
+  it("takes a body from Node's http module and from Python's http.client", function()
+    local s, got = body_server()
+    local node = ([[
+const http = require("http");
+const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+function post(path, body, chunked) {
+  return new Promise((ok) => {
+    const req = http.request({ host: "127.0.0.1", port: %d, path, method: "POST", agent,
+      headers: chunked ? {} : { "Content-Length": Buffer.byteLength(body) } }, (res) => {
+      let d = ""; res.on("data", (c) => d += c); res.on("end", () => ok(d));
+    });
+    if (chunked) { req.write(body.slice(0, 3)); req.write(body.slice(3)); } else req.write(body);
+    req.end();
+  });
+}
+(async () => {
+  console.log("node:", await post("/n1", "from node", false));
+  console.log("node:", await post("/n2", "chunked from node", true));
+  agent.destroy();
+})();
+]]):format(s.port)
+    local py = ([[
+import http.client
+c = http.client.HTTPConnection("127.0.0.1", %d, timeout=5)
+c.request("POST", "/p1", body=b"from python")
+print("python:", c.getresponse().read().decode())
+c.request("POST", "/p2", body=iter([b"chunked ", b"from python"]), encode_chunked=True)
+print("python:", c.getresponse().read().decode())
+]]):format(s.port)
+    local p = H.spawn("node -e '" .. node .. "'; python3 -c '" .. py .. "'; echo EXIT $?")
+    p:wait_for("EXIT %d+", 20)
+    local out = p:output()
+    assert.matches("node: POST /n1 9 from node", out, 1, true)
+    assert.matches("node: POST /n2 17 chunked from node", out, 1, true)
+    assert.matches("python: POST /p1 11 from python", out, 1, true)
+    assert.matches("python: POST /p2 19 chunked from pyth", out, 1, true)
+    assert.equal(4, #got)
+  end)
+end)

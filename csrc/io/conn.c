@@ -149,6 +149,7 @@ static void finalize(ws_conn_t *c) {
   free(c->protocol);
   free(c->close_reason);
   free(c->deferred);
+  free(c->body);
   free(c);
 }
 
@@ -760,6 +761,7 @@ void ws__conn_input(ws_conn_t *c, char *buf, size_t len) {
     ssize_t n;
     switch (c->state) {
     case WS__S_HTTP:
+    case WS__S_BODY:
     case WS__S_HANDSHAKE:
       n = c->role->on_head(c, buf + off, len - off);
       break;
@@ -1048,6 +1050,9 @@ uint32_t ws__conn_sweep(ws_conn_t *c, uint32_t now) {
     if (due(now, c->state_at, ms)) ws__conn_destroy(c, 1006, 0);
     return ms;
   }
+  case WS__S_BODY:   /* the body must come within the handshake timeout too */
+    if (due(now, c->state_at, c->handshake_ms)) ws__conn_destroy(c, 1006, 0);
+    return c->handshake_ms;
   case WS__S_REQUEST:
     if ((c->flags & WS__F_DEFERRED) && due(now, c->state_at, c->handshake_ms)) {
       static const char timeout[] = "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n"

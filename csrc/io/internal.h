@@ -66,6 +66,7 @@ void ws__loop_unlink(ws_conn_t *c);
 /* Connection states (readyState is derived from them). */
 enum {
   WS__S_HTTP,        /* server: reading a request head */
+  WS__S_BODY,        /* server: reading a plain request's body (c->body) */
   WS__S_REQUEST,     /* server: head handed up; awaiting accept or an HTTP answer */
   WS__S_RESPONDING,  /* server: answering plain HTTP */
   WS__S_CONNECTING,  /* client: resolving / connecting / TLS */
@@ -123,6 +124,14 @@ typedef struct ws__role {
 } ws__role_t;
 
 extern const ws__role_t ws__server_role, ws__client_role;
+
+/* A plain request whose body is being read (server.c): its framing, and a copy of its
+ * head, parsed again when the body (in c->msg) is whole. */
+struct ws__body {
+  ws_http_body_t framing;
+  size_t head_len;
+  char head[];
+};
 
 /* An error to tell the layer above just before on_close (conn.c, note_error). */
 struct ws__error {
@@ -185,6 +194,7 @@ struct ws_conn {
   const ws_codec_t *codec;         /* the protocol version's framing (codec.h) */
   ws_codec_parser_t parser;
   struct ws__exts *ext;            /* configured extensions, or NULL */
+  struct ws__body *body;           /* the request whose body is being read, or NULL */
   char *deferred;                  /* a deferred upgrade request's bytes (ws_conn_defer) */
   size_t deferred_len;
   ws_buf_t in;                     /* unconsumed input (split header, paused) */

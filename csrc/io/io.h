@@ -56,6 +56,8 @@ typedef struct ws_server_options {
   int drafts;                     /* 1: hixie-75/76 requests are served; 0: 426 */
   uint32_t keepalive_timeout_ms;  /* an idle keep-alive connection's wait for the next
                                      request (0: requests are never kept alive) */
+  uint64_t max_body;              /* bytes in a plain request's body (413 beyond); 0:
+                                     no limit */
   int raw;                        /* tests: connections deliver raw bytes (on_raw) */
 } ws_server_options_t;
 
@@ -153,6 +155,9 @@ void ws_conn_http_end(ws_conn_t *c, int keep);
  * Bounded by the server's handshake timeout (then 408 and the connection closes).
  * 0, or WS_EINVAL outside on_request / for a plain request. */
 int ws_conn_defer(ws_conn_t *c);
+/* During on_request for a plain request: its body (read whole, de-chunked), or NULL
+ * with *len 0 when it had none. */
+const char *ws_conn_request_body(const ws_conn_t *c, size_t *len);
 /* The layer above's handler for c raised: an unanswered request (plain or upgrade) gets
  * 500, a response under way is cut short, an open socket closes with 1011. */
 void ws_conn_handler_failed(ws_conn_t *c);

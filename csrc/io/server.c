@@ -16,6 +16,7 @@ void ws_server_options_default(ws_server_options_t *o) {
   o->backlog = 511;
   o->drafts = 1;   /* faye serves hixie-75 and -76 by default */
   o->keepalive_timeout_ms = 5000;   /* Node's http server's keepAliveTimeout */
+  o->max_body = 1u << 20;           /* nginx's client_max_body_size */
   o->raw = 0;
 }
 
@@ -37,12 +38,17 @@ static void respond_error(ws_conn_t *c, int status, const char *why, const char 
   ws__conn_end(c);
 }
 
+static ssize_t hand_up(ws_conn_t *c, const ws_http_head_t *h, char *buf, int r, int upgrade,
+                       int keep);
+static ssize_t on_body(ws_conn_t *c, char *buf, size_t len);
+
 static ssize_t on_head(ws_conn_t *c, char *buf, size_t len) {
   ws_server_t *s = c->server;
   if (!s) {
     ws__conn_destroy(c, 1006, 0);
     return -1;
   }
+  if (c->state == WS__S_BODY) return on_body(c, buf, len);
   ws_header_t hdrs[WS__MAX_HEADERS_CAP];
   ws_http_head_t h;
   memset(&h, 0, sizeof h);
@@ -69,6 +75,7 @@ static ssize_t on_head(ws_conn_t *c, char *buf, size_t len) {
   }
   int upgrade = ws_handshake_is_upgrade(&h);
   ws_loop_t *l = s->loop;
+  int keep = 0;
   if (upgrade) {
     int version = 13;
     const char *why = NULL;
@@ -86,26 +93,101 @@ static ssize_t on_head(ws_conn_t *c, char *buf, size_t len) {
     r += (int)codec->handshake_body;
     c->codec = codec;
     c->version = (uint8_t)version;
+  } else {
+    /* RFC 9112 6: the body's framing, and whether the connection persists (9.3). */
+    ws_http_body_t framing;
+    const char *why = NULL;
+    int status = ws_http_body_init(&framing, &h, s->opt.max_body, &why);
+    if (status) {
+      respond_error(c, status, why ? why : "bad request body framing", NULL);
+      return -1;
+    }
+    keep = framing.keep_alive;
+    if (!framing.done) {   /* a body follows: read it whole, then hand the request up */
+      struct ws__body *b = malloc(sizeof *b + (size_t)r);
+      if (!b) {
+        ws__conn_destroy(c, 1006, 0);
+        return -1;
+      }
+      b->framing = framing;
+      b->head_len = (size_t)r;
+      memcpy(b->head, buf, (size_t)r);
+      c->body = b;
+      c->state = WS__S_BODY;
+      c->state_at = ws__now(l);
+      if (framing.expect_continue) {   /* RFC 9110 10.1.1: go on */
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        ws_iov_t b100 = {cont, sizeof cont - 1};
+        ws__conn_write(c, &b100, 1);
+      }
+      return r;
+    }
   }
-  /* RFC 9112 9.3: HTTP/1.1 keeps the connection unless it says close; HTTP/1.0 only
-   * with keep-alive. A body is not read yet: a request with one is the last. */
-  const ws_header_t *conn_h = ws_http_find(&h, "Connection");
-  int keep = conn_h ? (h.minor_version >= 1
-                           ? !ws_http_has_token(conn_h->value, conn_h->value_len, "close")
-                           : ws_http_has_token(conn_h->value, conn_h->value_len, "keep-alive"))
-                    : h.minor_version >= 1;
-  const ws_header_t *cl = ws_http_find(&h, "Content-Length");
-  if (ws_http_find(&h, "Transfer-Encoding") || (cl && !(cl->value_len == 1 && cl->value[0] == '0')))
-    keep = 0;
+  return hand_up(c, &h, buf, r, upgrade, keep);
+}
+
+/* A body's bytes, de-chunked, into the message buffer (max_body bounds them). */
+static int body_data(void *ud, const char *data, size_t len) {
+  ws_conn_t *c = ud;
+  return ws__buf_append(&c->msg, data, len) == 0 ? 0 : WS_ENOMEM;
+}
+
+static ssize_t on_body(ws_conn_t *c, char *buf, size_t len) {
+  struct ws__body *b = c->body;
+  ssize_t n = ws_http_body_execute(&b->framing, buf, len, body_data, c);
+  if (n < 0) {
+    int status = n == WS_ETOOBIG ? 413 : n == WS_EHEADTOOBIG ? 431 : 400;
+    respond_error(c, status, n == WS_ETOOBIG ? "request body larger than max_body"
+                             : n == WS_ENOMEM ? "out of memory" : "malformed request body", NULL);
+    return -1;
+  }
+  ws__conn_account(c);
+  if (!b->framing.done) return n;
+  /* Whole: the head again (its copy does not move), then up with the body. */
+  ws_header_t hdrs[WS__MAX_HEADERS_CAP];
+  ws_http_head_t h;
+  memset(&h, 0, sizeof h);
+  h.headers = hdrs;
+  h.num_headers = c->server->opt.max_headers;
+  if (ws_http_parse_request(b->head, b->head_len, &h) <= 0) {
+    ws__conn_destroy(c, 1006, 0);
+    return -1;
+  }
+  ssize_t r = hand_up(c, &h, b->head, 0, 0, b->framing.keep_alive);
+  if (c->state != WS__S_CLOSED) {
+    ws__buf_free(&c->msg);   /* the layer above has its copy */
+    ws__conn_account(c);
+  }
+  free(c->body);
+  c->body = NULL;
+  if (r < 0) return r;
+  return (c->flags & WS__F_NO_KEEP) ? (ssize_t)len : n;
+}
+
+const char *ws_conn_request_body(const ws_conn_t *c, size_t *len) {
+  if (c->state != WS__S_REQUEST || !c->body || !c->msg.len) {
+    *len = 0;
+    return NULL;
+  }
+  *len = c->msg.len;
+  return c->msg.base + c->msg.start;
+}
+
+/* The request is whole (head, and body if any): to the layer above. r: bytes of buf it
+ * took (what the caller returns as consumed when the conn reads on). */
+static ssize_t hand_up(ws_conn_t *c, const ws_http_head_t *h, char *buf, int r, int upgrade,
+                       int keep) {
+  ws_server_t *s = c->server;
+  ws_loop_t *l = c->loop;
   c->flags &= ~(WS__F_KEPT | WS__F_NO_KEEP);
   if (!keep) c->flags |= WS__F_NO_KEEP;
   c->state = WS__S_REQUEST;
   c->flags |= WS__F_KNOWN;
   l->req_conn = c;
-  l->req_head = &h;
+  l->req_head = h;
   l->req_raw = buf;
   l->req_raw_len = (size_t)r;
-  if (l->ev->on_request) l->ev->on_request(s, c, &h, upgrade);
+  if (l->ev->on_request) l->ev->on_request(s, c, h, upgrade);
   l->req_conn = NULL;
   l->req_head = NULL;
   l->req_body = NULL;
@@ -123,10 +205,10 @@ static ssize_t on_head(ws_conn_t *c, char *buf, size_t len) {
     if (c->state == WS__S_REQUEST) respond_error(c, 400, "WebSocket upgrade not accepted", NULL);
     return -1;
   }
-  if (c->flags & WS__F_NO_KEEP) return (ssize_t)len;   /* the last request: the rest is
-                                                           its body, dropped */
+  /* The next request (pipelined, or on a kept connection) waits while this one is
+   * answered; after the last one, the rest is dropped. */
   if (c->state == WS__S_REQUEST || c->state == WS__S_RESPONDING) ws__conn_hold(c, 1);
-  return r;   /* answered already (and kept), or held: the next request waits */
+  return r;
 }
 
 /* The server's side of extension negotiation (RFC 6455 9.1): the value to answer with,

@@ -27,6 +27,7 @@ local SPECS = {
   max_buffered = { "bytes", 1, MAX_INT, off = true },
   high_water = { "bytes", 1, MAX_INT, off = true },
   max_memory = { "bytes", 1, MAX_INT, off = true },
+  max_body = { "bytes", 1, MAX_INT, off = true },
   max_head = { "bytes", 256, 1048576 },
   max_headers = { "count", 1, 256 },
   backlog = { "count", 1, 65535 },
@@ -156,7 +157,7 @@ end
 local SERVER = {
   host = true, port = true, tls = true, max_head = true, max_headers = true,
   handshake_timeout = true, backlog = true, raw = true, max_memory = true, drafts = true,
-  keepalive_timeout = true,
+  keepalive_timeout = true, max_body = true,
 }
 
 function M.server(o, level)
@@ -177,6 +178,7 @@ function M.server(o, level)
     raw = o.raw and true or nil,
     drafts = o.drafts ~= false,
     keepalive_timeout_ms = number(o, "keepalive_timeout", level),
+    max_body = number(o, "max_body", level),
     tls = M.tls(o.tls, "server", level),
   }
 end
