@@ -33,6 +33,7 @@ void ws__buf_free(ws_buf_t *b);
 struct ws_loop {
   uv_loop_t *uv;
   const ws_io_events_t *ev;
+  void *data;                /* the layer above's (ws_loop_data) */
   char *rbuf;                /* the read buffer; a conn's input tail is put first */
   size_t rprefix;            /* bytes of tail placed at rbuf by the last alloc */
   int rdirect;               /* the last alloc gave a conn's message buffer, not rbuf */

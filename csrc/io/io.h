@@ -93,10 +93,15 @@ typedef struct ws_io_events {
 
 /* ---- loop ---------------------------------------------------------------- */
 
-ws_loop_t *ws_loop_get(uv_loop_t *uv, const ws_io_events_t *events);
+/* A luaws loop on the libuv loop uv (one per user of the library: a Lua state; there is
+ * no process-wide state), reporting to events; data is the layer above's. */
+ws_loop_t *ws_loop_new(uv_loop_t *uv, const ws_io_events_t *events, void *data);
 uv_loop_t *ws_loop_uv(ws_loop_t *l);
-/* Frees the loop state when nothing uses it any more (at the Lua state's close).
- * 0, or UV_EBUSY while connections or handles remain. */
+void *ws_loop_data(const ws_loop_t *l);
+ws_loop_t *ws_conn_loop(const ws_conn_t *c);
+ws_loop_t *ws_server_loop(const ws_server_t *s);
+/* Frees the loop state when nothing uses it any more (at the Lua state's close); the uv
+ * loop stays (its owner closes it). 0, or UV_EBUSY while connections remain. */
 int ws_loop_free(ws_loop_t *l);
 /* Corking: sends made between cork and uncork (nested) are batched per connection and
  * written when the outermost uncork runs. */

@@ -459,7 +459,7 @@ void ws__server_start(ws_server_t *s, ws_conn_t *c) {
   if (c->state != WS__S_CLOSED) ws__conn_start_read(c);
 }
 
-static int resolve(const char *host, int port, struct sockaddr_storage *ss) {
+static int resolve(uv_loop_t *uv, const char *host, int port, struct sockaddr_storage *ss) {
   struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
   struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
   if (uv_ip4_addr(host, port, a4) == 0) return 0;
@@ -469,7 +469,7 @@ static int resolve(const char *host, int port, struct sockaddr_storage *ss) {
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
-  int r = uv_getaddrinfo(uv_default_loop(), &req, NULL, host, NULL, &hints);
+  int r = uv_getaddrinfo(uv, &req, NULL, host, NULL, &hints);   /* synchronous */
   if (r) return r;
   memcpy(ss, req.addrinfo->ai_addr, req.addrinfo->ai_addrlen);
   uv_freeaddrinfo(req.addrinfo);
@@ -495,7 +495,7 @@ ws_server_t *ws__server_new(ws_loop_t *l, const ws_server_options_t *o, ws_tls_c
 int ws_server_listen(ws_loop_t *l, ws_server_t **out, const char *host, int port,
                      const ws_server_options_t *o, ws_tls_ctx_t *tls, void *data) {
   struct sockaddr_storage ss;
-  int r = resolve(host, port, &ss);
+  int r = resolve(l->uv, host, port, &ss);
   if (r) return r;
   ws_server_t *s = ws__server_new(l, o, tls, data);
   if (!s) return WS_ENOMEM;

@@ -18,7 +18,8 @@ static void push_request(lua_State *L, const ws_http_head_t *h) {
 }
 
 void l_server_on_request(ws_server_t *s, ws_conn_t *c, const ws_http_head_t *head, int upgrade) {
-  lua_State *L = l_main;
+  l_ctx_t *x = l_ctx_of(ws_server_loop(s));
+  lua_State *L = x->L;
   int top = lua_gettop(L);
   l_push_ref(L, (int)(intptr_t)ws_server_data(s));
   int sv = lua_gettop(L);
@@ -26,7 +27,7 @@ void l_server_on_request(ws_server_t *s, ws_conn_t *c, const ws_http_head_t *hea
   int cv = lua_gettop(L);
   l_box_t *b = lua_touserdata(L, cv);
   b->kind = head ? L_KIND_REQUEST : L_KIND_RAW;
-  l_push_hook(L, head ? "_onrequest" : "_onconnection");
+  l_push_hook(x, L, head ? "_onrequest" : "_onconnection");
   lua_pushvalue(L, sv);
   lua_pushvalue(L, cv);
   if (head) {
@@ -45,7 +46,7 @@ void l_server_on_request(ws_server_t *s, ws_conn_t *c, const ws_http_head_t *hea
 }
 
 static void on_server_closed(ws_server_t *s) {
-  lua_State *L = l_main;
+  lua_State *L = l_ctx_of(ws_server_loop(s))->L;
   int ref = (int)(intptr_t)ws_server_data(s);
   l_push_ref(L, ref);
   l_box_t *b = lua_touserdata(L, -1);
@@ -141,7 +142,7 @@ int l_listen(lua_State *L) {
   lua_pushvalue(L, -1);
   b->ref = luaL_ref(L, LUA_REGISTRYINDEX);
   ws_server_t *s;
-  int r = ws_server_listen(l_loop(), &s, host, port, &o, tls, (void *)(intptr_t)b->ref);
+  int r = ws_server_listen(l_loop(L), &s, host, port, &o, tls, (void *)(intptr_t)b->ref);
   if (r) {
     luaL_unref(L, LUA_REGISTRYINDEX, b->ref);
     b->ref = LUA_NOREF;

@@ -540,7 +540,7 @@ static void test_http_errors(void) {
 int main(void) {
   uv_loop_init(&uv);
   uv_timer_init(&uv, &tick);
-  L = ws_loop_get(&uv, &events);
+  L = ws_loop_new(&uv, &events, NULL);
   ws_server_options_t so;
   ws_server_options_default(&so);
   S = ws_script_server(L, &so, NULL);
@@ -561,6 +561,7 @@ int main(void) {
   settle();
   CHECK_INT(ws_loop_active_handles(L), 0);
   CHECK_INT(ws_loop_free(L), 0);
+  CHECK_INT(uv_loop_close(&uv), 0);   /* every handle of it is gone */
   printf("%ld passed, %ld failed\n", test_passed, test_failed);
   return test_failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

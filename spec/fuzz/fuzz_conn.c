@@ -214,7 +214,7 @@ static uv_loop_t uv;
 static void setup(void) {
   memset(filler, 'a', sizeof filler);
   uv_loop_init(&uv);
-  L = ws_loop_get(&uv, &events);
+  L = ws_loop_new(&uv, &events, NULL);
   ws_server_options_t so;
   ws_server_options_default(&so);
   so.max_head = 4096;
