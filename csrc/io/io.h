@@ -127,6 +127,11 @@ void ws_loop_stats(ws_loop_t *l, ws_loop_stats_t *st);
 int ws_server_listen(ws_loop_t *l, ws_server_t **out, const char *host, int port,
                      const ws_server_options_t *o, ws_tls_ctx_t *tls, void *data);
 int ws_server_port(ws_server_t *s);
+/* Takes over a connection another server accepted (faye-websocket's way in): fd, a
+ * connected TCP socket, and the bytes already read from it (a request head, maybe
+ * more), which are handled first. s owns fd from then on, and closes it on failure.
+ * Plain TCP only (WS_EINVAL on a TLS or raw server, fd untouched). 0 or an error. */
+int ws_server_adopt(ws_server_t *s, uv_os_sock_t fd, const char *data, size_t len);
 size_t ws_server_buffered(ws_server_t *s);   /* bytes its conns buffer, in and out */
 void *ws_server_data(ws_server_t *s);
 /* Stops accepting; open sockets get close 1001. on_server_closed fires when done. */

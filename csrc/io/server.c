@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "internal.h"
 #include "tls.h"
 
@@ -505,6 +506,30 @@ int ws_server_listen(ws_loop_t *l, ws_server_t **out, const char *host, int port
     return r;
   }
   *out = s;
+  return 0;
+}
+
+int ws_server_adopt(ws_server_t *s, uv_os_sock_t fd, const char *data, size_t len) {
+  if (s->tls || s->closing || s->opt.raw) return WS_EINVAL;
+  ws_conn_t *c = ws__conn_new(s->loop);
+  if (!c) return WS_ENOMEM;
+  int r = uv_tcp_open(&c->tcp, fd);
+  if (r) {
+    close(fd);   /* s owns fd whatever happens */
+    ws__conn_destroy(c, 1006, 0);
+    return r;
+  }
+  if (len && ws__buf_append(&c->in, data, len) != 0) {
+    ws__conn_destroy(c, 1006, 0);   /* closes fd with the handle */
+    return WS_ENOMEM;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  ws__server_start(s, c);
+  if (c->state != WS__S_CLOSED && c->in.len) {   /* what the other server read, first */
+    ws_loop_cork(s->loop);
+    ws__conn_input(c, c->in.base + c->in.start, c->in.len);
+    ws_loop_uncork(s->loop);
+  }
   return 0;
 }
 

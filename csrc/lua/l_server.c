@@ -1,5 +1,8 @@
 /* The server userdata and the hand-off of requests to Lua. */
+#include <errno.h>
+#include <limits.h>
 #include <string.h>
+#include <unistd.h>
 #include "binding.h"
 
 static l_box_t *check_server(lua_State *L) { return luaL_checkudata(L, 1, L_SERVER_MT); }
@@ -89,8 +92,28 @@ static int l_server_index(lua_State *L) {
   return 1;
 }
 
+/* server:adopt(fd [, bytes]): take over a connected TCP socket another server accepted
+ * (a luv handle's fileno(), say), with the bytes already read from it. luaws works on a
+ * duplicate of fd: the caller closes its own handle as usual. */
+static int l_server_adopt(lua_State *L) {
+  l_box_t *b = check_server(L);
+  lua_Integer fd = luaL_checkinteger(L, 2);
+  size_t len = 0;
+  const char *data = luaL_optlstring(L, 3, "", &len);
+  if (!b->p) return l_fail(L, WS_ECLOSED);
+  if (fd < 0 || fd > INT_MAX) return luaL_argerror(L, 2, "not a file descriptor");
+  int mine = dup((int)fd);
+  if (mine < 0) return l_fail(L, uv_translate_sys_error(errno));
+  int r = ws_server_adopt(b->p, mine, data, len);
+  if (r == WS_EINVAL) close(mine);
+  if (r) return l_fail(L, r);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static const luaL_Reg server_methods[] = {
   {"close", l_server_close},
+  {"adopt", l_server_adopt},
   {NULL, NULL}
 };
 

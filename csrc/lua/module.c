@@ -24,11 +24,28 @@ static uv_loop_t *luv_loop_of(lua_State *L) {
   return ctx ? *(uv_loop_t **)ctx : NULL;
 }
 
+/* On luv's loop, luaws's state must go before luv closes that loop at lua_close: this
+ * guard, made after luv's loop (so finalized before it), frees it. */
+static int l_luv_guard_gc(lua_State *L) {
+  l_ctx_t *x = *(l_ctx_t **)lua_touserdata(L, 1);
+  if (x->loop && ws_loop_free(x->loop) == 0) x->loop = NULL;
+  x->uv = NULL;   /* luv's, about to go: never touched again */
+  return 0;
+}
+
 ws_loop_t *l_loop(lua_State *L) {
   l_ctx_t *x = l_ctx(L);
   if (x->loop) return x->loop;
   uv_loop_t *uv = luv_loop_of(L);
-  if (!uv) {
+  if (uv) {
+    l_ctx_t **g = lua_newuserdata(L, sizeof *g);
+    *g = x;
+    lua_newtable(L);
+    lua_pushcfunction(L, l_luv_guard_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lua_setfield(L, LUA_REGISTRYINDEX, "luaws.luv_guard");
+  } else {
     if (!x->own) {
       int r = uv_loop_init(&x->own_uv);
       if (r) luaL_error(L, "luaws: uv_loop_init: %s", uv_strerror(r));
@@ -187,6 +204,31 @@ static int l_stop(lua_State *L) {
   return 0;
 }
 
+/* For a host loop (cqueues): the descriptor that becomes readable when the loop has
+ * work, and the seconds until its next timer (nil: none; 0: work is due now). The host
+ * waits on both, then calls step(). */
+static int l_backend_fd(lua_State *L) {
+  lua_pushinteger(L, uv_backend_fd(ws_loop_uv(l_loop(L))));
+  return 1;
+}
+
+static int l_backend_timeout(lua_State *L) {
+  uv_loop_t *uv = ws_loop_uv(l_loop(L));
+  uv_update_time(uv);
+  int ms = uv_backend_timeout(uv);
+  if (ms < 0) lua_pushnil(L);
+  else lua_pushnumber(L, ms / 1000.0);
+  return 1;
+}
+
+/* "luv" when luaws runs on luv's loop (luv was loaded first), else "own". */
+static int l_loop_kind(lua_State *L) {
+  l_loop(L);
+  l_ctx_t *x = l_ctx(L);
+  lua_pushstring(L, x->uv == &x->own_uv ? "own" : "luv");
+  return 1;
+}
+
 static int l_init(lua_State *L) {
   l_ctx_t *x = l_ctx(L);
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -306,7 +348,8 @@ static int l_handshake_accept(lua_State *L) {
  * left, as memory still in libuv's hands cannot be freed under it). */
 static int l_ctx_gc(lua_State *L) {
   l_ctx_t *x = lua_touserdata(L, 1);
-  if (x->loop && ws_loop_free(x->loop) == 0) x->loop = NULL;
+  /* (on luv's loop, the guard did this, or the loop may be gone: leave it) */
+  if (x->loop && x->uv == &x->own_uv && ws_loop_free(x->loop) == 0) x->loop = NULL;
   if (!x->loop && x->own && uv_loop_close(&x->own_uv) == 0) x->own = 0;
   x->L = NULL;
   return 0;
@@ -317,6 +360,9 @@ static const luaL_Reg funcs[] = {
   {"run", l_run},
   {"step", l_step},
   {"stop", l_stop},
+  {"loop_kind", l_loop_kind},
+  {"backend_fd", l_backend_fd},
+  {"backend_timeout", l_backend_timeout},
   {"init", l_init},
   {"active_handles", l_active_handles},
   {"stats", l_stats},
