@@ -781,7 +781,15 @@ void ws__conn_input(ws_conn_t *c, char *buf, size_t len) {
       if (c->loop->ev->on_raw) c->loop->ev->on_raw(c, buf + off, len - off);
       n = (ssize_t)(len - off);
       break;
-    default:   /* answering plain HTTP, or not reading: a request body is dropped */
+    case WS__S_REQUEST:
+    case WS__S_RESPONDING:
+      if (c->body) {   /* a streamed request body, still coming while it is answered */
+        n = c->role->on_head(c, buf + off, len - off);
+        break;
+      }
+      n = (ssize_t)(len - off);   /* after the last request: dropped */
+      break;
+    default:   /* not reading: dropped */
       n = (ssize_t)(len - off);
     }
     if (n <= 0) break;
@@ -1054,6 +1062,13 @@ uint32_t ws__conn_sweep(ws_conn_t *c, uint32_t now) {
     if (due(now, c->state_at, c->handshake_ms)) ws__conn_destroy(c, 1006, 0);
     return c->handshake_ms;
   case WS__S_REQUEST:
+  case WS__S_RESPONDING:
+    if (c->body && !(c->flags & WS__BLOCKED) && due(now, c->heard_at, c->handshake_ms)) {
+      /* a streamed body stalled (not while the script paused it) */
+      ws__conn_destroy(c, 1006, 0);
+      return 0;
+    }
+    if (c->state == WS__S_RESPONDING) break;
     if ((c->flags & WS__F_DEFERRED) && due(now, c->state_at, c->handshake_ms)) {
       static const char timeout[] = "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n"
                                     "Connection: close\r\n\r\n";

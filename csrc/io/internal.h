@@ -98,7 +98,9 @@ enum {
   WS__F_HELD = 1 << 16,             /* not reading: a request is being answered */
   WS__F_DEFERRED = 1 << 17,         /* an upgrade request kept for a later answer */
   WS__F_NO_KEEP = 1 << 18,          /* this request's connection closes after it */
-  WS__F_KEPT = 1 << 19              /* between requests of a keep-alive connection */
+  WS__F_KEPT = 1 << 19,             /* between requests of a keep-alive connection */
+  WS__F_STREAMING = 1 << 20,        /* the body goes up in pieces (on_request_body) */
+  WS__F_BUFFERED = 1 << 21          /* on_request: the body is whole, in c->msg */
 };
 
 typedef struct ws__client_hs ws__client_hs_t;

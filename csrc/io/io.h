@@ -58,6 +58,8 @@ typedef struct ws_server_options {
                                      request (0: requests are never kept alive) */
   uint64_t max_body;              /* bytes in a plain request's body (413 beyond); 0:
                                      no limit */
+  int stream_bodies;              /* 1: on_request fires at the head and the body goes
+                                     up in pieces (on_request_body); 0: read it whole */
   int raw;                        /* tests: connections deliver raw bytes (on_raw) */
 } ws_server_options_t;
 
@@ -89,6 +91,9 @@ typedef struct ws_io_events {
   /* A plain HTTP request was answered whole and the connection stays for the next one:
    * the layer above lets go of this request (no on_close comes for it). */
   void (*on_request_done)(ws_conn_t *c);
+  /* stream_bodies: a piece of the request's body (de-chunked); fin on the last call
+   * (len may be 0 then). The request may be answered meanwhile. */
+  void (*on_request_body)(ws_conn_t *c, const char *data, size_t len, int fin);
 } ws_io_events_t;
 
 /* ---- loop ---------------------------------------------------------------- */
@@ -168,6 +173,8 @@ int ws_conn_defer(ws_conn_t *c);
 /* During on_request for a plain request: its body (read whole, de-chunked), or NULL
  * with *len 0 when it had none. */
 const char *ws_conn_request_body(const ws_conn_t *c, size_t *len);
+/* Is c's request body coming in pieces (stream_bodies), after on_request? */
+int ws_conn_request_streaming(const ws_conn_t *c);
 /* The layer above's handler for c raised: an unanswered request (plain or upgrade) gets
  * 500, a response under way is cut short, an open socket closes with 1011. */
 void ws_conn_handler_failed(ws_conn_t *c);

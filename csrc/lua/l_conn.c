@@ -284,9 +284,28 @@ static void ev_request_done(ws_conn_t *c) {
   lua_pop(L, 1);
 }
 
+/* stream_bodies: a piece of the request's body, to the server module's hook. */
+static void ev_request_body(ws_conn_t *c, const char *data, size_t len, int fin) {
+  if (!ws_conn_data(c)) return;
+  l_ctx_t *x = ctx_of(c);
+  lua_State *L = x->L;
+  box_of(c);
+  int ud = lua_gettop(L);
+  l_push_hook(x, L, "_onrequestbody");
+  if (lua_isfunction(L, -1)) {
+    lua_pushvalue(L, ud);
+    lua_pushlstring(L, data, len);
+    lua_pushboolean(L, fin);
+    if (l_dispatch(L, 3, ud) != 0) ws_conn_handler_failed(c);
+  } else {
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
 const ws_io_events_t l_events = {
   l_server_on_request, ev_open, ev_message, ev_pong, ev_error, ev_close, ev_raw, ev_drain,
-  ev_free, ev_request_done,
+  ev_free, ev_request_done, ev_request_body,
 };
 
 /* ---- methods -------------------------------------------------------------- */

@@ -35,7 +35,7 @@ void l_server_on_request(ws_server_t *s, ws_conn_t *c, const ws_http_head_t *hea
   lua_pushvalue(L, cv);
   if (head) {
     push_request(L, head);
-    if (!upgrade) {   /* the body, read whole ("" for none) */
+    if (!upgrade && !ws_conn_request_streaming(c)) {   /* the body, read whole ("" for none) */
       size_t n;
       const char *body = ws_conn_request_body(c, &n);
       lua_pushlstring(L, body ? body : "", n);
@@ -148,6 +148,9 @@ int l_listen(lua_State *L) {
   o.keepalive_timeout_ms = (uint32_t)l_opt_u64(L, 1, "keepalive_timeout_ms",
                                                o.keepalive_timeout_ms, WS_TIMEOUT_MAX);
   o.max_body = l_opt_u64(L, 1, "max_body", o.max_body, (uint64_t)1 << 53);
+  lua_getfield(L, 1, "stream_bodies");
+  o.stream_bodies = lua_toboolean(L, -1);
+  lua_pop(L, 1);
   lua_getfield(L, 1, "raw");
   o.raw = lua_toboolean(L, -1);
   lua_getfield(L, 1, "drafts");

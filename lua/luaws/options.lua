@@ -157,7 +157,7 @@ end
 local SERVER = {
   host = true, port = true, tls = true, max_head = true, max_headers = true,
   handshake_timeout = true, backlog = true, raw = true, max_memory = true, drafts = true,
-  keepalive_timeout = true, max_body = true,
+  keepalive_timeout = true, max_body = true, stream_bodies = true,
 }
 
 function M.server(o, level)
@@ -179,6 +179,7 @@ function M.server(o, level)
     drafts = o.drafts ~= false,
     keepalive_timeout_ms = number(o, "keepalive_timeout", level),
     max_body = number(o, "max_body", level),
+    stream_bodies = o.stream_bodies and true or nil,
     tls = M.tls(o.tls, "server", level),
   }
 end

@@ -83,7 +83,7 @@ static void ev_free(ws_conn_t *c) {
 }
 
 static const ws_io_events_t events = {ev_request, ev_open, ev_message, ev_pong, ev_error,
-                                      ev_close,   NULL,    ev_drain,   ev_free, NULL};
+                                      ev_close,   NULL,    ev_drain,   ev_free, NULL, NULL};
 
 static void reset(void) {
   memset(&T, 0, sizeof T);
