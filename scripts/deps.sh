@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs what luaws needs to build and test, only when it is missing: Debian packages
-# (Lua 5.1 to 5.4, LuaJIT, libuv, OpenSSL, zlib, busted, LuaRocks, Python websockets) and the
+# (Lua 5.1 to 5.4, LuaJIT, libuv, OpenSSL, zlib, busted, LuaRocks, Python websockets, curl) and the
 # npm `ws` package used as an interop peer (into spec/peers/node_modules).
 set -e
 cd "$(dirname "$0")/.."

@@ -115,6 +115,10 @@ local function accept(req, protocols, opts)
   return ws
 end
 
+--- WebSocket.EventSource(req, res, options), EventSource.isEventSource(req): server-sent
+--- events on a plain HTTP response (lua/luaws/eventsource.lua).
+M.EventSource = require "luaws.eventsource"
+
 -- ---- client -------------------------------------------------------------------------
 
 local client = require "luaws.client"

@@ -15,6 +15,7 @@ local MAX_INT = 2 ^ 53             -- the largest whole number every Lua holds e
 
 local SPECS = {
   ping = { "seconds", off = true },
+  retry = { "seconds" },
   close_timeout = { "seconds", off = true },
   handshake_timeout = { "seconds", off = true },
   idle_timeout = { "seconds", off = true },
@@ -181,6 +182,28 @@ function M.server(o, level)
     max_body = number(o, "max_body", level),
     stream_bodies = o.stream_bodies and true or nil,
     tls = M.tls(o.tls, "server", level),
+  }
+end
+
+local EVENTSOURCE = { headers = true, retry = true, ping = true }
+
+--- Checks EventSource options. Returns { headers, retry_ms, ping_ms } with faye's
+--- defaults (retry 5 s, ping 10 s); ping = math.huge sends no pings (ping_ms 0).
+function M.eventsource(o, level)
+  level = (level or 1) + 1
+  if o == nil then o = {} end
+  if type(o) ~= "table" then fail(level, "options must be a table") end
+  for k in pairs(o) do
+    if not EVENTSOURCE[k] then fail(level, "unknown option %q", tostring(k)) end
+  end
+  if o.headers ~= nil and type(o.headers) ~= "table" then
+    fail(level, "option headers must be a table")
+  end
+  M.header_lines(o.headers, level)   -- bad names and values raise here, not at writeHead
+  return {
+    headers = o.headers,
+    retry_ms = number(o, "retry", level) or 5000,
+    ping_ms = number(o, "ping", level) or 10000,
   }
 end
 
