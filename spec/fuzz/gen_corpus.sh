@@ -5,7 +5,7 @@
 # rest is frames, and is also tried as a request head.
 set -e
 cd "$(dirname "$0")"
-mkdir -p corpus/frame corpus/http corpus/hixie corpus/inflate corpus/conn
+mkdir -p corpus/frame corpus/http corpus/hixie corpus/inflate corpus/conn corpus/proxy
 f=corpus/frame
 # RFC 6455 5.7 examples
 printf '\000\201\005Hello' > $f/text-unmasked
@@ -83,3 +83,15 @@ HELLO='\201\205\067\372\041\075\177\237\115\121\130'   # RFC 6455 5.7, masked
 { byte 3; byte 25; feed '\201\005Hello'; byte 6; feed '\210\002\003\350'; byte 3; byte 7; byte 3; } > $c/client-open-close
 { byte 71; feed 'Sec-WebSocket-Protocol: chat\r\n'; feed '\r\n'; byte 0; feed '\211\001x\212\000'; byte 3; } > $c/client-protocol
 { byte 1; feed 'HTTP/1.1 101 Switching'; feed ' Protocols'; feed '\r\nUpgrade: websocket\r\n\r\n'; byte 3; } > $c/client-bad-response
+
+p=corpus/proxy
+# fuzz_proxy (see its header): byte 0 = credentials (1), a valid 2xx first (2), with the
+# next bytes in the same push (4), small limits (8), short timeouts (16); then operations
+# as fuzz_conn's (7: the 101 answering the upgrade request).
+{ byte 2; byte 7; byte 3; feed '\201\002hi'; byte 3; } > $p/tunnel-open
+{ byte 7; byte 22; printf 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n'; byte 3; } > $p/tunnel-and-101
+{ byte 1; feed 'HTTP/1.1 407 Proxy Authentication '; feed 'Required\r\n\r\n'; byte 3; } > $p/refused-407
+{ byte 0; feed 'HTTP/1.1 100 Continue\r\n\r\n'; feed 'HTTP/1.0 200 OK\r\nVia: x\r\n\r\n'; byte 7; byte 3; } > $p/interim-100
+{ byte 8; feed 'HTTP/1.1 200 OK\r\nA: b\r\nC: d\r\nE: f\r\nG: h\r\n'; feed 'I: j\r\n\r\n'; byte 3; } > $p/too-many-headers
+{ byte 16; feed 'HTTP/1.1 2'; byte 4; byte 124; byte 3; } > $p/timeout
+{ byte 0; feed 'HTTP/1.1 200 OK\r\n'; byte 6; byte 3; } > $p/eof
