@@ -106,9 +106,9 @@ chaos-asan:
 	sh spec/chaos/run.sh build/asan-$(LUA) $(LUA)
 
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS ?= frame http body hixie inflate conn
+FUZZ_TARGETS ?= frame http body hixie inflate conn proxy
 # Targets that drive the I/O layer (scripted sockets) link it and libuv too.
-FUZZ_IO_TARGETS = conn
+FUZZ_IO_TARGETS = conn proxy
 fuzz:
 	@mkdir -p build/fuzz
 	@for t in $(FUZZ_TARGETS); do \

@@ -144,13 +144,26 @@ void ws_server_close(ws_server_t *s, void (*on_closed)(ws_server_t *s));
 
 /* ---- connections ----------------------------------------------------------- */
 
+/* An HTTP proxy for a client to go through: a tunnel asked for with CONNECT (RFC 9110
+ * 9.3.6), then TLS to the server (wss://) and the opening handshake inside it. */
+typedef struct ws_proxy_options {
+  const char *host;              /* the proxy */
+  int port;
+  ws_tls_ctx_t *tls;             /* an https:// proxy: TLS to it first; NULL: plain */
+  const char *servername;        /* its SNI and the name verified; NULL: host */
+  const char *user, *password;   /* Proxy-Authorization: Basic, when user is not NULL */
+  const char *headers;           /* more CONNECT headers, CRLF-ended lines, or NULL */
+} ws_proxy_options_t;
+
 /* Client: connect to ws(s)://host:port/path. host_header and extra_headers (CRLF-ended
  * lines, may be NULL) go into the request; protocols is a comma-separated list or NULL.
- * Events start on the next loop turns; on failure on_error then on_close(1006). */
+ * proxy: through that proxy, or NULL. Events start on the next loop turns; on failure
+ * on_error then on_close(1006). */
 int ws_conn_connect(ws_loop_t *l, ws_conn_t **out, const char *host, int port,
                     const char *path, const char *host_header, const char *protocols,
                     const char *extra_headers, const ws_conn_options_t *o,
-                    ws_tls_ctx_t *tls, const char *servername, int raw, void *data);
+                    ws_tls_ctx_t *tls, const char *servername,
+                    const ws_proxy_options_t *proxy, int raw, void *data);
 
 /* Server: answer the upgrade request being handled with 101; protocol may be NULL;
  * extra_headers: CRLF-ended lines or NULL. on_open fires when the request handler has

@@ -469,7 +469,7 @@ static size_t no_early_len(const ws_conn_t *c) {
 }
 
 const ws__role_t ws__server_role = {on_head, no_secure, no_early, no_early_len, account,
-                                    no_secure};
+                                    no_secure, NULL};
 
 void ws__server_start(ws_server_t *s, ws_conn_t *c) {
   c->server = s;

@@ -493,7 +493,7 @@ void l_conn_open(lua_State *L) {
 }
 
 /* core.connect{host=, port=, path=, host_header=, protocols=, headers=, raw=, options=,
- * tls=, servername=} */
+ * tls=, servername=, proxy={host=, port=, tls=, servername=, user=, password=, headers=}} */
 int l_connect(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_getfield(L, 1, "host");
@@ -506,6 +506,7 @@ int l_connect(lua_State *L) {
   lua_getfield(L, 1, "options");
   lua_getfield(L, 1, "tls");
   lua_getfield(L, 1, "servername");
+  lua_getfield(L, 1, "proxy");
   const char *host = luaL_checkstring(L, 2);
   int port = (int)luaL_checkinteger(L, 3);
   const char *path = luaL_optstring(L, 4, "/");
@@ -518,13 +519,35 @@ int l_connect(lua_State *L) {
   ws_tls_ctx_t *tls = l_tls_opt(L, 10);
   const char *servername = luaL_optstring(L, 11, NULL);
   if (port < 1 || port > 65535) return luaL_error(L, "port out of range: %d", port);
+  ws_proxy_options_t proxy, *via = NULL;
+  if (!lua_isnil(L, 12)) {   /* { host, port, tls, servername, user, password, headers } */
+    luaL_checktype(L, 12, LUA_TTABLE);
+    memset(&proxy, 0, sizeof proxy);
+    lua_getfield(L, 12, "host");
+    lua_getfield(L, 12, "port");
+    lua_getfield(L, 12, "tls");
+    lua_getfield(L, 12, "servername");
+    lua_getfield(L, 12, "user");
+    lua_getfield(L, 12, "password");
+    lua_getfield(L, 12, "headers");
+    proxy.host = luaL_checkstring(L, 13);
+    proxy.port = (int)luaL_checkinteger(L, 14);
+    proxy.tls = l_tls_opt(L, 15);
+    proxy.servername = luaL_optstring(L, 16, NULL);
+    proxy.user = luaL_optstring(L, 17, NULL);
+    proxy.password = luaL_optstring(L, 18, NULL);
+    proxy.headers = luaL_optstring(L, 19, NULL);
+    if (proxy.port < 1 || proxy.port > 65535)
+      return luaL_error(L, "proxy port out of range: %d", proxy.port);
+    via = &proxy;
+  }
   l_box_t *b = l_box_new(L, L_CONN_MT, NULL);
   b->kind = raw ? L_KIND_RAW : L_KIND_SOCKET;
   lua_pushvalue(L, -1);
   b->ref = luaL_ref(L, LUA_REGISTRYINDEX);
   ws_conn_t *c;
   int r = ws_conn_connect(l_loop(L), &c, host, port, path, host_header, protocols, headers, &o,
-                          tls, servername, raw, (void *)(intptr_t)b->ref);
+                          tls, servername, via, raw, (void *)(intptr_t)b->ref);
   if (r) {
     luaL_unref(L, LUA_REGISTRYINDEX, b->ref);
     b->ref = LUA_NOREF;
