@@ -43,5 +43,6 @@ build = {
     ["luaws.server"] = "lua/luaws/server.lua",
     ["luaws.client"] = "lua/luaws/client.lua",
     ["luaws.deflate"] = "lua/luaws/deflate.lua",
+    ["luaws.coro"] = "lua/luaws/coro.lua",
   },
 }

@@ -55,11 +55,12 @@ end
 --- server's certificate chain is verified against the system's CA store and its name
 --- against the URL's host; options.tls = { cafile, capath, servername, cert, key,
 --- verify, ciphers, ciphersuites } changes that (verify = false: no checks at all).
-function M.new(url, protocols, opts)
-  local u = M.parse_url(url, 2)
-  local o = options.socket(opts, 2)
-  local list = options.protocol_list(protocols or o.protocols, 2)
-  local tls, servername = options.tls(o.tls or (u.secure and {}) or nil, "client", 2)
+--- M.open is M.new with level: how many calls up from it misuse is blamed.
+function M.open(url, protocols, opts, level)
+  local u = M.parse_url(url, level)
+  local o = options.socket(opts, level)
+  local list = options.protocol_list(protocols or o.protocols, level)
+  local tls, servername = options.tls(o.tls or (u.secure and {}) or nil, "client", level)
   local ctx, err, name
   if u.secure then
     ctx, err, name = tls_context(tls)
@@ -69,13 +70,19 @@ function M.new(url, protocols, opts)
   ws, err, name = core.connect {
     host = u.host, port = u.port, path = u.path, host_header = u.host_header,
     protocols = #list > 0 and table.concat(list, ", ") or nil,
-    headers = options.header_lines(o.headers, 2), options = o.core,
+    headers = options.header_lines(o.headers, level), options = o.core,
     tls = ctx, servername = servername,
   }
   if not ws then return nil, err, name end
   local uv = core.uservalue(ws)
   uv.url = url
+  uv._queue_limits = o.queue
   return ws
+end
+
+function M.new(url, protocols, opts)
+  local ws, err, name = M.open(url, protocols, opts, 3)
+  return ws, err, name
 end
 
 --- A raw TCP connection for tests: ondata(event), onopen, onclose; ws:_raw_write(bytes).
