@@ -235,6 +235,25 @@ describe("coroutines", function()
     assert.is_true(order_ok)
   end)
 
+  it("keeps a paused socket past message_timeout: what waits unread is not the peer's delay", function()
+    local s = H.server()
+    s.onupgrade = function(req)
+      local ws = H.track(WebSocket(req))
+      ws.onopen = function() for i = 1, 3 do ws:send("m" .. i) end end
+    end
+    local got = { run(function()
+      local ws = H.track(assert(WebSocket.connect(url(s), nil,
+        { max_queued = 1, message_timeout = 0.05 })))
+      WebSocket.sleep(0.3)   -- paused after m1, with m2 and m3 read and unparsed
+      local r = {}
+      for i = 1, 3 do r[i] = ws:receive(5) end
+      r[4] = ws.readyState
+      ws:close()
+      return r
+    end) }
+    assert.same({ "m1", "m2", "m3", WebSocket.OPEN }, got[1])
+  end)
+
   it("closes a socket whose queue is full without waiting for close_timeout", function()
     local s = H.server()
     s.onupgrade = function(req)
