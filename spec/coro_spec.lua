@@ -263,7 +263,10 @@ describe("coroutines", function()
     local started = os.time()
     local code, reason, clean, r1, r2, r3 = run(function()
       local ws = H.track(assert(WebSocket.connect(url(s), nil, { max_queued = 2, close_timeout = 30 })))
-      while select(3, queue(ws)) ~= true do WebSocket.sleep(0.01) end
+      for _ = 1, 500 do
+        if select(3, queue(ws)) then break end
+        WebSocket.sleep(0.01)
+      end
       local code, reason, clean = ws:close(1000, "enough")
       return code, reason, clean, { ws:receive() }, { ws:receive() }, { ws:receive() }
     end, 10)
@@ -375,7 +378,10 @@ describe("coroutines", function()
       -- onmessage set later takes the messages; receive() then says so.
       ws.onmessage = function(e) heard[#heard + 1] = "handler " .. e.data end
       ws:send("later")
-      while #heard < 3 do WebSocket.sleep(0.01) end
+      for _ = 1, 500 do
+        if #heard == 3 then break end
+        WebSocket.sleep(0.01)
+      end
       local ok3, err3 = pcall(ws.receive, ws, 0)
       -- A callback socket without onmessage can receive(), from its first call.
       cb.onmessage = nil

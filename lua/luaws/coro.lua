@@ -67,6 +67,7 @@ local step
 local function finish(co, ok, err)
   local task = tasks[co]
   tasks[co] = nil
+  for ws in pairs(task.sockets) do core.uservalue(ws)._queue.owner = nil end
   if ok then
     if task.close_on_return then close(task.target, 1000) end
     return
@@ -184,11 +185,7 @@ local function attach(ws, owner)
   -- free leaves `version` in the uservalue); its code went to onclose.
   if uv.version ~= nil then st.closed = true end
   for kind, fn in pairs(listeners) do methods.addEventListener(ws, kind, fn) end
-  if owner then
-    local task = tasks[owner]
-    task.sockets[ws] = true
-    task.target = task.target or ws
-  end
+  if owner then tasks[owner].sockets[ws] = true end
   return st
 end
 
@@ -306,7 +303,11 @@ function M.init(WebSocket, client, accept)
     if not ws then return nil, err, name end
     local st = attach(ws, co)
     while ws.readyState == CONNECTING and not st.closed do park(st.waiters) end
-    if ws.readyState == OPEN then return ws end
+    if ws.readyState == OPEN then
+      local task = tasks[co]
+      task.target = task.target or ws   -- what onhandlererror is told, should co raise
+      return ws
+    end
     return nil, st.err or "ECLOSED: closed during the opening handshake", st.err_name or "ECLOSED"
   end
 
@@ -322,7 +323,7 @@ function M.init(WebSocket, client, accept)
       local ws = accept(req, protocols, opts)
       if not ws then return end   -- the client went away meanwhile
       local co = create(fn)
-      tasks[co] = { sockets = {}, close_on_return = true }
+      tasks[co] = { sockets = {}, target = ws, close_on_return = true }
       attach(ws, co)
       step(co, ws, req)
     end
