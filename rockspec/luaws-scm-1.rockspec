@@ -44,5 +44,6 @@ build = {
     ["luaws.client"] = "lua/luaws/client.lua",
     ["luaws.deflate"] = "lua/luaws/deflate.lua",
     ["luaws.eventsource"] = "lua/luaws/eventsource.lua",
+    ["luaws.coro"] = "lua/luaws/coro.lua",
   },
 }
