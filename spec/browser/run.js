@@ -253,7 +253,8 @@ async function cases(puppeteer) {
     const erin = await chatPage(browser, `${base}/`);
     await erin.evaluate(() => chat.ws.send('x'.repeat(1024 * 1024 + 1)));
     await waitFor(erin, closeEvent, [], 'onclose');
-    assertEqual(1009, (await erin.evaluate(closeEvent)).code, 'close code');
+    const e = await erin.evaluate(closeEvent);
+    assertEqual([1009, true], [e.code, e.wasClean], 'close code, clean');
     await waitFor(alice, () => chat.events.some((m) => /^\* someone left \(1009 /.test(m.data)), [],
       'the leave notice');
     await erin.close();
