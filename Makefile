@@ -87,7 +87,7 @@ valgrind:
 # The chat example (examples/chat/) in headless Chromium, driven by puppeteer-core
 # (spec/browser/run.js). Where Chromium cannot be installed, the run says so and fails.
 browser:
-	@sh scripts/browser_deps.sh || echo "browser: could not install what the browser run needs"
+	@sh scripts/deps.sh chromium libnss3-tools || echo "browser: could not install what the browser run needs"
 	@$(MAKE) --no-print-directory build
 	LUA=$(LUA) BUILD=$(BUILD) node spec/browser/run.js
 

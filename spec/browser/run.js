@@ -337,14 +337,14 @@ async function cases(puppeteer) {
 async function main() {
   let puppeteer;
   if (!fs.existsSync(CHROMIUM)) {
-    notOk(`Chromium is not installed (${CHROMIUM} is missing; scripts/browser_deps.sh installs ` +
+    notOk(`Chromium is not installed (${CHROMIUM} is missing; scripts/deps.sh chromium libnss3-tools installs ` +
       "Debian's chromium): the browser suite could not run", 'no browser');
     return;
   }
   try {
     puppeteer = require(path.join(ROOT, 'spec', 'peers', 'node_modules', 'puppeteer-core'));
   } catch (e) {
-    notOk('puppeteer-core is not installed in spec/peers (scripts/browser_deps.sh installs it)', e);
+    notOk('puppeteer-core is not installed in spec/peers (`sh scripts/deps.sh chromium libnss3-tools` installs it)', e);
     return;
   }
   try {
