@@ -84,7 +84,7 @@ server.onupgrade = function(req)
   end
   ws.onclose = function(event)
     if not remove(room, ws) then return end   -- it never joined
-    tell_all(("* someone left (%d %s)"):format(event.code, event.reason))
+    tell_all(("* someone left (%d%s)"):format(event.code, event.reason ~= "" and " " .. event.reason or ""))
   end
 end
 
