@@ -12,6 +12,7 @@ CC ?= cc
 OPT ?= -O2
 CFLAGS ?= $(OPT) -g
 WARN = -Wall -Wextra
+VIS = -fvisibility=hidden   # the module exports luaopen_luaws_core alone
 LUA_CFLAGS := $(shell pkg-config --cflags $(LUA_PC) 2>/dev/null)
 DEP_LIBS := $(shell pkg-config --libs libuv openssl 2>/dev/null || echo -luv -lssl -lcrypto) -lz
 BUILD ?= build/$(LUA)
@@ -25,13 +26,13 @@ OBJ := $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(ALL_SRC))
 HDR := $(wildcard csrc/*/*.h)
 SO := $(BUILD)/luaws/core.so
 
-.PHONY: all build test test-c test-io test-lua example asan valgrind fuzz deps clean bench bench-smoke rock chaos chaos-asan browser
+.PHONY: all build test test-c test-io test-embed test-lua example asan valgrind fuzz deps clean bench bench-smoke rock chaos chaos-asan browser
 
 all build: $(SO)
 
 $(BUILD)/obj/%.o: csrc/%.c $(HDR)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(SANFLAGS) $(WARN) -fPIC -Icsrc/core -Icsrc/io -Icsrc/lua $(LUA_CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(SANFLAGS) $(WARN) $(VIS) -fPIC -Icsrc/core -Icsrc/io -Icsrc/lua $(LUA_CFLAGS) -c $< -o $@
 
 $(SO): $(OBJ)
 	@mkdir -p $(dir $@)
@@ -49,6 +50,14 @@ $(BUILD)/test_core: $(CORE_SRC) $(CORE_TEST_SRC) $(wildcard spec/c/*.h) csrc/cor
 $(BUILD)/test_io: $(CORE_SRC) $(IO_SRC) $(IO_TEST_SRC) spec/c/test.c $(HDR) spec/c/test.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(SANFLAGS) $(WARN) -Icsrc/core -Icsrc/io -Ispec/c -o $@ $(CORE_SRC) $(IO_SRC) $(IO_TEST_SRC) spec/c/test.c $(DEP_LIBS)
+
+# Two Lua states in one process, each with its own luaws (no process-wide state).
+$(BUILD)/two_states: spec/embed/two_states.c $(SO)
+	$(CC) $(CFLAGS) $(SANFLAGS) $(WARN) $(LUA_CFLAGS) -o $@ spec/embed/two_states.c \
+	  $(shell pkg-config --libs $(LUA_PC) 2>/dev/null || echo -l$(LUA)) -lm -ldl
+
+test-embed: $(BUILD)/two_states
+	$(BUILD)/two_states "$(BUILD)/?.so" "lua/?.lua;lua/?/init.lua"
 
 deps:
 	@sh scripts/deps.sh
@@ -104,9 +113,9 @@ chaos-asan:
 	sh spec/chaos/run.sh build/asan-$(LUA) $(LUA)
 
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS ?= frame http body hixie inflate conn
+FUZZ_TARGETS ?= frame http body hixie inflate conn proxy
 # Targets that drive the I/O layer (scripted sockets) link it and libuv too.
-FUZZ_IO_TARGETS = conn
+FUZZ_IO_TARGETS = conn proxy
 fuzz:
 	@mkdir -p build/fuzz
 	@for t in $(FUZZ_TARGETS); do \

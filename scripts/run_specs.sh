@@ -11,9 +11,12 @@ SPECS=${*:-spec}
 LPATH="lua/?.lua;lua/?/init.lua;spec/?.lua"
 CPATH="$BUILD/?.so"
 RUN="$LUA"
+# For specs that start Lua programs of their own (spec/embed): the same interpreter and
+# build, and (under LUAWS_SANITIZE) the runtime to preload into them.
+export LUAWS_LUA="$LUA" LUAWS_CPATH="$CPATH;;" LUAWS_LPATH="$LPATH;;" LUAWS_PRELOAD=""
 if [ -n "$LUAWS_SANITIZE" ]; then
   ASAN_RT=$(clang -print-file-name=libclang_rt.asan-x86_64.so)
-  export LD_PRELOAD="$ASAN_RT"
+  export LD_PRELOAD="$ASAN_RT" LUAWS_PRELOAD="$ASAN_RT"
   export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=86:${ASAN_OPTIONS:-}"
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
   export LSAN_OPTIONS="suppressions=$(pwd)/spec/lsan.supp:${LSAN_OPTIONS:-}"

@@ -11,6 +11,7 @@ failed=0
 
 suite "core unit tests (C)" make -s test-c
 suite "io unit tests (C)" make -s test-io
+suite "two Lua states in one process (C)" make -s test-embed
 for lua in lua5.4 luajit lua5.3 lua5.2 lua5.1; do
   suite "build $lua" make -s build LUA=$lua
   suite "specs $lua" sh scripts/run_specs.sh $lua build/$lua

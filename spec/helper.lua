@@ -355,10 +355,16 @@ end
 --- :output(), :wait_line(pattern, seconds) and :kill().
 function H.spawn(cmd)
   local out = tmpname()
-  local f = io.popen(("(%s) >%s 2>&1 & echo $!"):format(cmd, out))
+  -- The command runs from a script file, without the sanitizer runtime a test build
+  -- preloads (a shell or peer under it would report its own leaks into the output).
+  local script = tmpname()
+  local sf = assert(io.open(script, "wb"))
+  sf:write(cmd, "\n")
+  sf:close()
+  local f = io.popen(("(exec env -u LD_PRELOAD sh %s) >%s 2>&1 & echo $!"):format(script, out))
   local pid = tonumber(f:read("*l"))
   f:close()
-  local p = { pid = pid, out = out }
+  local p = { pid = pid, out = out, script = script }
   function p:output()
     local fh = io.open(self.out, "rb")
     if not fh then return "" end
@@ -386,6 +392,7 @@ function H.spawn(cmd)
     if self.pid then os.execute(("kill %d 2>/dev/null"):format(self.pid)) end
     self.pid = nil
     os.remove(self.out)
+    os.remove(self.script)
   end
   procs[#procs + 1] = p
   return p

@@ -407,3 +407,72 @@ print("python:", c.getresponse().read().decode())
     assert.equal(4, #got)
   end)
 end)
+
+describe("streamed request bodies (listen{ stream_bodies = true })", function()
+  after_each(H.cleanup)
+
+  it("hands the request up at its head and the body in pieces, then the next request", function()
+    local s = H.server { stream_bodies = true }
+    local log = {}
+    s.onrequest = function(req, res)
+      log[#log + 1] = "head " .. req.url .. " body=" .. tostring(req.body)
+      local got = {}
+      req.ondata = function(chunk) got[#got + 1] = chunk end
+      req.onend = function()
+        log[#log + 1] = "end " .. req.url .. " " .. table.concat(got)
+        res:finish("got " .. #table.concat(got))
+      end
+    end
+    local c, rec = connect(s.port)
+    c:_raw_write("POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+    H.wait(function() return #log >= 1 end, 5, "the head")
+    assert.equal("head /up body=nil", log[1])
+    c:_raw_write("4\r\ndefg\r\n0\r\n\r\n" .. get("/next"))
+    local r = responses(rec, 2)
+    assert.equal("got 7", r[1].body)
+    assert.equal("end /up abcdefg", log[2])
+    assert.equal("head /next body=", log[3])   -- no body: "" and complete at once
+    assert.equal("got 0", r[2].body)
+  end)
+
+  it("may answer before the body has come, and then closes after it", function()
+    local s = H.server { stream_bodies = true, max_body = 100 }
+    local ended = false
+    s.onrequest = function(req, res)
+      req.onend = function() ended = true end
+      res:writeHead(413, { ["Content-Type"] = "text/plain" })
+      res:finish("too much")
+    end
+    local c, rec = connect(s.port)
+    c:_raw_write("POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nab")
+    local r = responses(rec, 1)
+    assert.equal(413, r[1].status)
+    H.wait(function() return rec.closed end, 5, "close")
+  end)
+
+  it("pauses the body for back-pressure, and drops a stalled one after handshake_timeout", function()
+    local s = H.server { stream_bodies = true, handshake_timeout = 0.3 }
+    local pieces, the_req = 0, nil
+    s.onrequest = function(req, res)
+      the_req = req
+      req.ondata = function()
+        pieces = pieces + 1
+        if req.url == "/pause" then req:pause() end
+      end
+      req.onend = function() res:finish("done") end
+    end
+    local c, rec = connect(s.port)
+    c:_raw_write("POST /pause HTTP/1.1\r\nHost: h\r\nContent-Length: 6\r\n\r\nabc")
+    H.wait(function() return pieces == 1 end, 5, "the first piece")
+    c:_raw_write("def")
+    H.drain(20)
+    assert.equal(1, pieces)   -- paused: the rest waits
+    the_req.resume()
+    assert.equal("done", responses(rec, 1)[1].body)
+    assert.equal(2, pieces)
+    -- a body that stops coming
+    local c2, rec2 = connect(s.port)
+    c2:_raw_write("POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: 6\r\n\r\nab")
+    H.wait(function() return rec2.closed end, 5, "the stalled body dropped")
+  end)
+end)

@@ -8,6 +8,9 @@ describe("the installed rock", function()
     local path = package.searchpath("luaws.core", package.cpath)
     assert.truthy(path and path:find("rocktree", 1, true), path)
     assert.truthy(package.searchpath("luaws", package.path):find("rocktree", 1, true))
+    assert.truthy(package.searchpath("luaws.eventsource", package.path):find("rocktree", 1, true))
+    assert.is_true(require("luaws").EventSource.isEventSource {
+      method = "GET", headers = { accept = "text/event-stream" } })
   end)
 
   it("echoes a message", function()

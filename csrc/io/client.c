@@ -1,4 +1,7 @@
-/* The client side: resolve without blocking, connect, TLS, the opening handshake. */
+/* The client side: its way in, a chain of stages each started when the one before says
+ * it is ready (c->role->ready): TCP (resolved without blocking), TLS to an https://
+ * proxy, the proxy's CONNECT (proxy.c), TLS to the server (tls.c), then the opening
+ * handshake, whose answer is checked here. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,21 +9,43 @@
 #include "internal.h"
 #include "tls.h"
 
+/* A stage of the way in. */
+typedef struct stage {
+  const char *name;             /* what the conn is doing meanwhile, for its errors */
+  int (*start)(ws_conn_t *c);   /* 0, or a libuv error that fails the conn */
+} stage_t;
+
+#define WS__MAX_STAGES 5
+
 struct ws__client_hs {
   uv_getaddrinfo_t gai;
   uv_connect_t connect;
   ws_conn_t *conn;
+  const stage_t *stages[WS__MAX_STAGES];   /* the way in, in order */
+  int nstages, at;                         /* at: the stage under way; -1 before */
+  char *dial_host;                         /* where TCP goes: the proxy, or the server */
+  int dial_port;
+  ws__transport_t *proxy_tls, *proxy, *tls;   /* made up front; pushed by their stages */
   char key[25];
   char *offered;     /* subprotocols offered, comma-separated, or NULL */
-  char *request;     /* the whole request head, sent once connected (and secure) */
+  char *request;     /* the whole request head, sent once the way is open */
   ws_buf_t early;    /* frames sent while connecting, as faye queues them */
   size_t request_len;
   int raw;
 };
 
+static void free_layer(ws__transport_t **t) {
+  if (*t) (*t)->ops->free(*t);
+  *t = NULL;
+}
+
 static void free_hs(ws_conn_t *c) {
   ws__client_hs_t *hs = c->hs;
   if (!hs) return;
+  free_layer(&hs->proxy_tls);
+  free_layer(&hs->proxy);
+  free_layer(&hs->tls);
+  free(hs->dial_host);
   free(hs->offered);
   free(hs->request);
   ws__buf_free(&hs->early);
@@ -34,17 +59,24 @@ static void fail_uv(ws_conn_t *c, const char *what, int err) {
   ws__conn_fail(c, err, msg);
 }
 
-static void on_secure(ws_conn_t *c) {
+/* ---- the stages ------------------------------------------------------------- */
+
+/* Starts the next stage: 0, or the error its start failed with. */
+static int next_stage(ws_conn_t *c) {
   ws__client_hs_t *hs = c->hs;
-  if (hs->raw) {
-    c->state = WS__S_RAW;
-    free_hs(c);
-    if (c->loop->ev->on_open) c->loop->ev->on_open(c, NULL);
-    return;
-  }
-  c->state = WS__S_HANDSHAKE;
-  ws_iov_t b = {hs->request, hs->request_len};
-  ws__conn_write(c, &b, 1);
+  if (!hs || c->state == WS__S_CLOSED || hs->at + 1 >= hs->nstages) return 0;
+  return hs->stages[++hs->at]->start(c);
+}
+
+/* The stage under way is done (the transports call this through the role). */
+static void ready(ws_conn_t *c) {
+  int r = next_stage(c);
+  if (r && c->state != WS__S_CLOSED) fail_uv(c, c->hs->stages[c->hs->at]->name, r);
+}
+
+static const char *stage_name(const ws_conn_t *c) {
+  const ws__client_hs_t *hs = c->hs;
+  return hs && hs->at >= 0 ? hs->stages[hs->at]->name : NULL;
 }
 
 static void on_connected(uv_connect_t *req, int status) {
@@ -60,11 +92,7 @@ static void on_connected(uv_connect_t *req, int status) {
     fail_uv(c, "read", r);
     return;
   }
-  if (c->tp) {
-    if ((r = ws__tls_start(c)) != 0) ws__conn_fail(c, r, "TLS handshake could not start");
-    return;
-  }
-  on_secure(c);
+  ready(c);
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
@@ -89,6 +117,91 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
   ws__conn_unref(c);
 }
 
+static int start_tcp(ws_conn_t *c) {
+  ws__client_hs_t *hs = c->hs;
+  char portstr[16];
+  snprintf(portstr, sizeof portstr, "%d", hs->dial_port);
+  struct addrinfo hints;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hs->gai.data = c;
+  int r = uv_getaddrinfo(c->loop->uv, &hs->gai, on_resolved, hs->dial_host, portstr, &hints);
+  if (r == 0) c->refs++;   /* until on_resolved */
+  return r;
+}
+
+/* A layer made up front goes under the conn now (the conn frees it from then on). */
+static ws__transport_t *take(ws__transport_t **t) {
+  ws__transport_t *l = *t;
+  *t = NULL;
+  return l;
+}
+
+static int start_proxy_tls(ws_conn_t *c) {
+  ws__tls_start(c, take(&c->hs->proxy_tls));
+  return 0;
+}
+
+static int start_connect(ws_conn_t *c) {
+  ws__proxy_start(c, take(&c->hs->proxy));
+  return 0;
+}
+
+static int start_tls(ws_conn_t *c) {
+  ws__tls_start(c, take(&c->hs->tls));
+  return 0;
+}
+
+/* The way is open: the request goes (raw test conns: open at once). */
+static int start_upgrade(ws_conn_t *c) {
+  ws__client_hs_t *hs = c->hs;
+  if (hs->raw) {
+    c->state = WS__S_RAW;
+    free_hs(c);
+    if (c->loop->ev->on_open) c->loop->ev->on_open(c, NULL);
+    return 0;
+  }
+  c->state = WS__S_HANDSHAKE;
+  ws_iov_t b = {hs->request, hs->request_len};
+  ws__conn_write(c, &b, 1);
+  return 0;
+}
+
+static const stage_t tcp_stage = {"TCP connect", start_tcp};
+static const stage_t proxy_tls_stage = {"TLS handshake with the proxy", start_proxy_tls};
+static const stage_t connect_stage = {"waiting for the proxy's answer to CONNECT", start_connect};
+static const stage_t tls_stage = {"TLS handshake", start_tls};
+static const stage_t upgrade_stage = {NULL, start_upgrade};
+
+int ws__client_way_in(ws_conn_t *c, int tcp, const char *host, int port, ws_tls_ctx_t *tls,
+                      const char *servername, const ws_proxy_options_t *proxy) {
+  ws__client_hs_t *hs = c->hs;
+  int r = 0;
+  hs->nstages = 0;
+  hs->at = -1;
+  if (tcp) {
+    hs->dial_port = proxy ? proxy->port : port;
+    if (!(hs->dial_host = strdup(proxy ? proxy->host : host))) return WS_ENOMEM;
+    hs->stages[hs->nstages++] = &tcp_stage;
+  }
+  if (proxy && proxy->tls) {
+    const char *name = proxy->servername ? proxy->servername : proxy->host;
+    if (!(hs->proxy_tls = ws__tls_new(proxy->tls, 0, name, &r))) return r;
+    hs->stages[hs->nstages++] = &proxy_tls_stage;
+  }
+  if (proxy) {
+    if (!(hs->proxy = ws__proxy_new(host, port, proxy, &r))) return r;
+    hs->stages[hs->nstages++] = &connect_stage;
+  }
+  if (tls) {   /* SNI and verification: the server's name, never the proxy's */
+    if (!(hs->tls = ws__tls_new(tls, 0, servername ? servername : host, &r))) return r;
+    hs->stages[hs->nstages++] = &tls_stage;
+  }
+  hs->stages[hs->nstages++] = &upgrade_stage;
+  return 0;
+}
+
 /* A conn that could not start: the caller gets the error; no events follow. */
 static int discard(ws_conn_t *c, int r) {
   c->flags &= ~WS__F_KNOWN;
@@ -108,6 +221,7 @@ int ws__client_new(ws_loop_t *l, ws_conn_t **out, const char *path, const char *
   c->hs = hs;
   hs->conn = c;
   hs->raw = raw;
+  hs->at = -1;
   c->flags |= WS__F_CLIENT | WS__F_KNOWN;
   c->state = WS__S_CONNECTING;
   c->data = data;
@@ -141,25 +255,16 @@ fail:
 int ws_conn_connect(ws_loop_t *l, ws_conn_t **out, const char *host, int port,
                     const char *path, const char *host_header, const char *protocols,
                     const char *extra_headers, const ws_conn_options_t *o,
-                    ws_tls_ctx_t *tls, const char *servername, int raw, void *data) {
+                    ws_tls_ctx_t *tls, const char *servername,
+                    const ws_proxy_options_t *proxy, int raw, void *data) {
   ws_conn_t *c;
   int r = ws__client_new(l, &c, path, host_header, protocols, extra_headers, o, raw, data);
   if (r) return r;
-  ws__client_hs_t *hs = c->hs;
-  if (tls && (r = ws__tls_attach(c, tls, 0, servername ? servername : host)) != 0) goto fail;
-  char portstr[16];
-  snprintf(portstr, sizeof portstr, "%d", port);
-  struct addrinfo hints;
-  memset(&hints, 0, sizeof hints);
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hs->gai.data = c;
-  if ((r = uv_getaddrinfo(l->uv, &hs->gai, on_resolved, host, portstr, &hints)) != 0) goto fail;
-  c->refs++;
+  if ((r = ws__client_way_in(c, 1, host, port, tls, servername, proxy)) != 0 ||
+      (r = next_stage(c)) != 0)
+    return discard(c, r);
   *out = c;
   return 0;
-fail:
-  return discard(c, r);
 }
 
 /* The server's answer to the offer (RFC 6455 9.1, RFC 7692 5): anything the offer did
@@ -264,5 +369,5 @@ static size_t early_len(const ws_conn_t *c) { return c->hs ? c->hs->early.len : 
 
 static void no_account(ws_conn_t *c, ssize_t delta) { (void)c, (void)delta; }
 
-const ws__role_t ws__client_role = {on_head, on_secure, queue_early, early_len, no_account,
-                                    free_hs};
+const ws__role_t ws__client_role = {on_head,    ready,   queue_early, early_len,
+                                    no_account, free_hs, stage_name};

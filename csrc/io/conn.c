@@ -41,7 +41,7 @@ static ssize_t no_head(ws_conn_t *c, char *buf, size_t len) {
   ws__conn_destroy(c, 1006, 0);
   return -1;
 }
-static void no_secure(ws_conn_t *c) { (void)c; }
+static void no_ready(ws_conn_t *c) { (void)c; }
 static int no_early(ws_conn_t *c, const char *frame, size_t len) {
   (void)c, (void)frame, (void)len;
   return WS_ECLOSED;
@@ -51,8 +51,8 @@ static size_t no_early_len(const ws_conn_t *c) {
   return 0;
 }
 static void no_account(ws_conn_t *c, ssize_t delta) { (void)c, (void)delta; }
-static const ws__role_t no_role = {no_head, no_secure, no_early, no_early_len, no_account,
-                                   no_secure};
+static const ws__role_t no_role = {no_head, no_ready, no_early, no_early_len, no_account,
+                                   no_ready, NULL};
 
 static void free_extensions(ws_conn_t *c) {
   struct ws__exts *x = c->ext;
@@ -138,7 +138,7 @@ static void finalize(ws_conn_t *c) {
                     c->close_reason ? strlen(c->close_reason) : 0,
                     (c->flags & WS__F_CLEAN) != 0);
   if (l->ev->on_free) l->ev->on_free(c);
-  if (c->tp) c->tp->free(c);
+  ws__tp_free_all(c);
   c->role->free(c);
   free_extensions(c);
   ws__buf_free(&c->in);
@@ -196,7 +196,8 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
 static void do_shutdown(ws_conn_t *c) {
   if (c->flags & WS__F_SHUTDOWN || c->state == WS__S_CLOSED) return;
   c->flags |= WS__F_SHUTDOWN;
-  if (c->tp && c->tp->shutdown) c->tp->shutdown(c);
+  for (ws__transport_t *t = c->tp; t; t = t->below)   /* the innermost TLS first */
+    if (t->ops->shutdown) t->ops->shutdown(c, t);
   uv_shutdown_t *req = malloc(sizeof *req);
   if (req && (req->data = c, c->io->shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown)) == 0) {
     c->refs++;
@@ -334,7 +335,7 @@ int ws__conn_write_raw(ws_conn_t *c, const ws_iov_t *iov, unsigned n) {
 }
 
 int ws__conn_write(ws_conn_t *c, const ws_iov_t *iov, unsigned n) {
-  if (c->tp) return c->tp->write(c, iov, n);
+  if (c->tp) return c->tp->ops->write(c, c->tp, iov, n);
   return ws__conn_write_raw(c, iov, n);
 }
 
@@ -781,7 +782,15 @@ void ws__conn_input(ws_conn_t *c, char *buf, size_t len) {
       if (c->loop->ev->on_raw) c->loop->ev->on_raw(c, buf + off, len - off);
       n = (ssize_t)(len - off);
       break;
-    default:   /* answering plain HTTP, or not reading: a request body is dropped */
+    case WS__S_REQUEST:
+    case WS__S_RESPONDING:
+      if (c->body) {   /* a streamed request body, still coming while it is answered */
+        n = c->role->on_head(c, buf + off, len - off);
+        break;
+      }
+      n = (ssize_t)(len - off);   /* after the last request: dropped */
+      break;
+    default:   /* not reading: dropped */
       n = (ssize_t)(len - off);
     }
     if (n <= 0) break;
@@ -859,7 +868,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
       return;
     }
   }
-  if (c->tp) pre = c->tp->headroom;
+  if (c->tp) pre = ws__tp_bottom(c)->ops->headroom;
   else pre = ws__conn_prefix_room(c, WS__READ_BUF / 2);   /* ws__conn_feed copies it */
   l->rprefix = pre;
   *buf = uv_buf_init(l->rbuf + pre, (unsigned)(WS__READ_BUF - pre));
@@ -875,11 +884,20 @@ static int ended_cleanly(const ws_conn_t *c) {
   return (c->flags & both) != 0;
 }
 
+/* A client's way in failed; the role says in which stage. */
+static void fail_opening(ws_conn_t *c, int err, const char *what) {
+  const char *stage = c->role->stage ? c->role->stage(c) : NULL;
+  char msg[160];
+  if (stage) snprintf(msg, sizeof msg, "%s (%s)", what, stage);
+  else snprintf(msg, sizeof msg, "%s", what);
+  ws__conn_fail(c, err, msg);
+}
+
 static void on_eof(ws_conn_t *c) {
   int clean = ended_cleanly(c);
   if (clean && !(c->codec->caps & WS_CODEC_CLOSE_CODES)) c->close_code = 1000;
   if (c->state == WS__S_HANDSHAKE || c->state == WS__S_CONNECTING) {
-    ws__conn_fail(c, WS_EHANDSHAKE, "connection closed during the handshake");
+    fail_opening(c, WS_EHANDSHAKE, "connection closed during the handshake");
     return;
   }
   if (c->flags & WS__F_FAILED) {
@@ -907,7 +925,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   c->heard_at = ws__now(l);
   ws_loop_cork(l);
   if (c->tp) {
-    c->tp->on_read(c, buf->base, (size_t)nread);
+    ws__transport_t *t = ws__tp_bottom(c);
+    t->ops->on_read(c, t, buf->base, (size_t)nread);
   } else if (l->rdirect) {
     l->rdirect = 0;
     ws__conn_input(c, buf->base, (size_t)nread);
@@ -1054,6 +1073,13 @@ uint32_t ws__conn_sweep(ws_conn_t *c, uint32_t now) {
     if (due(now, c->state_at, c->handshake_ms)) ws__conn_destroy(c, 1006, 0);
     return c->handshake_ms;
   case WS__S_REQUEST:
+  case WS__S_RESPONDING:
+    if (c->body && !(c->flags & WS__BLOCKED) && due(now, c->heard_at, c->handshake_ms)) {
+      /* a streamed body stalled (not while the script paused it) */
+      ws__conn_destroy(c, 1006, 0);
+      return 0;
+    }
+    if (c->state == WS__S_RESPONDING) break;
     if ((c->flags & WS__F_DEFERRED) && due(now, c->state_at, c->handshake_ms)) {
       static const char timeout[] = "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n"
                                     "Connection: close\r\n\r\n";
@@ -1069,7 +1095,7 @@ uint32_t ws__conn_sweep(ws_conn_t *c, uint32_t now) {
   case WS__S_CONNECTING:
   case WS__S_HANDSHAKE:
     if (due(now, c->state_at, c->handshake_ms))
-      ws__conn_fail(c, WS_ETIMEDOUT, "opening handshake timed out");
+      fail_opening(c, WS_ETIMEDOUT, "opening handshake timed out");
     return c->handshake_ms;
   case WS__S_CLOSED:
     return 0;

@@ -33,6 +33,7 @@ void ws__buf_free(ws_buf_t *b);
 struct ws_loop {
   uv_loop_t *uv;
   const ws_io_events_t *ev;
+  void *data;                /* the layer above's (ws_loop_data) */
   char *rbuf;                /* the read buffer; a conn's input tail is put first */
   size_t rprefix;            /* bytes of tail placed at rbuf by the last alloc */
   int rdirect;               /* the last alloc gave a conn's message buffer, not rbuf */
@@ -97,7 +98,9 @@ enum {
   WS__F_HELD = 1 << 16,             /* not reading: a request is being answered */
   WS__F_DEFERRED = 1 << 17,         /* an upgrade request kept for a later answer */
   WS__F_NO_KEEP = 1 << 18,          /* this request's connection closes after it */
-  WS__F_KEPT = 1 << 19              /* between requests of a keep-alive connection */
+  WS__F_KEPT = 1 << 19,             /* between requests of a keep-alive connection */
+  WS__F_STREAMING = 1 << 20,        /* the body goes up in pieces (on_request_body) */
+  WS__F_BUFFERED = 1 << 21          /* on_request: the body is whole, in c->msg */
 };
 
 typedef struct ws__client_hs ws__client_hs_t;
@@ -115,12 +118,17 @@ typedef struct ws__role {
   /* Input in an HTTP state: bytes consumed, 0 to wait for more, or -1 when the conn was
    * failed or answered and input must stop. */
   ssize_t (*on_head)(ws_conn_t *c, char *buf, size_t len);
-  void (*on_secure)(ws_conn_t *c);   /* the transport is up (client: send the request) */
+  /* A stage of a client's way in is done (TCP, TLS, a proxy's CONNECT): the next one
+   * starts. The transports call it; a server's conn ignores it. */
+  void (*ready)(ws_conn_t *c);
   /* A whole frame sent before the socket is open (client: written after the 101). */
   int (*queue_early)(ws_conn_t *c, const char *frame, size_t len);
   size_t (*early_len)(const ws_conn_t *c);
   void (*account)(ws_conn_t *c, ssize_t delta);   /* c's buffers grew or shrank */
   void (*free)(ws_conn_t *c);
+  /* What a conn that is not open yet is doing, for its errors ("TLS handshake"); NULL:
+   * nothing to add. May be NULL itself. */
+  const char *(*stage)(const ws_conn_t *c);
 } ws__role_t;
 
 extern const ws__role_t ws__server_role, ws__client_role;
@@ -150,15 +158,26 @@ struct ws__exts {
   ws_ext_use_t use[WS_MAX_EXTENSIONS];   /* configs are copies owned here */
 };
 
-/* Under the connection: plain TCP (tp == NULL) or TLS (tls.c). */
-typedef struct ws__transport {
-  size_t headroom;   /* reads land this far into the loop's read buffer (TLS decrypts
-                        into the front, in place) */
-  void (*on_read)(ws_conn_t *c, char *data, size_t len);           /* from the socket */
-  int (*write)(ws_conn_t *c, const ws_iov_t *iov, unsigned n);     /* to the peer */
-  void (*shutdown)(ws_conn_t *c);                                  /* before FIN */
-  void (*free)(ws_conn_t *c);
-} ws__transport_t;
+/* Layers between the socket and the connection: TLS (tls.c), a proxy's CONNECT
+ * (proxy.c). They stack: c->tp is the top one (NULL: plain TCP), which the conn writes
+ * through, each layer writing to the one below it (ws__tp_write_below); reads enter at
+ * the bottom one and each layer hands what it makes of them up (ws__tp_up), the top one
+ * to the conn. A layer installs its calls here; the conn never names them. */
+typedef struct ws__transport ws__transport_t;
+typedef struct ws__transport_ops {
+  size_t headroom;   /* as the bottom layer, reads land this far into the loop's read
+                        buffer (TLS decrypts into the front, in place) */
+  void (*on_read)(ws_conn_t *c, ws__transport_t *t, char *data, size_t len);
+  int (*write)(ws_conn_t *c, ws__transport_t *t, const ws_iov_t *iov, unsigned n);
+  void (*shutdown)(ws_conn_t *c, ws__transport_t *t);   /* before FIN; may be NULL */
+  void (*free)(ws__transport_t *t);
+} ws__transport_ops_t;
+
+struct ws__transport {
+  const ws__transport_ops_t *ops;
+  ws__transport_t *below;   /* toward the socket; NULL: the socket itself */
+  ws__transport_t *above;   /* toward the conn; NULL: the conn */
+};
 
 /* The socket calls a conn makes, with libuv's stream signatures: libuv's own functions
  * for TCP (ws__tcp_ops), scripted ones in tests (scripted.c). Each gets &c->tcp, whose
@@ -185,8 +204,7 @@ struct ws_conn {
   ws_conn_t *next, *prev;          /* the loop's list of conns */
   void *data;
   const ws__role_t *role;
-  const ws__transport_t *tp;
-  void *tls;
+  ws__transport_t *tp;             /* the top layer (NULL: plain TCP) */
   ws__client_hs_t *hs;             /* client handshake state, freed at open */
   char *protocol;                  /* negotiated subprotocol, NULL if none */
   char *close_reason;              /* the peer's close reason, if any */
@@ -258,10 +276,42 @@ size_t ws__conn_prefix_room(const ws_conn_t *c, size_t max);
 void ws__conn_abort(ws_conn_t *c, int err, unsigned code, const char *message);
 void ws__conn_flush_cork(ws_loop_t *l);
 
+/* The layer stack (transport.c). */
+static inline ws__transport_t *ws__tp_bottom(const ws_conn_t *c) {
+  ws__transport_t *t = c->tp;
+  while (t && t->below) t = t->below;
+  return t;
+}
+/* Puts t on top of c's layers: the conn's writes go through it from now on. */
+void ws__tp_push(ws_conn_t *c, ws__transport_t *t);
+/* Takes t out from among c's layers (a stage that is done); the caller frees it. */
+void ws__tp_remove(ws_conn_t *c, ws__transport_t *t);
+/* Bytes layer t sends: to the layer below it, or to the socket. */
+int ws__tp_write_below(ws_conn_t *c, ws__transport_t *t, const ws_iov_t *iov, unsigned n);
+/* What layer `from` made of a read (from NULL: the socket's bytes), to the layer above
+ * it, or to the conn (ws__conn_feed: buf has `pre` bytes of room before the len new). */
+void ws__tp_up(ws_conn_t *c, ws__transport_t *from, char *buf, size_t pre, size_t len);
+/* Frees every layer (at the conn's end). */
+void ws__tp_free_all(ws_conn_t *c);
+
+/* A layer that asks an HTTP proxy for a tunnel to host:port (proxy.c, CONNECT). NULL on
+ * failure, with *err. */
+ws__transport_t *ws__proxy_new(const char *host, int port, const ws_proxy_options_t *p,
+                               int *err);
+/* Puts it on top of c's layers and sends the request. On a 2xx answer it takes itself
+ * out, says c->role->ready, and hands what followed the answer to the next stage. */
+void ws__proxy_start(ws_conn_t *c, ws__transport_t *t);
+
 /* A client conn with its request head built, not yet connected; freed on failure. */
 int ws__client_new(ws_loop_t *l, ws_conn_t **out, const char *path, const char *host_header,
                    const char *protocols, const char *extra_headers,
                    const ws_conn_options_t *o, int raw, void *data);
+/* Chooses c's way in: TCP to the proxy or to host:port (tcp 0: the socket is there
+ * already, as a scripted one), TLS to an https:// proxy, the proxy's CONNECT, TLS
+ * (tls not NULL), the opening handshake. Makes its layers now, so that a bad option
+ * fails here; c->role->ready starts the first stage. */
+int ws__client_way_in(ws_conn_t *c, int tcp, const char *host, int port, ws_tls_ctx_t *tls,
+                      const char *servername, const ws_proxy_options_t *proxy);
 /* A server with its (unbound) TCP handle; ws_server_close frees it. */
 ws_server_t *ws__server_new(ws_loop_t *l, const ws_server_options_t *o, ws_tls_ctx_t *tls,
                            void *data);

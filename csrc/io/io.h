@@ -58,6 +58,8 @@ typedef struct ws_server_options {
                                      request (0: requests are never kept alive) */
   uint64_t max_body;              /* bytes in a plain request's body (413 beyond); 0:
                                      no limit */
+  int stream_bodies;              /* 1: on_request fires at the head and the body goes
+                                     up in pieces (on_request_body); 0: read it whole */
   int raw;                        /* tests: connections deliver raw bytes (on_raw) */
 } ws_server_options_t;
 
@@ -89,14 +91,22 @@ typedef struct ws_io_events {
   /* A plain HTTP request was answered whole and the connection stays for the next one:
    * the layer above lets go of this request (no on_close comes for it). */
   void (*on_request_done)(ws_conn_t *c);
+  /* stream_bodies: a piece of the request's body (de-chunked); fin on the last call
+   * (len may be 0 then). The request may be answered meanwhile. */
+  void (*on_request_body)(ws_conn_t *c, const char *data, size_t len, int fin);
 } ws_io_events_t;
 
 /* ---- loop ---------------------------------------------------------------- */
 
-ws_loop_t *ws_loop_get(uv_loop_t *uv, const ws_io_events_t *events);
+/* A luaws loop on the libuv loop uv (one per user of the library: a Lua state; there is
+ * no process-wide state), reporting to events; data is the layer above's. */
+ws_loop_t *ws_loop_new(uv_loop_t *uv, const ws_io_events_t *events, void *data);
 uv_loop_t *ws_loop_uv(ws_loop_t *l);
-/* Frees the loop state when nothing uses it any more (at the Lua state's close).
- * 0, or UV_EBUSY while connections or handles remain. */
+void *ws_loop_data(const ws_loop_t *l);
+ws_loop_t *ws_conn_loop(const ws_conn_t *c);
+ws_loop_t *ws_server_loop(const ws_server_t *s);
+/* Frees the loop state when nothing uses it any more (at the Lua state's close); the uv
+ * loop stays (its owner closes it). 0, or UV_EBUSY while connections remain. */
 int ws_loop_free(ws_loop_t *l);
 /* Corking: sends made between cork and uncork (nested) are batched per connection and
  * written when the outermost uncork runs. */
@@ -122,6 +132,11 @@ void ws_loop_stats(ws_loop_t *l, ws_loop_stats_t *st);
 int ws_server_listen(ws_loop_t *l, ws_server_t **out, const char *host, int port,
                      const ws_server_options_t *o, ws_tls_ctx_t *tls, void *data);
 int ws_server_port(ws_server_t *s);
+/* Takes over a connection another server accepted (faye-websocket's way in): fd, a
+ * connected TCP socket, and the bytes already read from it (a request head, maybe
+ * more), which are handled first. s owns fd from then on, and closes it on failure.
+ * Plain TCP only (WS_EINVAL on a TLS or raw server, fd untouched). 0 or an error. */
+int ws_server_adopt(ws_server_t *s, uv_os_sock_t fd, const char *data, size_t len);
 size_t ws_server_buffered(ws_server_t *s);   /* bytes its conns buffer, in and out */
 void *ws_server_data(ws_server_t *s);
 /* Stops accepting; open sockets get close 1001. on_server_closed fires when done. */
@@ -129,13 +144,26 @@ void ws_server_close(ws_server_t *s, void (*on_closed)(ws_server_t *s));
 
 /* ---- connections ----------------------------------------------------------- */
 
+/* An HTTP proxy for a client to go through: a tunnel asked for with CONNECT (RFC 9110
+ * 9.3.6), then TLS to the server (wss://) and the opening handshake inside it. */
+typedef struct ws_proxy_options {
+  const char *host;              /* the proxy */
+  int port;
+  ws_tls_ctx_t *tls;             /* an https:// proxy: TLS to it first; NULL: plain */
+  const char *servername;        /* its SNI and the name verified; NULL: host */
+  const char *user, *password;   /* Proxy-Authorization: Basic, when user is not NULL */
+  const char *headers;           /* more CONNECT headers, CRLF-ended lines, or NULL */
+} ws_proxy_options_t;
+
 /* Client: connect to ws(s)://host:port/path. host_header and extra_headers (CRLF-ended
  * lines, may be NULL) go into the request; protocols is a comma-separated list or NULL.
- * Events start on the next loop turns; on failure on_error then on_close(1006). */
+ * proxy: through that proxy, or NULL. Events start on the next loop turns; on failure
+ * on_error then on_close(1006). */
 int ws_conn_connect(ws_loop_t *l, ws_conn_t **out, const char *host, int port,
                     const char *path, const char *host_header, const char *protocols,
                     const char *extra_headers, const ws_conn_options_t *o,
-                    ws_tls_ctx_t *tls, const char *servername, int raw, void *data);
+                    ws_tls_ctx_t *tls, const char *servername,
+                    const ws_proxy_options_t *proxy, int raw, void *data);
 
 /* Server: answer the upgrade request being handled with 101; protocol may be NULL;
  * extra_headers: CRLF-ended lines or NULL. on_open fires when the request handler has
@@ -158,6 +186,8 @@ int ws_conn_defer(ws_conn_t *c);
 /* During on_request for a plain request: its body (read whole, de-chunked), or NULL
  * with *len 0 when it had none. */
 const char *ws_conn_request_body(const ws_conn_t *c, size_t *len);
+/* Is c's request body coming in pieces (stream_bodies), after on_request? */
+int ws_conn_request_streaming(const ws_conn_t *c);
 /* The layer above's handler for c raised: an unanswered request (plain or upgrade) gets
  * 500, a response under way is cut short, an open socket closes with 1011. */
 void ws_conn_handler_failed(ws_conn_t *c);

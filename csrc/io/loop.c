@@ -51,13 +51,10 @@ void ws__buf_free(ws_buf_t *b) {
   memset(b, 0, sizeof *b);
 }
 
-static ws_loop_t *the_loop;   /* one per process: luaws drives uv_default_loop() */
-
 #define WS__SWEEP_MAX 1000u   /* ms: the sweep's longest period */
 #define WS__SWEEP_MIN 5u
 
-ws_loop_t *ws_loop_get(uv_loop_t *uv, const ws_io_events_t *events) {
-  if (the_loop) return the_loop;
+ws_loop_t *ws_loop_new(uv_loop_t *uv, const ws_io_events_t *events, void *data) {
   ws_loop_t *l = calloc(1, sizeof *l);
   if (!l) return NULL;
   l->rbuf = malloc(WS__READ_BUF);
@@ -67,27 +64,28 @@ ws_loop_t *ws_loop_get(uv_loop_t *uv, const ws_io_events_t *events) {
   }
   l->uv = uv;
   l->ev = events;
+  l->data = data;
   l->sweep_ms = WS__SWEEP_MAX;
   uv_timer_init(uv, &l->sweep);
   l->sweep.data = l;
   uv_unref((uv_handle_t *)&l->sweep);   /* deadlines alone keep no loop running */
-  the_loop = l;
   return l;
 }
 
 uv_loop_t *ws_loop_uv(ws_loop_t *l) { return l->uv; }
+void *ws_loop_data(const ws_loop_t *l) { return l->data; }
+ws_loop_t *ws_conn_loop(const ws_conn_t *c) { return c->loop; }
+ws_loop_t *ws_server_loop(const ws_server_t *s) { return s->loop; }
 
 int ws_loop_free(ws_loop_t *l) {
   if (l->nconns > 0) return UV_EBUSY;   /* conns still point at it: leave it be */
   uv_close((uv_handle_t *)&l->sweep, NULL);
-  uv_run(l->uv, UV_RUN_NOWAIT);          /* pending close callbacks */
-  int r = uv_loop_close(l->uv);
-  if (r) return r;
+  uv_run(l->uv, UV_RUN_NOWAIT);          /* pending close callbacks (the uv loop is the
+                                            caller's: it closes it, if it owns it) */
   ws__buf_free(&l->cork);
   ws_bytes_free(&l->scratch);
   free(l->rbuf);
   free(l);
-  the_loop = NULL;
   return 0;
 }
 

@@ -194,9 +194,10 @@ ws_script_t *ws_script_accept(ws_loop_t *l, ws_server_t *s) {
   return p;
 }
 
-ws_script_t *ws_script_connect(ws_loop_t *l, const char *path, const char *host,
-                               const char *protocols, const char *extra_headers,
-                               const ws_conn_options_t *o, void *data) {
+ws_script_t *ws_script_connect_proxy(ws_loop_t *l, const char *path, const char *host,
+                                     const char *protocols, const char *extra_headers,
+                                     const ws_conn_options_t *o,
+                                     const ws_proxy_options_t *proxy, void *data) {
   ws_conn_t *c;
   if (ws__client_new(l, &c, path, host, protocols, extra_headers, o, 0, data) != 0)
     return NULL;
@@ -205,9 +206,19 @@ ws_script_t *ws_script_connect(ws_loop_t *l, const char *path, const char *host,
     ws_conn_terminate(c);
     return NULL;
   }
+  if (ws__client_way_in(c, 0, host, 80, NULL, NULL, proxy) != 0) {
+    ws_script_free(p);   /* terminates c; p goes with its handle */
+    return NULL;
+  }
   ws__conn_start_read(c);
-  c->role->on_secure(c);
+  c->role->ready(c);
   return p;
+}
+
+ws_script_t *ws_script_connect(ws_loop_t *l, const char *path, const char *host,
+                               const char *protocols, const char *extra_headers,
+                               const ws_conn_options_t *o, void *data) {
+  return ws_script_connect_proxy(l, path, host, protocols, extra_headers, o, NULL, data);
 }
 
 ws_conn_t *ws_script_conn(const ws_script_t *p) { return p->conn; }

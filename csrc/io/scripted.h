@@ -24,6 +24,13 @@ ws_script_t *ws_script_connect(ws_loop_t *l, const char *path, const char *host,
                                const char *protocols, const char *extra_headers,
                                const ws_conn_options_t *o, void *data);
 
+/* The same through an HTTP proxy: what the script pushes first is the proxy's answer
+ * to the CONNECT request the conn wrote (the upgrade request follows a 2xx). */
+ws_script_t *ws_script_connect_proxy(ws_loop_t *l, const char *path, const char *host,
+                                     const char *protocols, const char *extra_headers,
+                                     const ws_conn_options_t *o,
+                                     const ws_proxy_options_t *proxy, void *data);
+
 /* The conn, or NULL once its handle has closed (and its memory may be gone). */
 ws_conn_t *ws_script_conn(const ws_script_t *p);
 

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "internal.h"
 #include "tls.h"
 
@@ -17,6 +18,7 @@ void ws_server_options_default(ws_server_options_t *o) {
   o->drafts = 1;   /* faye serves hixie-75 and -76 by default */
   o->keepalive_timeout_ms = 5000;   /* Node's http server's keepAliveTimeout */
   o->max_body = 1u << 20;           /* nginx's client_max_body_size */
+  o->stream_bodies = 0;
   o->raw = 0;
 }
 
@@ -48,7 +50,7 @@ static ssize_t on_head(ws_conn_t *c, char *buf, size_t len) {
     ws__conn_destroy(c, 1006, 0);
     return -1;
   }
-  if (c->state == WS__S_BODY) return on_body(c, buf, len);
+  if (c->body) return on_body(c, buf, len);
   ws_header_t hdrs[WS__MAX_HEADERS_CAP];
   ws_http_head_t h;
   memset(&h, 0, sizeof h);
@@ -120,21 +122,36 @@ static ssize_t on_head(ws_conn_t *c, char *buf, size_t len) {
         ws_iov_t b100 = {cont, sizeof cont - 1};
         ws__conn_write(c, &b100, 1);
       }
+      if (s->opt.stream_bodies) {   /* up now; the body follows in pieces */
+        c->flags |= WS__F_STREAMING;
+        ssize_t h_r = hand_up(c, &h, buf, r, 0, keep);
+        return h_r < 0 ? h_r : r;
+      }
       return r;
     }
   }
   return hand_up(c, &h, buf, r, upgrade, keep);
 }
 
-/* A body's bytes, de-chunked, into the message buffer (max_body bounds them). */
+/* A body's bytes, de-chunked: into the message buffer (max_body bounds them), or up. */
 static int body_data(void *ud, const char *data, size_t len) {
   ws_conn_t *c = ud;
+  if (c->flags & WS__F_STREAMING) {
+    if (c->loop->ev->on_request_body) c->loop->ev->on_request_body(c, data, len, 0);
+    return c->state == WS__S_CLOSED ? WS_ECLOSED : 0;
+  }
   return ws__buf_append(&c->msg, data, len) == 0 ? 0 : WS_ENOMEM;
 }
 
 static ssize_t on_body(ws_conn_t *c, char *buf, size_t len) {
   struct ws__body *b = c->body;
   ssize_t n = ws_http_body_execute(&b->framing, buf, len, body_data, c);
+  if (c->state == WS__S_CLOSED) return -1;
+  if (n < 0 && (c->flags & WS__F_STREAMING) && c->state != WS__S_BODY) {
+    /* A response is under way: it cannot become an error answer any more. */
+    ws__conn_fail(c, (int)n, "malformed or oversized request body");
+    return -1;
+  }
   if (n < 0) {
     int status = n == WS_ETOOBIG ? 413 : n == WS_EHEADTOOBIG ? 431 : 400;
     respond_error(c, status, n == WS_ETOOBIG ? "request body larger than max_body"
@@ -143,6 +160,16 @@ static ssize_t on_body(ws_conn_t *c, char *buf, size_t len) {
   }
   ws__conn_account(c);
   if (!b->framing.done) return n;
+  if (c->flags & WS__F_STREAMING) {   /* the end, then the request waits its answer */
+    free(c->body);
+    c->body = NULL;
+    c->flags &= ~WS__F_STREAMING;
+    if (c->loop->ev->on_request_body) c->loop->ev->on_request_body(c, "", 0, 1);
+    if (c->state == WS__S_CLOSED) return -1;
+    if (c->state == WS__S_BODY) c->state = WS__S_REQUEST;
+    if (c->state == WS__S_REQUEST || c->state == WS__S_RESPONDING) ws__conn_hold(c, 1);
+    return n;
+  }
   /* Whole: the head again (its copy does not move), then up with the body. */
   ws_header_t hdrs[WS__MAX_HEADERS_CAP];
   ws_http_head_t h;
@@ -153,19 +180,23 @@ static ssize_t on_body(ws_conn_t *c, char *buf, size_t len) {
     ws__conn_destroy(c, 1006, 0);
     return -1;
   }
+  c->body = NULL;   /* read whole: the conn is done with it (b lives on for the head) */
+  c->flags |= WS__F_BUFFERED;
   ssize_t r = hand_up(c, &h, b->head, 0, 0, b->framing.keep_alive);
+  c->flags &= ~WS__F_BUFFERED;
   if (c->state != WS__S_CLOSED) {
     ws__buf_free(&c->msg);   /* the layer above has its copy */
     ws__conn_account(c);
   }
-  free(c->body);
-  c->body = NULL;
+  free(b);
   if (r < 0) return r;
   return (c->flags & WS__F_NO_KEEP) ? (ssize_t)len : n;
 }
 
+int ws_conn_request_streaming(const ws_conn_t *c) { return (c->flags & WS__F_STREAMING) != 0; }
+
 const char *ws_conn_request_body(const ws_conn_t *c, size_t *len) {
-  if (c->state != WS__S_REQUEST || !c->body || !c->msg.len) {
+  if (c->state != WS__S_REQUEST || !(c->flags & WS__F_BUFFERED) || !c->msg.len) {
     *len = 0;
     return NULL;
   }
@@ -206,8 +237,11 @@ static ssize_t hand_up(ws_conn_t *c, const ws_http_head_t *h, char *buf, int r, 
     return -1;
   }
   /* The next request (pipelined, or on a kept connection) waits while this one is
-   * answered; after the last one, the rest is dropped. */
-  if (c->state == WS__S_REQUEST || c->state == WS__S_RESPONDING) ws__conn_hold(c, 1);
+   * answered (a streamed body is read on first); after the last one, the rest is
+   * dropped. */
+  if (!(c->flags & WS__F_STREAMING) &&
+      (c->state == WS__S_REQUEST || c->state == WS__S_RESPONDING))
+    ws__conn_hold(c, 1);
   return r;
 }
 
@@ -352,7 +386,7 @@ void ws_conn_handler_failed(ws_conn_t *c) {
 void ws_conn_http_end(ws_conn_t *c, int keep) {
   if (c->state != WS__S_REQUEST && c->state != WS__S_RESPONDING) return;
   ws_server_t *s = c->server;
-  if (!keep || (c->flags & (WS__F_NO_KEEP | WS__F_DEFERRED)) || !s || s->closing ||
+  if (!keep || (c->flags & (WS__F_NO_KEEP | WS__F_DEFERRED)) || c->body || !s || s->closing ||
       !s->opt.keepalive_timeout_ms) {
     c->state = WS__S_RESPONDING;
     ws__conn_end(c);
@@ -435,7 +469,7 @@ static size_t no_early_len(const ws_conn_t *c) {
 }
 
 const ws__role_t ws__server_role = {on_head, no_secure, no_early, no_early_len, account,
-                                    no_secure};
+                                    no_secure, NULL};
 
 void ws__server_start(ws_server_t *s, ws_conn_t *c) {
   c->server = s;
@@ -459,7 +493,7 @@ void ws__server_start(ws_server_t *s, ws_conn_t *c) {
   if (c->state != WS__S_CLOSED) ws__conn_start_read(c);
 }
 
-static int resolve(const char *host, int port, struct sockaddr_storage *ss) {
+static int resolve(uv_loop_t *uv, const char *host, int port, struct sockaddr_storage *ss) {
   struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
   struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
   if (uv_ip4_addr(host, port, a4) == 0) return 0;
@@ -469,7 +503,7 @@ static int resolve(const char *host, int port, struct sockaddr_storage *ss) {
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
-  int r = uv_getaddrinfo(uv_default_loop(), &req, NULL, host, NULL, &hints);
+  int r = uv_getaddrinfo(uv, &req, NULL, host, NULL, &hints);   /* synchronous */
   if (r) return r;
   memcpy(ss, req.addrinfo->ai_addr, req.addrinfo->ai_addrlen);
   uv_freeaddrinfo(req.addrinfo);
@@ -495,7 +529,7 @@ ws_server_t *ws__server_new(ws_loop_t *l, const ws_server_options_t *o, ws_tls_c
 int ws_server_listen(ws_loop_t *l, ws_server_t **out, const char *host, int port,
                      const ws_server_options_t *o, ws_tls_ctx_t *tls, void *data) {
   struct sockaddr_storage ss;
-  int r = resolve(host, port, &ss);
+  int r = resolve(l->uv, host, port, &ss);
   if (r) return r;
   ws_server_t *s = ws__server_new(l, o, tls, data);
   if (!s) return WS_ENOMEM;
@@ -505,6 +539,30 @@ int ws_server_listen(ws_loop_t *l, ws_server_t **out, const char *host, int port
     return r;
   }
   *out = s;
+  return 0;
+}
+
+int ws_server_adopt(ws_server_t *s, uv_os_sock_t fd, const char *data, size_t len) {
+  if (s->tls || s->closing || s->opt.raw) return WS_EINVAL;
+  ws_conn_t *c = ws__conn_new(s->loop);
+  if (!c) return WS_ENOMEM;
+  int r = uv_tcp_open(&c->tcp, fd);
+  if (r) {
+    close(fd);   /* s owns fd whatever happens */
+    ws__conn_destroy(c, 1006, 0);
+    return r;
+  }
+  if (len && ws__buf_append(&c->in, data, len) != 0) {
+    ws__conn_destroy(c, 1006, 0);   /* closes fd with the handle */
+    return WS_ENOMEM;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  ws__server_start(s, c);
+  if (c->state != WS__S_CLOSED && c->in.len) {   /* what the other server read, first */
+    ws_loop_cork(s->loop);
+    ws__conn_input(c, c->in.base + c->in.start, c->in.len);
+    ws_loop_uncork(s->loop);
+  }
   return 0;
 }
 

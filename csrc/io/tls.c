@@ -1,4 +1,4 @@
-/* TLS transport: one SSL object per connection between two memory BIOs, pumped by the
+/* TLS transport: one SSL object per layer between two memory BIOs, pumped by the
  * conn's socket reads and writes. Nothing here blocks: an SSL call that wants more input
  * returns, and the next socket read resumes it.
  *
@@ -8,7 +8,10 @@
  * whole before its plaintext is written, plaintext is shorter than its record, and the
  * headroom covers the one partial record SSL may carry over from the previous read
  * (up to 2^14 bytes of plaintext, RFC 8446 5.1) plus a short unconsumed tail (c->in).
- * Output: SSL writes records into wbio's buffer, which goes out by ws__conn_write_raw. */
+ * A TLS layer over another layer (TLS to a server inside TLS to a proxy) gets its
+ * ciphertext from that layer, anywhere, and decrypts it apart, at the cost of a copy.
+ * Output: SSL writes records into wbio's buffer, which goes to the layer below (the
+ * socket, for the bottom layer). */
 #include <arpa/inet.h>
 #include <limits.h>
 #include <stdio.h>
@@ -32,6 +35,8 @@
 /* Plaintext goes to SSL_write in chunks of this size, each sent at once, so the output
  * buffer stays small however large a message is. */
 #define WS__TLS_CHUNK (64 * 1024)
+/* Plaintext decrypted apart (TLS inside TLS) is handed up in pieces of this size. */
+#define WS__TLS_APART (64 * 1024)
 
 struct ws_tls_ctx {
   SSL_CTX *ssl;
@@ -40,9 +45,10 @@ struct ws_tls_ctx {
 };
 
 typedef struct ws__tls {
+  ws__transport_t tp;   /* first: the layer it is under a conn */
   SSL *ssl;
   BIO *rbio, *wbio;   /* from and to the peer; owned by ssl; their buffers are ours: */
-  BUF_MEM in;         /* the socket read being handled (in the loop's read buffer) */
+  BUF_MEM in;         /* the read being handled (in place: in the loop's read buffer) */
   BUF_MEM out;        /* records not yet handed to the conn (OPENSSL_malloc'd) */
   uint8_t server;
   uint8_t secure;     /* handshake done */
@@ -181,12 +187,11 @@ void ws_tls_ctx_free(ws_tls_ctx_t *ctx) {
  * call also resets the BIO's read position to the buffer's start. */
 static void bio_use(BIO *b, BUF_MEM *m) { BIO_set_mem_buf(b, m, BIO_NOCLOSE); }
 
-/* Sends what SSL has written. */
-static int flush_out(ws_conn_t *c) {
-  ws__tls_t *t = c->tls;
+/* Sends what SSL has written, through the layer below. */
+static int flush_out(ws_conn_t *c, ws__tls_t *t) {
   if (!t->out.length) return 0;
   ws_iov_t b = {t->out.data, t->out.length};
-  int r = ws__conn_write_raw(c, &b, 1);   /* the syscall first; only a tail is queued */
+  int r = ws__tp_write_below(c, &t->tp, &b, 1);   /* the syscall first; only a tail is queued */
   t->out.length = 0;
   bio_use(t->wbio, &t->out);
   return r;
@@ -217,8 +222,7 @@ static void trim_out(ws__tls_t *t) {
 /* A fatal TLS error: the alert SSL queued goes out, the layer above hears OpenSSL's
  * reason, and the connection is dropped (no close frame can cross a broken TLS). The
  * code only picks a close code, which is never sent; the message is what users see. */
-static void tls_fail(ws_conn_t *c, const char *what) {
-  ws__tls_t *t = c->tls;
+static void tls_fail(ws_conn_t *c, ws__tls_t *t, const char *what) {
   char buf[256], msg[400];
   unsigned long e = ERR_peek_error();
   long v = SSL_get_verify_result(t->ssl);
@@ -231,83 +235,97 @@ static void tls_fail(ws_conn_t *c, const char *what) {
     snprintf(msg, sizeof msg, "%s: %s", what, ssl_reason(buf, sizeof buf));
   }
   t->dead = 1;
-  flush_out(c);
+  flush_out(c, t);
   ws__conn_fail(c, t->secure ? WS_EPROTOCOL : WS_EHANDSHAKE, msg);
   if (c->state != WS__S_CLOSED) ws__conn_destroy(c, 1006, 0);
 }
 
 /* Returns 1 once the handshake is done, 0 while it waits for input, -1 if it failed. */
-static int handshake(ws_conn_t *c) {
-  ws__tls_t *t = c->tls;
+static int handshake(ws_conn_t *c, ws__tls_t *t) {
   ERR_clear_error();
   int r = SSL_do_handshake(t->ssl);
   int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(t->ssl, r);
   if (e != SSL_ERROR_NONE && e != SSL_ERROR_WANT_READ) {
-    tls_fail(c, "TLS handshake failed");
+    tls_fail(c, t, "TLS handshake failed");
     return -1;
   }
-  if (flush_out(c) != 0 || c->state == WS__S_CLOSED) return -1;
+  if (flush_out(c, t) != 0 || c->state == WS__S_CLOSED) return -1;
   if (e == SSL_ERROR_WANT_READ) return 0;
   t->secure = 1;
-  if (!t->server) c->role->on_secure(c);
+  if (!t->server) c->role->ready(c);   /* the client's next stage */
   return c->state == WS__S_CLOSED ? -1 : 1;
 }
 
 /* The peer's close_notify: answer with ours, then it is the end of its stream. */
-static void on_close_notify(ws_conn_t *c) {
-  ws__tls_t *t = c->tls;
+static void on_close_notify(ws_conn_t *c, ws__tls_t *t) {
   if (!(SSL_get_shutdown(t->ssl) & SSL_SENT_SHUTDOWN)) {
     ERR_clear_error();
     SSL_shutdown(t->ssl);
-    flush_out(c);
+    flush_out(c, t);
   }
   ERR_clear_error();
   if (c->state != WS__S_CLOSED) ws__conn_eof(c);
 }
 
-/* Decrypts all that SSL can into base (the read buffer's front; end: the end of the
- * ciphertext) and hands it to the conn in one piece, after the conn's unconsumed tail as
- * ws__conn_input requires: the tail is copied in front when short, else (a paused conn,
- * a long request head) the plaintext is appended to c->in. */
-static void read_plaintext(ws_conn_t *c, char *base, char *end) {
-  ws__tls_t *t = c->tls;
-  size_t pre = ws__conn_prefix_room(c, WS__TLS_PREFIX_MAX), got = 0;
-  int e = SSL_ERROR_WANT_READ;
-  for (;;) {
-    size_t room = (size_t)(end - (base + pre + got));
-    if (room == 0) break;   /* all ciphertext read: only a partial record can be left */
-    ERR_clear_error();
-    int n = SSL_read(t->ssl, base + pre + got, room > INT_MAX ? INT_MAX : (int)room);
-    if (n <= 0) {
-      e = SSL_get_error(t->ssl, n);
-      break;
+/* Decrypts all that SSL can and hands it up (ws__tp_up). In place (base: the read
+ * buffer's front, end: the end of the ciphertext): in one piece, after the conn's
+ * unconsumed tail when the conn is next and the tail is short (ws__conn_prefix_room).
+ * Apart (base NULL: the ciphertext came from a layer below, anywhere): into a buffer of
+ * its own, a chunk at a time. */
+static void read_plaintext(ws_conn_t *c, ws__tls_t *t, char *base, char *end) {
+  char *own = NULL;
+  if (!base) {
+    if (!(own = malloc(WS__TLS_PREFIX_MAX + WS__TLS_APART))) {
+      ws__conn_fail(c, WS_ENOMEM, "out of memory");
+      return;
     }
-    got += (size_t)n;
+    base = own;
+    end = own + WS__TLS_PREFIX_MAX + WS__TLS_APART;
   }
-  if (got) {
-    ws__conn_feed(c, base, pre, got);
-    if (c->state == WS__S_CLOSED) return;
+  int e = SSL_ERROR_NONE;
+  while (e == SSL_ERROR_NONE) {
+    size_t pre = t->tp.above ? 0 : ws__conn_prefix_room(c, WS__TLS_PREFIX_MAX), got = 0;
+    for (;;) {
+      size_t room = (size_t)(end - (base + pre + got));
+      if (room == 0) {
+        /* In place, all ciphertext was read: only a partial record can be left. */
+        if (!own) e = SSL_ERROR_WANT_READ;
+        break;
+      }
+      ERR_clear_error();
+      int n = SSL_read(t->ssl, base + pre + got, room > INT_MAX ? INT_MAX : (int)room);
+      if (n <= 0) {
+        e = SSL_get_error(t->ssl, n);
+        break;
+      }
+      got += (size_t)n;
+    }
+    if (got) {
+      ws__tp_up(c, &t->tp, base, pre, got);
+      if (c->state == WS__S_CLOSED) break;
+    }
   }
+  free(own);
+  if (c->state == WS__S_CLOSED) return;
   /* SSL_read may have answered something (a TLS 1.3 key update). */
-  if (flush_out(c) != 0 || c->state == WS__S_CLOSED) return;
-  if (e == SSL_ERROR_ZERO_RETURN) on_close_notify(c);
-  else if (e != SSL_ERROR_WANT_READ) tls_fail(c, t->secure ? "TLS error" : "TLS handshake failed");
+  if (flush_out(c, t) != 0 || c->state == WS__S_CLOSED) return;
+  if (e == SSL_ERROR_ZERO_RETURN) on_close_notify(c, t);
+  else if (e != SSL_ERROR_WANT_READ) tls_fail(c, t, t->secure ? "TLS error" : "TLS handshake failed");
 }
 
-static void tls_on_read(ws_conn_t *c, char *data, size_t len) {
-  ws__tls_t *t = c->tls;
+static void tls_on_read(ws_conn_t *c, ws__transport_t *tp, char *data, size_t len) {
+  ws__tls_t *t = (ws__tls_t *)tp;
   char *base = c->loop->rbuf;
   if (t->dead) return;
-  if (data != base + WS__TLS_HEADROOM) {   /* conn.c's on_alloc keeps the headroom */
-    ws__conn_fail(c, WS_EINTERNAL, "TLS read outside the read buffer's TLS area");
-    return;
-  }
+  /* From the socket, where conn.c's on_alloc kept the headroom: decrypted in place.
+   * From a layer below (TLS inside TLS, the bytes after a proxy's answer): apart. */
+  int in_place = !tp->below && data == base + WS__TLS_HEADROOM;
   t->in.data = data;
   t->in.length = t->in.max = len;
   bio_use(t->rbio, &t->in);
-  if (t->secure || handshake(c) == 1) read_plaintext(c, base, data + len);
+  if (t->secure || handshake(c, t) == 1) read_plaintext(c, t, in_place ? base : NULL, data + len);
   /* SSL read all it was given (it stops only at WANT_READ, or once the conn is gone):
-   * the BIO lets go of the read buffer, which the next read reuses. */
+   * the BIO lets go of the input, which the next read reuses. */
   t->in.data = NULL;
   t->in.length = t->in.max = 0;
   bio_use(t->rbio, &t->in);
@@ -316,8 +334,8 @@ static void tls_on_read(ws_conn_t *c, char *data, size_t len) {
 
 /* Plaintext to the peer. Small buffers (a frame header and its payload) are joined so
  * they make one TLS record; large ones are written in chunks, each sent at once. */
-static int tls_write(ws_conn_t *c, const ws_iov_t *bufs, unsigned n) {
-  ws__tls_t *t = c->tls;
+static int tls_write(ws_conn_t *c, ws__transport_t *tp, const ws_iov_t *bufs, unsigned n) {
+  ws__tls_t *t = (ws__tls_t *)tp;
   if (t->dead || c->state == WS__S_CLOSED) return WS_ECLOSED;
   if (!t->secure) return WS_EINVAL;   /* nothing is sent before the handshake is done */
   char small[4096];
@@ -344,11 +362,11 @@ static int tls_write(ws_conn_t *c, const ws_iov_t *bufs, unsigned n) {
       /* A memory BIO never refuses a write, so SSL_write takes all or fails. */
       int r = SSL_write(t->ssl, bufs[i].base + off, (int)chunk);
       if (r <= 0) {
-        tls_fail(c, "TLS write failed");
+        tls_fail(c, t, "TLS write failed");
         return WS_ECLOSED;
       }
       off += (size_t)r;
-      int w = flush_out(c);
+      int w = flush_out(c, t);
       if (w) return w;
     }
   }
@@ -357,27 +375,24 @@ static int tls_write(ws_conn_t *c, const ws_iov_t *bufs, unsigned n) {
 }
 
 /* close_notify before FIN, once the handshake is done and TLS is still sound. */
-static void tls_shutdown(ws_conn_t *c) {
-  ws__tls_t *t = c->tls;
+static void tls_shutdown(ws_conn_t *c, ws__transport_t *tp) {
+  ws__tls_t *t = (ws__tls_t *)tp;
   if (!t->secure || t->dead || (SSL_get_shutdown(t->ssl) & SSL_SENT_SHUTDOWN)) return;
   ERR_clear_error();
   SSL_shutdown(t->ssl);
   ERR_clear_error();
-  flush_out(c);
+  flush_out(c, t);
 }
 
-static void tls_free(ws_conn_t *c) {
-  ws__tls_t *t = c->tls;
-  if (!t) return;
+static void tls_free(ws__transport_t *tp) {
+  ws__tls_t *t = (ws__tls_t *)tp;
   SSL_free(t->ssl);   /* frees the BIOs and drops its reference to the SSL_CTX */
   OPENSSL_free(t->out.data);
   free(t);
-  c->tls = NULL;
-  c->tp = NULL;
 }
 
-static const ws__transport_t tls_transport = {WS__TLS_HEADROOM, tls_on_read, tls_write,
-                                              tls_shutdown, tls_free};
+static const ws__transport_ops_t tls_ops = {WS__TLS_HEADROOM, tls_on_read, tls_write,
+                                            tls_shutdown, tls_free};
 
 /* SNI and the name to verify. RFC 6066 3: SNI is a host name, never an IP literal;
  * an address is checked against the certificate's IP subjectAltNames instead. */
@@ -392,11 +407,14 @@ static int set_peer_name(SSL *ssl, const char *name, int verify) {
   return SSL_set1_host(ssl, name) == 1 ? 0 : -1;
 }
 
-int ws__tls_attach(ws_conn_t *c, ws_tls_ctx_t *ctx, int server, const char *servername) {
-  if (!ctx || ctx->server != server) return WS_EINVAL;
+ws__transport_t *ws__tls_new(ws_tls_ctx_t *ctx, int server, const char *servername, int *err) {
+  *err = WS_EINVAL;
+  if (!ctx || ctx->server != server) return NULL;
+  *err = WS_ENOMEM;
   ws__tls_t *t = calloc(1, sizeof *t);
-  if (!t) return WS_ENOMEM;
+  if (!t) return NULL;
   ERR_clear_error();
+  t->tp.ops = &tls_ops;
   t->server = (uint8_t)server;
   t->ssl = SSL_new(ctx->ssl);
   t->rbio = BIO_new(BIO_s_mem());
@@ -407,7 +425,7 @@ int ws__tls_attach(ws_conn_t *c, ws_tls_ctx_t *ctx, int server, const char *serv
     SSL_free(t->ssl);
     free(t);
     ERR_clear_error();
-    return WS_ENOMEM;
+    return NULL;
   }
   bio_use(t->rbio, &t->in);
   bio_use(t->wbio, &t->out);
@@ -420,24 +438,32 @@ int ws__tls_attach(ws_conn_t *c, ws_tls_ctx_t *ctx, int server, const char *serv
       SSL_free(t->ssl);
       free(t);
       ERR_clear_error();
-      return WS_EINVAL;
+      *err = WS_EINVAL;
+      return NULL;
     }
   }
-  c->tls = t;
-  c->tp = &tls_transport;
+  return &t->tp;
+}
+
+int ws__tls_attach(ws_conn_t *c, ws_tls_ctx_t *ctx, int server, const char *servername) {
+  int err;
+  ws__transport_t *t = ws__tls_new(ctx, server, servername, &err);
+  if (!t) return err;
+  ws__tp_push(c, t);
   return 0;
 }
 
-int ws__tls_start(ws_conn_t *c) {
-  ws__tls_t *t = c->tls;
-  if (!t || t->server) return WS_EINVAL;
-  handshake(c);   /* the ClientHello; failures are reported through the conn */
-  return 0;
+void ws__tls_start(ws_conn_t *c, ws__transport_t *tp) {
+  ws__tp_push(c, tp);
+  handshake(c, (ws__tls_t *)tp);   /* the ClientHello; failures are reported through c */
 }
 
+/* The innermost TLS: the server's, when a client also has TLS to its proxy. */
 int ws_conn_tls_info(const ws_conn_t *c, ws_tls_info_t *info) {
-  const ws__tls_t *t = c->tls;
-  if (!t || c->tp != &tls_transport || !t->secure) return WS_EINVAL;
+  const ws__transport_t *tp = c->tp;
+  while (tp && tp->ops != &tls_ops) tp = tp->below;
+  const ws__tls_t *t = (const ws__tls_t *)tp;
+  if (!t || !t->secure) return WS_EINVAL;
   memset(info, 0, sizeof *info);
   info->version = SSL_get_version(t->ssl);
   info->cipher = SSL_get_cipher_name(t->ssl);

@@ -22,10 +22,14 @@ typedef struct ws_tls_options {
 ws_tls_ctx_t *ws_tls_ctx_new(int server, const ws_tls_options_t *o, char *err, size_t errlen);
 void ws_tls_ctx_free(ws_tls_ctx_t *ctx);
 
-/* Puts TLS under c; servername: SNI and the name to verify (client). 0 or an error. */
+/* A TLS layer, not yet under a conn; servername: SNI and the name to verify (client).
+ * NULL on failure, with *err. */
+ws__transport_t *ws__tls_new(ws_tls_ctx_t *ctx, int server, const char *servername, int *err);
+/* Puts TLS on top of c's layers (a server's, before it reads). 0 or an error. */
 int ws__tls_attach(ws_conn_t *c, ws_tls_ctx_t *ctx, int server, const char *servername);
-/* Client: begin the TLS handshake once TCP is connected; on done, ws__client_on_secure. */
-int ws__tls_start(ws_conn_t *c);
+/* Client: puts the layer t on top of c's layers and begins the handshake through those
+ * below; c->role->ready(c) once it is done. Failures are reported through c. */
+void ws__tls_start(ws_conn_t *c, ws__transport_t *t);
 
 /* What a TLS connection negotiated, and the peer's certificate (if it sent one). */
 typedef struct ws_tls_info {

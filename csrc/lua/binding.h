@@ -5,6 +5,9 @@
 #include "compat.h"
 #include "io.h"
 
+/* The one symbol the module exports (the Makefile builds with -fvisibility=hidden). */
+#define LUAWS_EXPORT __attribute__((visibility("default")))
+
 #define L_CONN_MT "luaws.socket"
 #define L_SERVER_MT "luaws.server"
 #define L_TIMER_MT "luaws.timer"
@@ -17,8 +20,8 @@ typedef struct l_box {   /* a userdata: the C object is separately owned by libu
 
 enum { L_KIND_REQUEST = 0, L_KIND_SOCKET = 1, L_KIND_RAW = 2 };
 
-extern lua_State *l_main;   /* the state that runs the loop (set by run()) */
-ws_loop_t *l_loop(void);
+typedef struct l_ctx l_ctx_t;   /* below */
+
 
 /* Protected call of the function below nargs arguments on the stack. On error the
  * traceback goes to WebSocket.onhandlererror(err, target) or stderr; returns 0, or -1
@@ -27,10 +30,10 @@ ws_loop_t *l_loop(void);
 int l_dispatch(lua_State *L, int nargs, int target);
 /* The same with debug.traceback (l_push_traceback) already at stack index tb, below the
  * function: for a caller making several calls in a row. Pops the function and args. */
-int l_call(lua_State *L, int nargs, int tb, int target);
-void l_push_traceback(lua_State *L);
+int l_call(l_ctx_t *x, lua_State *L, int nargs, int tb, int target);
+void l_push_traceback(l_ctx_t *x, lua_State *L);
 /* Pushes a registered Lua hook (see core.init) by name; nil if absent. */
-void l_push_hook(lua_State *L, const char *name);
+void l_push_hook(l_ctx_t *x, lua_State *L, const char *name);
 
 /* Strings the event path uses every message, made once and pushed from the registry's
  * array part: lua_pushstring/lua_setfield would look each up (hash, strcmp) every time. */
@@ -42,8 +45,29 @@ enum {
   L_K_NAME, L_K_DRAIN, L_K_ONDRAIN,
   L_K_COUNT
 };
-extern int l_key_refs[L_K_COUNT];
-#define l_push_key(L, k) lua_rawgeti((L), LUA_REGISTRYINDEX, l_key_refs[k])
+
+/* Everything the binding keeps for one Lua state: there is no process-wide state, so two
+ * Lua states in one process run two independent luaws. It lives in a userdata in the
+ * state's registry (l_ctx); the I/O layer's loop points back at it (ws_loop_data). */
+struct l_ctx {
+  lua_State *L;              /* the thread that runs the loop (run(), step()) */
+  ws_loop_t *loop;           /* made on first use (l_loop) */
+  uv_loop_t *uv;             /* luv's loop when luv is loaded in the state, else own_uv */
+  uv_loop_t own_uv;
+  int own;                   /* own_uv is initialized */
+  int running;               /* libuv's loop must not be run from inside itself */
+  int traceback_ref;         /* debug.traceback, the message handler */
+  int hooks_ref;             /* the Lua module table: onhandlererror, hooks */
+  int pending_error_ref;     /* raised by onhandlererror: run() re-raises */
+  int key_refs[L_K_COUNT];
+};
+
+l_ctx_t *l_ctx(lua_State *L);   /* the state's context */
+static inline l_ctx_t *l_ctx_of(ws_loop_t *l) { return (l_ctx_t *)ws_loop_data(l); }
+/* The state's loop, made on first use: on luv's libuv loop when luv is loaded, so that
+ * either's run() drives both; else on a loop of its own. Raises when out of memory. */
+ws_loop_t *l_loop(lua_State *L);
+#define l_push_key(x, L, k) lua_rawgeti((L), LUA_REGISTRYINDEX, (x)->key_refs[k])
 
 /* Pushes the userdata anchored by ref. */
 void l_push_ref(lua_State *L, int ref);
@@ -55,7 +79,7 @@ void l_push_headers(lua_State *L, const ws_http_head_t *h);   /* l_util.c */
 int l_uservalue_newindex(lua_State *L);
 
 void l_conn_open(lua_State *L);      /* metatable + methods */
-void l_conn_forget(void);            /* at lua_close: drop what l_conn_open noted */
+
 void l_server_open(lua_State *L);
 void l_tls_open(lua_State *L);
 int l_conn_push_new(lua_State *L, ws_conn_t *c);   /* wraps c (server side) */

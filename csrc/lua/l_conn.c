@@ -3,16 +3,16 @@
 #include <string.h>
 #include "binding.h"
 
-static const void *conn_mt;   /* the metatable's identity, for the fast check below */
-
-/* luaL_checkudata without its registry look-up by name on every method call; anything
- * that is not plainly a socket takes the full check, and its error. */
+/* luaL_checkudata without its registry look-up by name on every method call: the
+ * methods (and __index) have the socket metatable as upvalue 1. Anything that is not
+ * plainly a socket, or a call from a function without that upvalue, takes the full
+ * check, and its error. */
 static l_box_t *check_box(lua_State *L) {
   l_box_t *b = lua_touserdata(L, 1);
-  if (b && conn_mt && lua_getmetatable(L, 1)) {
-    const void *mt = lua_topointer(L, -1);
+  if (b && lua_getmetatable(L, 1)) {
+    int same = lua_rawequal(L, -1, lua_upvalueindex(1));
     lua_pop(L, 1);
-    if (mt == conn_mt) return b;
+    if (same) return b;
   }
   return luaL_checkudata(L, 1, L_CONN_MT);
 }
@@ -20,8 +20,10 @@ static l_box_t *check_box(lua_State *L) {
 /* The conn, or NULL once it is gone (closed and freed). */
 static ws_conn_t *conn_of(lua_State *L) { return check_box(L)->p; }
 
+static l_ctx_t *ctx_of(ws_conn_t *c) { return l_ctx_of(ws_conn_loop(c)); }
+
 static l_box_t *box_of(ws_conn_t *c) {
-  lua_State *L = l_main;
+  lua_State *L = ctx_of(c)->L;
   l_push_ref(L, (int)(intptr_t)ws_conn_data(c));
   return lua_touserdata(L, -1);
 }
@@ -65,24 +67,24 @@ void l_conn_options(lua_State *L, int t, ws_conn_options_t *o) {
 /* Calls ud's on<type> handler and its listeners with the event at the top; pops it.
  * Stack: ..., ud, event. handler and type are L_K_* keys. An error in a handler closes
  * the socket with 1011. The uservalue and listener tables are plain: raw access. */
-static void emit(lua_State *L, int handler, int type) {
+static void emit(l_ctx_t *x, lua_State *L, int handler, int type) {
   int ud = lua_gettop(L) - 1, ev = ud + 1, tb = ud + 2, uv = ud + 3;
   l_box_t *b = lua_touserdata(L, ud);
   int failed = 0;
-  l_push_traceback(L);
+  l_push_traceback(x, L);
   ws_lua_getuv(L, ud);
-  l_push_key(L, handler);
+  l_push_key(x, L, handler);
   lua_rawget(L, uv);
   if (lua_isfunction(L, -1)) {
     lua_pushvalue(L, ev);
-    failed |= l_call(L, 1, tb, ud);
+    failed |= l_call(x, L, 1, tb, ud);
   } else {
     lua_pop(L, 1);
   }
-  l_push_key(L, L_K_LISTENERS);
+  l_push_key(x, L, L_K_LISTENERS);
   lua_rawget(L, uv);
   if (lua_istable(L, -1)) {
-    l_push_key(L, type);
+    l_push_key(x, L, type);
     lua_rawget(L, -2);
     if (lua_istable(L, -1)) {
       /* Call a snapshot: listeners added or removed by a listener wait for next time. */
@@ -92,7 +94,7 @@ static void emit(lua_State *L, int handler, int type) {
       for (int i = 0; i < n; i++) {
         lua_pushvalue(L, list + 1 + i);
         lua_pushvalue(L, ev);
-        failed |= l_call(L, 1, tb, ud);
+        failed |= l_call(x, L, 1, tb, ud);
       }
       lua_pop(L, n);
     }
@@ -103,18 +105,19 @@ static void emit(lua_State *L, int handler, int type) {
 }
 
 /* Pushes a new event table {type=..., target=ud}; ud at index ud, type an L_K_* key. */
-static void new_event(lua_State *L, int ud, int type, int extra) {
+static void new_event(l_ctx_t *x, lua_State *L, int ud, int type, int extra) {
   lua_createtable(L, 0, 2 + extra);
-  l_push_key(L, L_K_TYPE);
-  l_push_key(L, type);
+  l_push_key(x, L, L_K_TYPE);
+  l_push_key(x, L, type);
   lua_rawset(L, -3);
-  l_push_key(L, L_K_TARGET);
+  l_push_key(x, L, L_K_TARGET);
   lua_pushvalue(L, ud);
   lua_rawset(L, -3);
 }
 
 static void ev_open(ws_conn_t *c, const ws_http_head_t *head) {
-  lua_State *L = l_main;
+  l_ctx_t *x = ctx_of(c);
+  lua_State *L = x->L;
   l_box_t *b = box_of(c);
   int ud = lua_gettop(L);
   if (b->kind == L_KIND_REQUEST) b->kind = L_KIND_SOCKET;
@@ -126,31 +129,33 @@ static void ev_open(ws_conn_t *c, const ws_http_head_t *head) {
     lua_setfield(L, -2, "headers");
     lua_pop(L, 1);
   }
-  new_event(L, ud, L_K_OPEN, 0);
-  emit(L, L_K_ONOPEN, L_K_OPEN);
+  new_event(x, L, ud, L_K_OPEN, 0);
+  emit(x, L, L_K_ONOPEN, L_K_OPEN);
   lua_pop(L, 1);
 }
 
 static void ev_message(ws_conn_t *c, int binary, const char *data, size_t len) {
-  lua_State *L = l_main;
+  l_ctx_t *x = ctx_of(c);
+  lua_State *L = x->L;
   box_of(c);
   int ud = lua_gettop(L);
-  new_event(L, ud, L_K_MESSAGE, 2);
-  l_push_key(L, L_K_DATA);
+  new_event(x, L, ud, L_K_MESSAGE, 2);
+  l_push_key(x, L, L_K_DATA);
   lua_pushlstring(L, data, len);   /* the one copy of the payload */
   lua_rawset(L, -3);
-  l_push_key(L, L_K_BINARY);
+  l_push_key(x, L, L_K_BINARY);
   lua_pushboolean(L, binary);
   lua_rawset(L, -3);
-  emit(L, L_K_ONMESSAGE, L_K_MESSAGE);
+  emit(x, L, L_K_ONMESSAGE, L_K_MESSAGE);
   lua_pop(L, 1);
 }
 
 static void ev_pong(ws_conn_t *c, const char *data, size_t len) {
-  lua_State *L = l_main;
+  l_ctx_t *x = ctx_of(c);
+  lua_State *L = x->L;
   box_of(c);
   int ud = lua_gettop(L);
-  l_push_hook(L, "_onpong");
+  l_push_hook(x, L, "_onpong");
   if (lua_isfunction(L, -1)) {
     lua_pushvalue(L, ud);
     lua_pushlstring(L, data, len);
@@ -162,24 +167,25 @@ static void ev_pong(ws_conn_t *c, const char *data, size_t len) {
 }
 
 static void ev_error(ws_conn_t *c, int err, const char *message) {
-  lua_State *L = l_main;
+  l_ctx_t *x = ctx_of(c);
+  lua_State *L = x->L;
   box_of(c);
   int ud = lua_gettop(L);
   const char *name = ws_err_name(err);
-  new_event(L, ud, L_K_ERROR, 2);
-  l_push_key(L, L_K_MESSAGE_F);
+  new_event(x, L, ud, L_K_ERROR, 2);
+  l_push_key(x, L, L_K_MESSAGE_F);
   lua_pushstring(L, message);
   lua_rawset(L, -3);
-  l_push_key(L, L_K_NAME);   /* EPROTOCOL, ETIMEDOUT, EBACKPRESSURE, ECONNREFUSED, ... */
+  l_push_key(x, L, L_K_NAME);   /* EPROTOCOL, ETIMEDOUT, EBACKPRESSURE, ECONNREFUSED, ... */
   lua_pushstring(L, name ? name : uv_err_name(err));
   lua_rawset(L, -3);
-  emit(L, L_K_ONERROR, L_K_ERROR);
+  emit(x, L, L_K_ONERROR, L_K_ERROR);
   lua_pop(L, 1);
 }
 
 /* A plain HTTP request's events go to the Lua server module's hook, with the conn. */
-static void request_hook(lua_State *L, const char *name, int ud) {
-  l_push_hook(L, name);
+static void request_hook(l_ctx_t *x, lua_State *L, const char *name, int ud) {
+  l_push_hook(x, L, name);
   if (lua_isfunction(L, -1)) {
     lua_pushvalue(L, ud);
     l_dispatch(L, 1, ud);
@@ -189,55 +195,59 @@ static void request_hook(lua_State *L, const char *name, int ud) {
 }
 
 static void ev_drain(ws_conn_t *c) {
-  lua_State *L = l_main;
+  l_ctx_t *x = ctx_of(c);
+  lua_State *L = x->L;
   l_box_t *b = box_of(c);
   int ud = lua_gettop(L);
   if (b->kind == L_KIND_REQUEST) {   /* a plain HTTP response (res) */
-    request_hook(L, "_onrequestdrain", ud);
+    request_hook(x, L, "_onrequestdrain", ud);
   } else {
-    new_event(L, ud, L_K_DRAIN, 0);
-    emit(L, L_K_ONDRAIN, L_K_DRAIN);
+    new_event(x, L, ud, L_K_DRAIN, 0);
+    emit(x, L, L_K_ONDRAIN, L_K_DRAIN);
   }
   lua_pop(L, 1);
 }
 
 static void ev_close(ws_conn_t *c, unsigned code, const char *reason, size_t rlen, int clean) {
-  lua_State *L = l_main;
+  l_ctx_t *x = ctx_of(c);
+  lua_State *L = x->L;
   l_box_t *b = box_of(c);
   int ud = lua_gettop(L);
   if (b->kind == L_KIND_REQUEST) {   /* a plain HTTP exchange ended (res, EventSource) */
-    request_hook(L, "_onrequestclose", ud);
+    request_hook(x, L, "_onrequestclose", ud);
   } else {
-    new_event(L, ud, L_K_CLOSE, 3);
-    l_push_key(L, L_K_CODE);
+    new_event(x, L, ud, L_K_CLOSE, 3);
+    l_push_key(x, L, L_K_CODE);
     lua_pushinteger(L, code);
     lua_rawset(L, -3);
-    l_push_key(L, L_K_REASON);
+    l_push_key(x, L, L_K_REASON);
     lua_pushlstring(L, reason, rlen);
     lua_rawset(L, -3);
-    l_push_key(L, L_K_WASCLEAN);
+    l_push_key(x, L, L_K_WASCLEAN);
     lua_pushboolean(L, clean);
     lua_rawset(L, -3);
-    emit(L, L_K_ONCLOSE, L_K_CLOSE);
+    emit(x, L, L_K_ONCLOSE, L_K_CLOSE);
   }
   lua_pop(L, 1);
 }
 
 static void ev_raw(ws_conn_t *c, const char *data, size_t len) {
   if (!len) return;   /* EOF: the close event follows */
-  lua_State *L = l_main;
+  l_ctx_t *x = ctx_of(c);
+  lua_State *L = x->L;
   box_of(c);
   int ud = lua_gettop(L);
-  new_event(L, ud, L_K_DATA_EV, 1);
-  l_push_key(L, L_K_DATA);
+  new_event(x, L, ud, L_K_DATA_EV, 1);
+  l_push_key(x, L, L_K_DATA);
   lua_pushlstring(L, data, len);
   lua_rawset(L, -3);
-  emit(L, L_K_ONDATA, L_K_DATA_EV);
+  emit(x, L, L_K_ONDATA, L_K_DATA_EV);
   lua_pop(L, 1);
 }
 
 static void ev_free(ws_conn_t *c) {
-  lua_State *L = l_main;
+  l_ctx_t *x = ctx_of(c);
+  lua_State *L = x->L;
   if (!ws_conn_data(c)) return;   /* never reached Lua */
   l_box_t *b = box_of(c);
   if (b->kind == L_KIND_SOCKET) {   /* these stay readable after close, as in browsers */
@@ -261,11 +271,12 @@ void l_server_on_request(ws_server_t *s, ws_conn_t *c, const ws_http_head_t *hea
 /* A keep-alive connection answered a request: that request's box lets go of the conn
  * (res is over: its onclose fires), and the next request gets a box of its own. */
 static void ev_request_done(ws_conn_t *c) {
-  lua_State *L = l_main;
+  l_ctx_t *x = ctx_of(c);
+  lua_State *L = x->L;
   if (!ws_conn_data(c)) return;
   l_box_t *b = box_of(c);
   int ud = lua_gettop(L);
-  request_hook(L, "_onrequestclose", ud);
+  request_hook(x, L, "_onrequestclose", ud);
   b->p = NULL;
   luaL_unref(L, LUA_REGISTRYINDEX, b->ref);
   b->ref = LUA_NOREF;
@@ -273,9 +284,28 @@ static void ev_request_done(ws_conn_t *c) {
   lua_pop(L, 1);
 }
 
+/* stream_bodies: a piece of the request's body, to the server module's hook. */
+static void ev_request_body(ws_conn_t *c, const char *data, size_t len, int fin) {
+  if (!ws_conn_data(c)) return;
+  l_ctx_t *x = ctx_of(c);
+  lua_State *L = x->L;
+  box_of(c);
+  int ud = lua_gettop(L);
+  l_push_hook(x, L, "_onrequestbody");
+  if (lua_isfunction(L, -1)) {
+    lua_pushvalue(L, ud);
+    lua_pushlstring(L, data, len);
+    lua_pushboolean(L, fin);
+    if (l_dispatch(L, 3, ud) != 0) ws_conn_handler_failed(c);
+  } else {
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
 const ws_io_events_t l_events = {
   l_server_on_request, ev_open, ev_message, ev_pong, ev_error, ev_close, ev_raw, ev_drain,
-  ev_free, ev_request_done,
+  ev_free, ev_request_done, ev_request_body,
 };
 
 /* ---- methods -------------------------------------------------------------- */
@@ -384,7 +414,7 @@ static int l_conn_peer(lua_State *L) {
 /* Fields read live from C; everything else lives in the uservalue table. */
 static int l_conn_index(lua_State *L) {
   lua_pushvalue(L, 2);
-  lua_rawget(L, lua_upvalueindex(1));   /* methods: each checks its own self */
+  lua_rawget(L, lua_upvalueindex(2));   /* methods: each checks its own self */
   if (!lua_isnil(L, -1)) return 1;
   lua_pop(L, 1);
   l_box_t *b = check_box(L);
@@ -444,16 +474,16 @@ static const luaL_Reg methods[] = {
   {NULL, NULL}
 };
 
-void l_conn_forget(void) { conn_mt = NULL; }
-
 void l_conn_open(lua_State *L) {
   luaL_newmetatable(L, L_CONN_MT);
-  if (!conn_mt) conn_mt = lua_topointer(L, -1);
   lua_newtable(L);
-  ws_lua_setfuncs(L, methods, 0);
+  lua_pushvalue(L, -2);
+  ws_lua_setfuncs(L, methods, 1);   /* each with the metatable (check_box) */
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, "__methods");
-  lua_pushcclosure(L, l_conn_index, 1);
+  lua_pushvalue(L, -2);             /* __index: upvalues the metatable, then the methods */
+  lua_insert(L, -2);
+  lua_pushcclosure(L, l_conn_index, 2);
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, l_uservalue_newindex);
   lua_setfield(L, -2, "__newindex");
@@ -463,7 +493,7 @@ void l_conn_open(lua_State *L) {
 }
 
 /* core.connect{host=, port=, path=, host_header=, protocols=, headers=, raw=, options=,
- * tls=, servername=} */
+ * tls=, servername=, proxy={host=, port=, tls=, servername=, user=, password=, headers=}} */
 int l_connect(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_getfield(L, 1, "host");
@@ -476,6 +506,7 @@ int l_connect(lua_State *L) {
   lua_getfield(L, 1, "options");
   lua_getfield(L, 1, "tls");
   lua_getfield(L, 1, "servername");
+  lua_getfield(L, 1, "proxy");
   const char *host = luaL_checkstring(L, 2);
   int port = (int)luaL_checkinteger(L, 3);
   const char *path = luaL_optstring(L, 4, "/");
@@ -488,13 +519,35 @@ int l_connect(lua_State *L) {
   ws_tls_ctx_t *tls = l_tls_opt(L, 10);
   const char *servername = luaL_optstring(L, 11, NULL);
   if (port < 1 || port > 65535) return luaL_error(L, "port out of range: %d", port);
+  ws_proxy_options_t proxy, *via = NULL;
+  if (!lua_isnil(L, 12)) {   /* { host, port, tls, servername, user, password, headers } */
+    luaL_checktype(L, 12, LUA_TTABLE);
+    memset(&proxy, 0, sizeof proxy);
+    lua_getfield(L, 12, "host");
+    lua_getfield(L, 12, "port");
+    lua_getfield(L, 12, "tls");
+    lua_getfield(L, 12, "servername");
+    lua_getfield(L, 12, "user");
+    lua_getfield(L, 12, "password");
+    lua_getfield(L, 12, "headers");
+    proxy.host = luaL_checkstring(L, 13);
+    proxy.port = (int)luaL_checkinteger(L, 14);
+    proxy.tls = l_tls_opt(L, 15);
+    proxy.servername = luaL_optstring(L, 16, NULL);
+    proxy.user = luaL_optstring(L, 17, NULL);
+    proxy.password = luaL_optstring(L, 18, NULL);
+    proxy.headers = luaL_optstring(L, 19, NULL);
+    if (proxy.port < 1 || proxy.port > 65535)
+      return luaL_error(L, "proxy port out of range: %d", proxy.port);
+    via = &proxy;
+  }
   l_box_t *b = l_box_new(L, L_CONN_MT, NULL);
   b->kind = raw ? L_KIND_RAW : L_KIND_SOCKET;
   lua_pushvalue(L, -1);
   b->ref = luaL_ref(L, LUA_REGISTRYINDEX);
   ws_conn_t *c;
-  int r = ws_conn_connect(l_loop(), &c, host, port, path, host_header, protocols, headers, &o,
-                          tls, servername, raw, (void *)(intptr_t)b->ref);
+  int r = ws_conn_connect(l_loop(L), &c, host, port, path, host_header, protocols, headers, &o,
+                          tls, servername, via, raw, (void *)(intptr_t)b->ref);
   if (r) {
     luaL_unref(L, LUA_REGISTRYINDEX, b->ref);
     b->ref = LUA_NOREF;
@@ -536,7 +589,7 @@ int l_broadcast(lua_State *L) {
     if (b && b->p && ws_conn_ready_state(b->p) == WS_OPEN) conns[k++] = b->p;
     lua_pop(L, 1);
   }
-  size_t sent = ws_loop_broadcast(l_loop(), conns, (size_t)k, binary ? WS_OP_BINARY : WS_OP_TEXT,
+  size_t sent = ws_loop_broadcast(l_loop(L), conns, (size_t)k, binary ? WS_OP_BINARY : WS_OP_TEXT,
                                   data, len);
   lua_pushinteger(L, (lua_Integer)sent);
   return 1;

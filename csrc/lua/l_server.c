@@ -1,5 +1,8 @@
 /* The server userdata and the hand-off of requests to Lua. */
+#include <errno.h>
+#include <limits.h>
 #include <string.h>
+#include <unistd.h>
 #include "binding.h"
 
 static l_box_t *check_server(lua_State *L) { return luaL_checkudata(L, 1, L_SERVER_MT); }
@@ -18,7 +21,8 @@ static void push_request(lua_State *L, const ws_http_head_t *h) {
 }
 
 void l_server_on_request(ws_server_t *s, ws_conn_t *c, const ws_http_head_t *head, int upgrade) {
-  lua_State *L = l_main;
+  l_ctx_t *x = l_ctx_of(ws_server_loop(s));
+  lua_State *L = x->L;
   int top = lua_gettop(L);
   l_push_ref(L, (int)(intptr_t)ws_server_data(s));
   int sv = lua_gettop(L);
@@ -26,12 +30,12 @@ void l_server_on_request(ws_server_t *s, ws_conn_t *c, const ws_http_head_t *hea
   int cv = lua_gettop(L);
   l_box_t *b = lua_touserdata(L, cv);
   b->kind = head ? L_KIND_REQUEST : L_KIND_RAW;
-  l_push_hook(L, head ? "_onrequest" : "_onconnection");
+  l_push_hook(x, L, head ? "_onrequest" : "_onconnection");
   lua_pushvalue(L, sv);
   lua_pushvalue(L, cv);
   if (head) {
     push_request(L, head);
-    if (!upgrade) {   /* the body, read whole ("" for none) */
+    if (!upgrade && !ws_conn_request_streaming(c)) {   /* the body, read whole ("" for none) */
       size_t n;
       const char *body = ws_conn_request_body(c, &n);
       lua_pushlstring(L, body ? body : "", n);
@@ -45,7 +49,7 @@ void l_server_on_request(ws_server_t *s, ws_conn_t *c, const ws_http_head_t *hea
 }
 
 static void on_server_closed(ws_server_t *s) {
-  lua_State *L = l_main;
+  lua_State *L = l_ctx_of(ws_server_loop(s))->L;
   int ref = (int)(intptr_t)ws_server_data(s);
   l_push_ref(L, ref);
   l_box_t *b = lua_touserdata(L, -1);
@@ -88,8 +92,28 @@ static int l_server_index(lua_State *L) {
   return 1;
 }
 
+/* server:adopt(fd [, bytes]): take over a connected TCP socket another server accepted
+ * (a luv handle's fileno(), say), with the bytes already read from it. luaws works on a
+ * duplicate of fd: the caller closes its own handle as usual. */
+static int l_server_adopt(lua_State *L) {
+  l_box_t *b = check_server(L);
+  lua_Integer fd = luaL_checkinteger(L, 2);
+  size_t len = 0;
+  const char *data = luaL_optlstring(L, 3, "", &len);
+  if (!b->p) return l_fail(L, WS_ECLOSED);
+  if (fd < 0 || fd > INT_MAX) return luaL_argerror(L, 2, "not a file descriptor");
+  int mine = dup((int)fd);
+  if (mine < 0) return l_fail(L, uv_translate_sys_error(errno));
+  int r = ws_server_adopt(b->p, mine, data, len);
+  if (r == WS_EINVAL) close(mine);
+  if (r) return l_fail(L, r);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static const luaL_Reg server_methods[] = {
   {"close", l_server_close},
+  {"adopt", l_server_adopt},
   {NULL, NULL}
 };
 
@@ -124,6 +148,9 @@ int l_listen(lua_State *L) {
   o.keepalive_timeout_ms = (uint32_t)l_opt_u64(L, 1, "keepalive_timeout_ms",
                                                o.keepalive_timeout_ms, WS_TIMEOUT_MAX);
   o.max_body = l_opt_u64(L, 1, "max_body", o.max_body, (uint64_t)1 << 53);
+  lua_getfield(L, 1, "stream_bodies");
+  o.stream_bodies = lua_toboolean(L, -1);
+  lua_pop(L, 1);
   lua_getfield(L, 1, "raw");
   o.raw = lua_toboolean(L, -1);
   lua_getfield(L, 1, "drafts");
@@ -141,7 +168,7 @@ int l_listen(lua_State *L) {
   lua_pushvalue(L, -1);
   b->ref = luaL_ref(L, LUA_REGISTRYINDEX);
   ws_server_t *s;
-  int r = ws_server_listen(l_loop(), &s, host, port, &o, tls, (void *)(intptr_t)b->ref);
+  int r = ws_server_listen(l_loop(L), &s, host, port, &o, tls, (void *)(intptr_t)b->ref);
   if (r) {
     luaL_unref(L, LUA_REGISTRYINDEX, b->ref);
     b->ref = LUA_NOREF;

@@ -4,17 +4,63 @@
 #include <string.h>
 #include "binding.h"
 
-lua_State *l_main;
-static ws_loop_t *loop;
-static int traceback_ref = LUA_NOREF;   /* debug.traceback, the message handler */
-static int hooks_ref = LUA_NOREF;       /* the Lua module table: onhandlererror, hooks */
-static int pending_error_ref = LUA_NOREF; /* raised by onhandlererror: run() re-raises */
+static const char ctx_key = 0;   /* its address keys the context in the registry */
 
-ws_loop_t *l_loop(void) { return loop; }
+l_ctx_t *l_ctx(lua_State *L) {
+  lua_pushlightuserdata(L, (void *)&ctx_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  l_ctx_t *x = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (!x) luaL_error(L, "luaws: the module is not loaded in this Lua state");
+  return x;
+}
+
+/* luv keeps its context in the registry under "luv_context"; its first field is the
+ * uv_loop_t * it runs (luv.c, luv_ctx_t). */
+static uv_loop_t *luv_loop_of(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, "luv_context");
+  void *ctx = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return ctx ? *(uv_loop_t **)ctx : NULL;
+}
+
+/* On luv's loop, luaws's state must go before luv closes that loop at lua_close: this
+ * guard, made after luv's loop (so finalized before it), frees it. */
+static int l_luv_guard_gc(lua_State *L) {
+  l_ctx_t *x = *(l_ctx_t **)lua_touserdata(L, 1);
+  if (x->loop && ws_loop_free(x->loop) == 0) x->loop = NULL;
+  x->uv = NULL;   /* luv's, about to go: never touched again */
+  return 0;
+}
+
+ws_loop_t *l_loop(lua_State *L) {
+  l_ctx_t *x = l_ctx(L);
+  if (x->loop) return x->loop;
+  uv_loop_t *uv = luv_loop_of(L);
+  if (uv) {
+    l_ctx_t **g = lua_newuserdata(L, sizeof *g);
+    *g = x;
+    lua_newtable(L);
+    lua_pushcfunction(L, l_luv_guard_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lua_setfield(L, LUA_REGISTRYINDEX, "luaws.luv_guard");
+  } else {
+    if (!x->own) {
+      int r = uv_loop_init(&x->own_uv);
+      if (r) luaL_error(L, "luaws: uv_loop_init: %s", uv_strerror(r));
+      x->own = 1;
+    }
+    uv = &x->own_uv;
+  }
+  x->uv = uv;
+  x->loop = ws_loop_new(uv, &l_events, x);
+  if (!x->loop) luaL_error(L, "luaws: out of memory");
+  return x->loop;
+}
 
 void l_push_ref(lua_State *L, int ref) { lua_rawgeti(L, LUA_REGISTRYINDEX, ref); }
 
-int l_key_refs[L_K_COUNT];
 static const char *const key_names[L_K_COUNT] = {
   "type", "target", "data", "binary", "listeners",
   "open", "message", "error", "close", "data",
@@ -23,12 +69,12 @@ static const char *const key_names[L_K_COUNT] = {
   "name", "drain", "ondrain",
 };
 
-void l_push_hook(lua_State *L, const char *name) {
-  if (hooks_ref == LUA_NOREF) {
+void l_push_hook(l_ctx_t *x, lua_State *L, const char *name) {
+  if (x->hooks_ref == LUA_NOREF) {
     lua_pushnil(L);
     return;
   }
-  l_push_ref(L, hooks_ref);
+  l_push_ref(L, x->hooks_ref);
   lua_getfield(L, -1, name);
   lua_remove(L, -2);
 }
@@ -75,18 +121,18 @@ uint64_t l_opt_u64(lua_State *L, int t, const char *name, uint64_t def, uint64_t
 
 /* After a handler error: the hook decides; a hook that raises stops the loop and run()
  * raises its error. Expects the error at the top; pops it. */
-static void handler_error(lua_State *L, int target) {
-  l_push_hook(L, "onhandlererror");
+static void handler_error(l_ctx_t *x, lua_State *L, int target) {
+  l_push_hook(x, L, "onhandlererror");
   if (lua_isfunction(L, -1)) {
     lua_pushvalue(L, -2);
     if (target) lua_pushvalue(L, target);
     else lua_pushnil(L);
-    l_push_ref(L, traceback_ref);
+    l_push_ref(L, x->traceback_ref);
     lua_insert(L, -4);
     if (lua_pcall(L, 2, 0, -4) != 0) {
-      if (pending_error_ref == LUA_NOREF) pending_error_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+      if (x->pending_error_ref == LUA_NOREF) x->pending_error_ref = luaL_ref(L, LUA_REGISTRYINDEX);
       else lua_pop(L, 1);
-      uv_stop(ws_loop_uv(loop));
+      if (x->uv) uv_stop(x->uv);
     }
     lua_pop(L, 1);   /* traceback */
   } else {
@@ -98,73 +144,103 @@ static void handler_error(lua_State *L, int target) {
 }
 
 int l_dispatch(lua_State *L, int nargs, int target) {
+  l_ctx_t *x = l_ctx(L);
   int fn = lua_gettop(L) - nargs;
   if (target) lua_pushvalue(L, target);
   else lua_pushnil(L);
   lua_insert(L, fn);                          /* target, fn, args */
-  l_push_ref(L, traceback_ref);
+  l_push_ref(L, x->traceback_ref);
   lua_insert(L, fn + 1);                      /* target, traceback, fn, args */
-  int r = l_call(L, nargs, fn + 1, target ? fn : 0);
+  int r = l_call(x, L, nargs, fn + 1, target ? fn : 0);
   lua_pop(L, 2);
   return r;
 }
 
-void l_push_traceback(lua_State *L) { l_push_ref(L, traceback_ref); }
+void l_push_traceback(l_ctx_t *x, lua_State *L) { l_push_ref(L, x->traceback_ref); }
 
-int l_call(lua_State *L, int nargs, int tb, int target) {
-  ws_loop_cork(loop);                         /* sends made in the handler leave together */
+int l_call(l_ctx_t *x, lua_State *L, int nargs, int tb, int target) {
+  ws_loop_cork(x->loop);                      /* sends made in the handler leave together */
   int r = lua_pcall(L, nargs, 0, tb);
-  if (r != 0) handler_error(L, target);
-  ws_loop_uncork(loop);
+  if (r != 0) handler_error(x, L, target);
+  ws_loop_uncork(x->loop);
   return r ? -1 : 0;
 }
 
-static int running;   /* libuv's loop must not be run from inside itself */
-
-static int l_run(lua_State *L) {
-  if (running) return luaL_error(L, "WebSocket.run() called from inside the loop (in a handler)");
-  l_main = L;
-  running = 1;
-  uv_run(ws_loop_uv(loop), UV_RUN_DEFAULT);
-  running = 0;
-  if (pending_error_ref != LUA_NOREF) {
-    l_push_ref(L, pending_error_ref);
-    luaL_unref(L, LUA_REGISTRYINDEX, pending_error_ref);
-    pending_error_ref = LUA_NOREF;
+/* Runs the uv loop in mode; events run on the calling thread (x->L) meanwhile. */
+static int run_loop(lua_State *L, uv_run_mode mode, const char *what) {
+  l_ctx_t *x = l_ctx(L);
+  ws_loop_t *l = l_loop(L);
+  if (x->running) return luaL_error(L, "WebSocket.%s() called from inside the loop (in a handler)", what);
+  lua_State *prev = x->L;
+  x->L = L;
+  x->running = 1;
+  int more = uv_run(ws_loop_uv(l), mode);
+  x->running = 0;
+  x->L = prev ? prev : L;
+  if (x->pending_error_ref != LUA_NOREF) {
+    l_push_ref(L, x->pending_error_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, x->pending_error_ref);
+    x->pending_error_ref = LUA_NOREF;
     return lua_error(L);
   }
+  return more;
+}
+
+static int l_run(lua_State *L) {
+  run_loop(L, UV_RUN_DEFAULT, "run");
   lua_pushboolean(L, 1);
   return 1;
 }
 
 /* One turn of the loop without blocking (or blocking once, with `true`). */
 static int l_step(lua_State *L) {
-  if (running) return luaL_error(L, "WebSocket.step() called from inside the loop (in a handler)");
-  l_main = L;
-  running = 1;
-  int more = uv_run(ws_loop_uv(loop), lua_toboolean(L, 1) ? UV_RUN_ONCE : UV_RUN_NOWAIT);
-  running = 0;
+  int more = run_loop(L, lua_toboolean(L, 1) ? UV_RUN_ONCE : UV_RUN_NOWAIT, "step");
   lua_pushboolean(L, more);
   return 1;
 }
 
 static int l_stop(lua_State *L) {
-  (void)L;
-  uv_stop(ws_loop_uv(loop));
+  uv_stop(ws_loop_uv(l_loop(L)));
   return 0;
 }
 
+/* For a host loop (cqueues): the descriptor that becomes readable when the loop has
+ * work, and the seconds until its next timer (nil: none; 0: work is due now). The host
+ * waits on both, then calls step(). */
+static int l_backend_fd(lua_State *L) {
+  lua_pushinteger(L, uv_backend_fd(ws_loop_uv(l_loop(L))));
+  return 1;
+}
+
+static int l_backend_timeout(lua_State *L) {
+  uv_loop_t *uv = ws_loop_uv(l_loop(L));
+  uv_update_time(uv);
+  int ms = uv_backend_timeout(uv);
+  if (ms < 0) lua_pushnil(L);
+  else lua_pushnumber(L, ms / 1000.0);
+  return 1;
+}
+
+/* "luv" when luaws runs on luv's loop (luv was loaded first), else "own". */
+static int l_loop_kind(lua_State *L) {
+  l_loop(L);
+  l_ctx_t *x = l_ctx(L);
+  lua_pushstring(L, x->uv == &x->own_uv ? "own" : "luv");
+  return 1;
+}
+
 static int l_init(lua_State *L) {
+  l_ctx_t *x = l_ctx(L);
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_pushvalue(L, 1);
-  if (hooks_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, hooks_ref);
-  hooks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (x->hooks_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, x->hooks_ref);
+  x->hooks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return 0;
 }
 
 static int l_stats(lua_State *L) {
   ws_loop_stats_t st;
-  ws_loop_stats(loop, &st);
+  ws_loop_stats(l_loop(L), &st);
   lua_createtable(L, 0, 3);
   lua_pushinteger(L, (lua_Integer)st.connections);
   lua_setfield(L, -2, "connections");
@@ -176,15 +252,22 @@ static int l_stats(lua_State *L) {
 }
 
 static int l_active_handles(lua_State *L) {
-  lua_pushinteger(L, ws_loop_active_handles(loop));
+  lua_pushinteger(L, ws_loop_active_handles(l_loop(L)));
   return 1;
 }
 
 /* ---- timers ---------------------------------------------------------------- */
 
+/* A script timer's box, and the context it runs in. */
+typedef struct l_timer {
+  l_box_t box;
+  l_ctx_t *x;
+} l_timer_t;
+
 static void timer_fire(ws_timer_t *t, void *data) {
-  l_box_t *b = data;
-  lua_State *L = l_main;
+  l_timer_t *lt = data;
+  l_box_t *b = &lt->box;
+  lua_State *L = lt->x->L;
   int ref = b->ref;
   l_push_ref(L, ref);                 /* keep the box alive during the call */
   ws_lua_getuv(L, -1);
@@ -209,7 +292,17 @@ static int l_set_timer(lua_State *L) {
   lua_Number ms = luaL_checknumber(L, 2);
   int repeating = lua_toboolean(L, 3);
   if (ms < 0) ms = 0;
-  l_box_t *b = l_box_new(L, L_TIMER_MT, NULL);
+  ws_loop_t *loop = l_loop(L);
+  l_timer_t *lt = lua_newuserdata(L, sizeof *lt);
+  l_box_t *b = &lt->box;
+  b->p = NULL;
+  b->ref = LUA_NOREF;
+  b->kind = 0;
+  lt->x = l_ctx(L);
+  luaL_getmetatable(L, L_TIMER_MT);
+  lua_setmetatable(L, -2);
+  lua_newtable(L);
+  ws_lua_setuv(L, -2);
   ws_lua_getuv(L, -1);
   lua_pushvalue(L, 1);
   lua_setfield(L, -2, "fn");
@@ -217,7 +310,7 @@ static int l_set_timer(lua_State *L) {
   lua_setfield(L, -2, "repeating");
   lua_pop(L, 1);
   uint64_t t = (uint64_t)ms;
-  b->p = ws_timer_start(loop, t, repeating ? (t ? t : 1) : 0, timer_fire, b);
+  b->p = ws_timer_start(loop, t, repeating ? (t ? t : 1) : 0, timer_fire, lt);
   if (!b->p) return luaL_error(L, "out of memory");
   lua_pushvalue(L, -1);
   b->ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -251,17 +344,14 @@ static int l_handshake_accept(lua_State *L) {
   return 1;
 }
 
-/* When the Lua state closes, the loop goes too, if nothing is left on it. */
-static int l_loop_gc(lua_State *L) {
-  if (loop && ws_loop_free(loop) == 0) loop = NULL;
-  if (traceback_ref != LUA_NOREF) {
-    luaL_unref(L, LUA_REGISTRYINDEX, traceback_ref);
-    traceback_ref = LUA_NOREF;
-  }
-  hooks_ref = pending_error_ref = LUA_NOREF;
-  memset(l_key_refs, 0, sizeof l_key_refs);   /* the state they lived in is closing */
-  l_conn_forget();
-  l_main = NULL;
+/* When the Lua state closes, its loop goes too, if nothing is left on it (else it is
+ * left, as memory still in libuv's hands cannot be freed under it). */
+static int l_ctx_gc(lua_State *L) {
+  l_ctx_t *x = lua_touserdata(L, 1);
+  /* (on luv's loop, the guard did this, or the loop may be gone: leave it) */
+  if (x->loop && x->uv == &x->own_uv && ws_loop_free(x->loop) == 0) x->loop = NULL;
+  if (!x->loop && x->own && uv_loop_close(&x->own_uv) == 0) x->own = 0;
+  x->L = NULL;
   return 0;
 }
 
@@ -270,6 +360,9 @@ static const luaL_Reg funcs[] = {
   {"run", l_run},
   {"step", l_step},
   {"stop", l_stop},
+  {"loop_kind", l_loop_kind},
+  {"backend_fd", l_backend_fd},
+  {"backend_timeout", l_backend_timeout},
   {"init", l_init},
   {"active_handles", l_active_handles},
   {"stats", l_stats},
@@ -288,41 +381,38 @@ static const luaL_Reg funcs[] = {
   {NULL, NULL}
 };
 
-int luaopen_luaws_core(lua_State *L) {
-  if (!loop) {
+LUAWS_EXPORT int luaopen_luaws_core(lua_State *L) {
+  lua_pushlightuserdata(L, (void *)&ctx_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  l_ctx_t *x = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (!x) {   /* once per state, even when the module is loaded again */
     /* A write to a peer that reset the connection must be an error (EPIPE), not a signal
      * that kills the process: as Node and luasocket do, unless the host set a handler. */
     struct sigaction sa;
     if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
-    loop = ws_loop_get(uv_default_loop(), &l_events);
-    if (!loop) return luaL_error(L, "luaws: out of memory");
     /* OpenSSL sets up its random generator and digests on first use: do it at load,
      * not in the first handshake (whose latency and memory it would otherwise carry). */
     char warm[29];
     ws_handshake_accept("dGhlIHNhbXBsZSBub25jZQ==", 24, warm);
     (void)ws_random(warm, 16);
-  }
-  if (!l_main) l_main = L;
-  lua_getfield(L, LUA_REGISTRYINDEX, "luaws.loop");
-  if (lua_isnil(L, -1)) {   /* once per state, even when the module is loaded again */
-    lua_newuserdata(L, 1);  /* its __gc frees the loop at lua_close */
+    lua_pushlightuserdata(L, (void *)&ctx_key);
+    x = lua_newuserdata(L, sizeof *x);   /* its __gc frees the loop at lua_close */
+    memset(x, 0, sizeof *x);
+    x->L = L;
+    x->traceback_ref = x->hooks_ref = x->pending_error_ref = LUA_NOREF;
     lua_newtable(L);
-    lua_pushcfunction(L, l_loop_gc);
+    lua_pushcfunction(L, l_ctx_gc);
     lua_setfield(L, -2, "__gc");
     lua_setmetatable(L, -2);
-    lua_setfield(L, LUA_REGISTRYINDEX, "luaws.loop");
-  }
-  lua_pop(L, 1);
-  if (traceback_ref == LUA_NOREF) {
+    lua_rawset(L, LUA_REGISTRYINDEX);
     lua_getglobal(L, "debug");
     lua_getfield(L, -1, "traceback");
-    traceback_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    x->traceback_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pop(L, 1);
-  }
-  if (!l_key_refs[0]) {
     for (int i = 0; i < L_K_COUNT; i++) {
       lua_pushstring(L, key_names[i]);
-      l_key_refs[i] = luaL_ref(L, LUA_REGISTRYINDEX);
+      x->key_refs[i] = luaL_ref(L, LUA_REGISTRYINDEX);
     }
   }
   luaL_newmetatable(L, L_TIMER_MT);

@@ -7,6 +7,7 @@
 -- In the room, "/quit [reason]" asks the server to close your socket (code 4000).
 local WebSocket = require "luaws"
 local deflate = require "luaws.deflate"
+local EventSource = WebSocket.EventSource
 
 local dir = (arg and arg[0] or ""):match("^(.*)/") or "."
 local port = tonumber(arg and arg[1]) or 8000
@@ -46,8 +47,7 @@ local server = assert(WebSocket.listen { host = "127.0.0.1", port = port, tls = 
 
 server.onrequest = function(req, res)
   local path = req.url:match("^[^?]*")
-  local EventSource = WebSocket.EventSource
-  if path == "/events" and EventSource and EventSource.isEventSource(req) then
+  if path == "/events" and EventSource.isEventSource(req) then
     local es = EventSource(req, res, { ping = 15 })
     watchers[#watchers + 1] = es
     es:send(("%d in the room"):format(#room), { event = "hello" })

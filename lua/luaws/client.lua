@@ -55,6 +55,9 @@ end
 --- server's certificate chain is verified against the system's CA store and its name
 --- against the URL's host; options.tls = { cafile, capath, servername, cert, key,
 --- verify, ciphers, ciphersuites } changes that (verify = false: no checks at all).
+--- options.proxy = { origin = "http(s)://[user:password@]host[:port]", headers, tls }:
+--- through that HTTP proxy (CONNECT); tls is for an https:// proxy, checked against its
+--- own name.
 function M.new(url, protocols, opts)
   local u = M.parse_url(url, 2)
   local o = options.socket(opts, 2)
@@ -65,12 +68,22 @@ function M.new(url, protocols, opts)
     ctx, err, name = tls_context(tls)
     if not ctx then return nil, err, name end
   end
+  local proxy = o.proxy
+  if proxy then   -- the core takes the proxy's own TLS context in place of its options
+    local pctx
+    if proxy.tls then
+      pctx, err, name = tls_context(proxy.tls)
+      if not pctx then return nil, err, name end
+    end
+    proxy = { host = proxy.host, port = proxy.port, tls = pctx, servername = proxy.servername,
+              user = proxy.user, password = proxy.password, headers = proxy.headers }
+  end
   local ws
   ws, err, name = core.connect {
     host = u.host, port = u.port, path = u.path, host_header = u.host_header,
     protocols = #list > 0 and table.concat(list, ", ") or nil,
     headers = options.header_lines(o.headers, 2), options = o.core,
-    tls = ctx, servername = servername,
+    tls = ctx, servername = servername, proxy = proxy,
   }
   if not ws then return nil, err, name end
   local uv = core.uservalue(ws)

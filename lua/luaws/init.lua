@@ -115,6 +115,10 @@ local function accept(req, protocols, opts)
   return ws
 end
 
+--- WebSocket.EventSource(req, res, options), EventSource.isEventSource(req): server-sent
+--- events on a plain HTTP response (lua/luaws/eventsource.lua).
+M.EventSource = require "luaws.eventsource"
+
 -- ---- client -------------------------------------------------------------------------
 
 local client = require "luaws.client"
@@ -137,6 +141,20 @@ M.clearInterval = core.clear_timer
 function M.broadcast(sockets, data, kind)
   return core.broadcast(sockets, data, kind == "binary" or kind == true)
 end
+
+--- pollable(): the loop as an object another scheduler can wait on (cqueues' protocol:
+--- pollfd(), events(), timeout()); after each wake-up, call WebSocket.step().
+---   cq:wrap(function()
+---     local p = WebSocket.pollable()
+---     while WebSocket.step() do cqueues.poll(p) end
+---   end)
+local Pollable = {
+  pollfd = function() return core.backend_fd() end,
+  events = function() return "r" end,
+  timeout = function() return core.backend_timeout() end,
+}
+Pollable.__index = Pollable
+function M.pollable() return setmetatable({}, Pollable) end
 
 --- stats(): { connections, buffered_in, buffered_out } for the whole loop, in bytes.
 M.stats = core.stats

@@ -15,6 +15,7 @@ local MAX_INT = 2 ^ 53             -- the largest whole number every Lua holds e
 
 local SPECS = {
   ping = { "seconds", off = true },
+  retry = { "seconds" },
   close_timeout = { "seconds", off = true },
   handshake_timeout = { "seconds", off = true },
   idle_timeout = { "seconds", off = true },
@@ -94,7 +95,6 @@ function M.socket(o, level)
       extensions[i] = core_config
     end
   end
-  if o.proxy ~= nil then fail(level, "option proxy is not available in this build") end
   if o.headers ~= nil and type(o.headers) ~= "table" then
     fail(level, "option headers must be a table")
   end
@@ -118,7 +118,8 @@ function M.socket(o, level)
     max_headers = number(o, "max_headers", level),
     extensions = extensions,
   }
-  return { core = c, headers = o.headers, tls = o.tls, protocols = o.protocols }
+  return { core = c, headers = o.headers, tls = o.tls, protocols = o.protocols,
+           proxy = M.proxy(o.proxy, level) }
 end
 
 -- TLS options and their types. Paths name PEM files and folders, as in luasec and
@@ -157,7 +158,7 @@ end
 local SERVER = {
   host = true, port = true, tls = true, max_head = true, max_headers = true,
   handshake_timeout = true, backlog = true, raw = true, max_memory = true, drafts = true,
-  keepalive_timeout = true, max_body = true,
+  keepalive_timeout = true, max_body = true, stream_bodies = true,
 }
 
 function M.server(o, level)
@@ -179,7 +180,30 @@ function M.server(o, level)
     drafts = o.drafts ~= false,
     keepalive_timeout_ms = number(o, "keepalive_timeout", level),
     max_body = number(o, "max_body", level),
+    stream_bodies = o.stream_bodies and true or nil,
     tls = M.tls(o.tls, "server", level),
+  }
+end
+
+local EVENTSOURCE = { headers = true, retry = true, ping = true }
+
+--- Checks EventSource options. Returns { headers, retry_ms, ping_ms } with faye's
+--- defaults (retry 5 s, ping 10 s); ping = math.huge sends no pings (ping_ms 0).
+function M.eventsource(o, level)
+  level = (level or 1) + 1
+  if o == nil then o = {} end
+  if type(o) ~= "table" then fail(level, "options must be a table") end
+  for k in pairs(o) do
+    if not EVENTSOURCE[k] then fail(level, "unknown option %q", tostring(k)) end
+  end
+  if o.headers ~= nil and type(o.headers) ~= "table" then
+    fail(level, "option headers must be a table")
+  end
+  M.header_lines(o.headers, level)   -- bad names and values raise here, not at writeHead
+  return {
+    headers = o.headers,
+    retry_ms = number(o, "retry", level) or 5000,
+    ping_ms = number(o, "ping", level) or 10000,
   }
 end
 
@@ -216,6 +240,72 @@ function M.header_lines(headers, level)
   end
   table.sort(out)
   return #out > 0 and table.concat(out) or nil
+end
+
+-- Percent-decodes a URL's user or password (RFC 3986 2.1); a stray "%" raises.
+local function percent_decode(s, what, level)
+  if s:gsub("%%%x%x", ""):find("%", 1, true) then
+    fail(level + 1, "option proxy.origin: a bad percent-escape in its %s", what)
+  end
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+local PROXY = { origin = true, headers = true, tls = true }
+local PROXY_PORTS = { http = 80, https = 443 }
+
+--- Checks the proxy option { origin = "http(s)://[user:password@]host[:port]", headers,
+--- tls }. Returns nil for nil, else { host, port, user, password (percent-decoded; nil
+--- without credentials), headers (CRLF-ended lines), tls (for an https:// origin: the
+--- table core.tls_context takes), servername }.
+function M.proxy(p, level)
+  level = (level or 1) + 1
+  if p == nil then return nil end
+  if type(p) ~= "table" then fail(level, "option proxy must be a table") end
+  for k in pairs(p) do
+    if not PROXY[k] then fail(level, "unknown proxy option %q", tostring(k)) end
+  end
+  local origin = p.origin
+  if type(origin) ~= "string" then
+    fail(level, "option proxy.origin must be a string (\"http://host:port\")")
+  end
+  local scheme, rest = origin:match("^(%a[%w+.-]*)://(.*)$")
+  scheme = scheme and scheme:lower()
+  if not PROXY_PORTS[scheme] then
+    fail(level, "option proxy.origin must be an http:// or https:// URL: %s", origin)
+  end
+  local authority, path = rest:match("^([^/?#]*)(.*)$")
+  if path ~= "" and path ~= "/" then
+    fail(level, "option proxy.origin must not have a path, query or fragment: %s", origin)
+  end
+  local userinfo, hostport = authority:match("^(.*)@([^@]*)$")
+  hostport = hostport or authority
+  local host, port
+  if hostport:sub(1, 1) == "[" then
+    host, port = hostport:match("^%[([%x:.]+)%]:?(%d*)$")
+  else
+    host, port = hostport:match("^([^:]+):?(%d*)$")
+  end
+  if not host or host:find("[%s%c]") then
+    fail(level, "option proxy.origin has no valid host: %s", origin)
+  end
+  port = tonumber(port ~= "" and port or nil) or PROXY_PORTS[scheme]
+  if port < 1 or port > 65535 then fail(level, "option proxy.origin: port out of range: %s", origin) end
+  local user, password
+  if userinfo and userinfo ~= "" then
+    local u, pw = userinfo:match("^([^:]*):(.*)$")
+    user = percent_decode(u or userinfo, "user", level)
+    password = pw and percent_decode(pw, "password", level)
+  end
+  if p.tls ~= nil and scheme ~= "https" then
+    fail(level, "option proxy.tls is for an https:// proxy origin")
+  end
+  local tls, servername
+  if scheme == "https" then tls, servername = M.tls(p.tls or {}, "client", level) end
+  if p.headers ~= nil and type(p.headers) ~= "table" then
+    fail(level, "option proxy.headers must be a table")
+  end
+  return { host = host, port = port, user = user, password = password, tls = tls,
+           servername = servername, headers = M.header_lines(p.headers, level) }
 end
 
 M.is_token = is_token

@@ -134,6 +134,7 @@ end
 Response["end"] = Response.finish   -- as Node, for those who write res["end"]
 
 local responses = setmetatable({}, { __mode = "k" })   -- conn -> res, for onclose
+local requests = setmetatable({}, { __mode = "k" })    -- conn -> req, for a streamed body
 
 -- Upgrade requests: defer() to answer later, reject() to refuse.
 local Request = {}
@@ -180,9 +181,20 @@ function M.init(WebSocket, hooks, upgrading)
     end
     local res = new_response(conn, req)
     responses[conn] = res
+    if req.body == nil then   -- stream_bodies: the pieces follow
+      requests[conn] = req
+      --- req:pause() / req:resume(): stop and restart reading the body (back-pressure).
+      req.pause = function() conn:pause() end
+      req.resume = function() conn:resume() end
+    end
     local h = server.onrequest
     if h then
       h(req, res)
+      -- stream_bodies: a request without a body is complete at once
+      if req.body == "" and server._stream_bodies and not req.complete then
+        req.complete = true
+        if req.onend then req.onend() end
+      end
     else
       res:writeHead(404, { ["Content-Type"] = "text/plain" })
       res:finish("Not Found\n")
@@ -192,6 +204,18 @@ function M.init(WebSocket, hooks, upgrading)
   --- The conn a deferred request is accepted on, or nil.
   function upgrading.deferred(req)
     return req and req._deferred and request_conn[req] or nil
+  end
+
+  -- stream_bodies: req.ondata(chunk) for each piece, then req.onend().
+  function hooks._onrequestbody(conn, data, fin)
+    local req = requests[conn]
+    if not req then return end
+    if data ~= "" and req.ondata then req.ondata(data) end
+    if fin then
+      requests[conn] = nil
+      req.complete = true
+      if req.onend then req.onend() end
+    end
   end
 
   function hooks._onrequestdrain(conn)
@@ -229,7 +253,9 @@ function M.listen(opts)
     if not ctx then return nil, err, name end
     o.tls = ctx
   end
-  return core.listen(o)
+  local s, err, name = core.listen(o)
+  if s and o.stream_bodies then s._stream_bodies = true end
+  return s, err, name
 end
 
 return M

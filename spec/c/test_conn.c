@@ -1,4 +1,4 @@
-/* C unit tests of the I/O layer (csrc/io/conn.c, server.c, client.c) over scripted
+/* C unit tests of the I/O layer (csrc/io/conn.c, server.c, client.c, proxy.c) over scripted
  * sockets (csrc/io/scripted.h): the peer's bytes go in, and each case checks the exact
  * bytes the peer read and the exact sequence of events. Timers run on a real libuv loop;
  * no socket is opened. The last line says how it went. */
@@ -83,7 +83,7 @@ static void ev_free(ws_conn_t *c) {
 }
 
 static const ws_io_events_t events = {ev_request, ev_open, ev_message, ev_pong, ev_error,
-                                      ev_close,   NULL,    ev_drain,   ev_free, NULL};
+                                      ev_close,   NULL,    ev_drain,   ev_free, NULL, NULL};
 
 static void reset(void) {
   memset(&T, 0, sizeof T);
@@ -388,6 +388,82 @@ static void test_client_bad_accept(void) {
   CHECK_REST("");
 }
 
+/* A client through a proxy (proxy.c): the exact CONNECT; the answer (an interim 100,
+ * then the 2xx) in every chunk size, with the start of the 101 in its last push; nothing
+ * but the CONNECT written before the 2xx; the 101, and the frame queued meanwhile. */
+static void test_proxy(void) {
+  static const char connect[] = "CONNECT server.example.com:80 HTTP/1.1\r\n"
+                                "Host: server.example.com:80\r\n"
+                                "Proxy-Authorization: Basic dXNlcjpwQHNz\r\n"   /* user:p@ss */
+                                "User-Agent: t\r\n\r\n";
+  static const char answer[] = "HTTP/1.1 100 Continue\r\n\r\n"
+                               "HTTP/1.1 200 Connection established\r\nVia: x\r\n\r\n"
+                               "HTTP/1.1 101 Swi";   /* the 101 starts in the same read */
+  ws_proxy_options_t px = {"proxy", 3128, NULL, NULL, "user", "p@ss", "User-Agent: t\r\n"};
+  ws_conn_options_t o;
+  ws_conn_options_default(&o);
+  for (size_t chunk = 1; chunk <= sizeof answer - 1; chunk = chunk < 8 ? chunk + 1 : chunk * 3) {
+    reset();
+    ws_script_t *p = ws_script_connect_proxy(L, "/chat", "server.example.com", NULL, NULL, &o,
+                                             &px, NULL);
+    CHECK(p != NULL);
+    CHECK_OUT(p, connect);
+    CHECK_INT(ws_conn_send(ws_script_conn(p), WS_OP_TEXT, "early", 5), 0);
+    for (size_t off = 0; off < sizeof answer - 1; off += chunk) {
+      size_t n;
+      if (off < sizeof answer - 1 - 16) {   /* the 2xx has not all come */
+        ws_script_take(p, &n);
+        CHECK_INT(n, 0);   /* no request before the tunnel is up */
+      }
+      n = sizeof answer - 1 - off < chunk ? sizeof answer - 1 - off : chunk;
+      ws_script_push(p, answer + off, n);
+    }
+    char resp[256];
+    client_response(p, resp, sizeof resp, 1);
+    CHECK(strncmp(resp, "HTTP/1.1 101 Swi", 16) == 0);
+    CHECK_STR(T.log, "");
+    ws_script_push(p, resp + 16, strlen(resp) - 16);
+    CHECK_STR(T.log, "open;");
+    size_t n;
+    const char *out = ws_script_take(p, &n);
+    CHECK_INT(n, 2 + 4 + 5);
+    if (n == 11) {
+      char f[11];
+      memcpy(f, out, n);
+      ws_mask(f + 6, 5, (const uint8_t *)f + 2, 0);
+      CHECK_MEM(f + 6, 5, "early", 5);
+    }
+    push_frame(p, 1, WS_OP_TEXT, "Hello", 5, 0);
+    ws_conn_terminate(ws_script_conn(p));
+    finish(p);
+    CHECK_STR(T.log, "open;message t Hello;close 1006 0;");
+  }
+}
+
+/* A refusal, a proxy that closes in its answer, and one that never answers: an error,
+ * close 1006, and nothing written after the CONNECT. */
+static void test_proxy_failures(void) {
+  static const char *const answers[] = {"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n",
+                                        "HTTP/1.1 200 Connection", "", "HTTP/1.1 20x OK\r\n\r\n"};
+  static const char *const logs[] = {"error EPROXY;close 1006 0;", "error EHANDSHAKE;close 1006 0;",
+                                     "error ETIMEDOUT;close 1006 0;", "error EPROXY;close 1006 0;"};
+  ws_proxy_options_t px = {"proxy", 3128, NULL, NULL, NULL, NULL, NULL};
+  ws_conn_options_t o;
+  ws_conn_options_default(&o);
+  for (int i = 0; i < 4; i++) {
+    reset();
+    ws_script_t *p = ws_script_connect_proxy(L, "/chat", "server.example.com", NULL, NULL, &o,
+                                             &px, NULL);
+    CHECK_OUT(p, "CONNECT server.example.com:80 HTTP/1.1\r\nHost: server.example.com:80\r\n\r\n");
+    ws_script_push(p, answers[i], strlen(answers[i]));
+    if (i == 1) ws_script_eof(p);
+    if (i == 2) ws_script_sweep(L, o.handshake_timeout_ms);
+    finish(p);
+    CHECK_STR(T.log, logs[i]);
+    CHECK_REST("");
+  }
+}
+
 static void test_high_water(void) {
   reset();
   T.opt.high_water = 16;
@@ -540,7 +616,7 @@ static void test_http_errors(void) {
 int main(void) {
   uv_loop_init(&uv);
   uv_timer_init(&uv, &tick);
-  L = ws_loop_get(&uv, &events);
+  L = ws_loop_new(&uv, &events, NULL);
   ws_server_options_t so;
   ws_server_options_default(&so);
   S = ws_script_server(L, &so, NULL);
@@ -551,6 +627,8 @@ int main(void) {
   test_pause_resume();
   test_client();
   test_client_bad_accept();
+  test_proxy();
+  test_proxy_failures();
   test_high_water();
   test_max_buffered();
   test_timeouts();
@@ -561,6 +639,7 @@ int main(void) {
   settle();
   CHECK_INT(ws_loop_active_handles(L), 0);
   CHECK_INT(ws_loop_free(L), 0);
+  CHECK_INT(uv_loop_close(&uv), 0);   /* every handle of it is gone */
   printf("%ld passed, %ld failed\n", test_passed, test_failed);
   return test_failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

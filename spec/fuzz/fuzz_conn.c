@@ -148,7 +148,7 @@ static void ev_request_done(ws_conn_t *c) {
 }
 
 static const ws_io_events_t events = {ev_request, ev_open, ev_message, ev_pong, ev_error,
-                                      ev_close,   NULL,    ev_drain,   ev_free, ev_request_done};
+                                      ev_close,   NULL,    ev_drain,   ev_free, ev_request_done, NULL};
 
 /* ---- the output must be a head, then frames, nothing after a close ------------------ */
 
@@ -214,7 +214,7 @@ static uv_loop_t uv;
 static void setup(void) {
   memset(filler, 'a', sizeof filler);
   uv_loop_init(&uv);
-  L = ws_loop_get(&uv, &events);
+  L = ws_loop_new(&uv, &events, NULL);
   ws_server_options_t so;
   ws_server_options_default(&so);
   so.max_head = 4096;

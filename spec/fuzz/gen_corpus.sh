@@ -5,7 +5,7 @@
 # rest is frames, and is also tried as a request head.
 set -e
 cd "$(dirname "$0")"
-mkdir -p corpus/frame corpus/http corpus/hixie corpus/inflate corpus/conn corpus/body
+mkdir -p corpus/frame corpus/http corpus/hixie corpus/inflate corpus/conn corpus/body corpus/proxy
 f=corpus/frame
 # RFC 6455 5.7 examples
 printf '\000\201\005Hello' > $f/text-unmasked
@@ -106,3 +106,14 @@ NEXT='GET /next HTTP/1.1\r\nHost: x\r\n\r\n'
 { printf '\010'; printf "${CHUNKED}40\r\n"; head -c 64 /dev/zero | tr '\000' 'x'; printf '\r\n41\r\n'; } > $b/chunked-over-limit
 { printf '\000'; printf "${CHUNKED}5\nhello\r\n0\r\n\r\n"; } > $b/bare-lf
 { printf '\002\000\002'; printf "${CHUNKED}3\r\nabc\r\n0\r\nA: b\r\n c\r\n\r\n"; } > $b/trailer-obs-fold
+p=corpus/proxy
+# fuzz_proxy (see its header): byte 0 = credentials (1), a valid 2xx first (2), with the
+# next bytes in the same push (4), small limits (8), short timeouts (16); then operations
+# as fuzz_conn's (7: the 101 answering the upgrade request).
+{ byte 2; byte 7; byte 3; feed '\201\002hi'; byte 3; } > $p/tunnel-open
+{ byte 7; byte 22; printf 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n'; byte 3; } > $p/tunnel-and-101
+{ byte 1; feed 'HTTP/1.1 407 Proxy Authentication '; feed 'Required\r\n\r\n'; byte 3; } > $p/refused-407
+{ byte 0; feed 'HTTP/1.1 100 Continue\r\n\r\n'; feed 'HTTP/1.0 200 OK\r\nVia: x\r\n\r\n'; byte 7; byte 3; } > $p/interim-100
+{ byte 8; feed 'HTTP/1.1 200 OK\r\nA: b\r\nC: d\r\nE: f\r\nG: h\r\n'; feed 'I: j\r\n\r\n'; byte 3; } > $p/too-many-headers
+{ byte 16; feed 'HTTP/1.1 2'; byte 4; byte 124; byte 3; } > $p/timeout
+{ byte 0; feed 'HTTP/1.1 200 OK\r\n'; byte 6; byte 3; } > $p/eof
