@@ -300,10 +300,11 @@ describe("nginx in front of luaws", function()
   it("fails the client's handshake (502 from nginx) when luaws is not there", function()
     local port = free_ports(1)[1]   -- nothing listens on it
     start_nginx(port)
-    local _, rec = H.client("ws://127.0.0.1:" .. nginx.http_port .. "/")
+    local ws, rec = H.client("ws://127.0.0.1:" .. nginx.http_port .. "/")
     H.wait(function() return #rec.closes > 0 end, 10, "onclose")
     assert.equal(0, rec.opens)
     assert.same({ "unexpected response code: 502" }, rec.errors)
+    assert.equal(502, ws.statusCode)   -- as faye's driver keeps it
     assert.same({ 1006, false }, { rec.closes[1].code, rec.closes[1].wasClean })
   end)
 end)
