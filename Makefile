@@ -26,7 +26,7 @@ OBJ := $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(ALL_SRC))
 HDR := $(wildcard csrc/*/*.h)
 SO := $(BUILD)/luaws/core.so
 
-.PHONY: all build test test-c test-io test-embed test-lua example asan valgrind fuzz deps clean bench bench-smoke rock chaos chaos-asan
+.PHONY: all build test test-c test-io test-embed test-lua example asan valgrind fuzz deps clean bench bench-smoke rock chaos chaos-asan browser
 
 all build: $(SO)
 
@@ -92,6 +92,13 @@ valgrind:
 	valgrind -q --error-exitcode=99 --leak-check=full build/vg-$(LUA)/test_core
 	valgrind -q --error-exitcode=99 --leak-check=full build/vg-$(LUA)/test_io
 	LUAWS_VALGRIND=1 sh scripts/run_specs.sh $(LUA) build/vg-$(LUA)
+
+# The chat example (examples/chat/) in headless Chromium, driven by puppeteer-core
+# (spec/browser/run.js). Where Chromium cannot be installed, the run says so and fails.
+browser:
+	@sh scripts/deps.sh chromium libnss3-tools || echo "browser: could not install what the browser run needs"
+	@$(MAKE) --no-print-directory build
+	LUA=$(LUA) BUILD=$(BUILD) node spec/browser/run.js
 
 # The attacker's toolkit (spec/chaos/): a luaws server attacked from outside its process,
 # and the luaws client against hostile servers. chaos-asan: the same on the ASan build.

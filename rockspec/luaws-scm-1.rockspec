@@ -25,7 +25,7 @@ build = {
   modules = {
     ["luaws.core"] = {
       sources = {
-        "csrc/core/close.c", "csrc/core/codec.c", "csrc/core/deflate.c", "csrc/core/errors.c", "csrc/core/ext.c",
+        "csrc/core/body.c", "csrc/core/close.c", "csrc/core/codec.c", "csrc/core/deflate.c", "csrc/core/errors.c", "csrc/core/ext.c",
         "csrc/core/frame.c", "csrc/core/handshake.c", "csrc/core/hixie.c", "csrc/core/http.c",
         "csrc/core/mask.c", "csrc/core/utf8.c",
         "csrc/io/client.c", "csrc/io/conn.c", "csrc/io/loop.c", "csrc/io/proxy.c",
@@ -44,5 +44,6 @@ build = {
     ["luaws.client"] = "lua/luaws/client.lua",
     ["luaws.deflate"] = "lua/luaws/deflate.lua",
     ["luaws.eventsource"] = "lua/luaws/eventsource.lua",
+    ["luaws.coro"] = "lua/luaws/coro.lua",
   },
 }

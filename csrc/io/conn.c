@@ -1118,7 +1118,11 @@ uint32_t ws__conn_sweep(ws_conn_t *c, uint32_t now) {
     return 0;
   }
   if (c->state != WS__S_OPEN || closing) return c->close_ms;
-  if (c->msg_at && due(now, c->msg_at, c->message_ms)) {
+  if (c->msg_at && (c->flags & WS__BLOCKED)) {
+    /* We are not reading (paused, or throttled by our own queue): what waits unread is
+     * ours to hold, not the peer's delay. Its clock restarts when reading does. */
+    c->msg_at = now | 1;
+  } else if (c->msg_at && due(now, c->msg_at, c->message_ms)) {
     ws__conn_fail(c, WS_ETIMEDOUT, "a message was not completed within message_timeout");
     return c->close_ms;
   }

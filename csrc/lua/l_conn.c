@@ -166,11 +166,23 @@ static void ev_pong(ws_conn_t *c, const char *data, size_t len) {
   lua_pop(L, 1);
 }
 
+/* A client whose handshake failed on the server's answer: statusCode tells its status,
+ * as faye's driver sets it before it checks the answer. */
+static void note_status(lua_State *L, int ud, ws_conn_t *c) {
+  int status = ws_conn_response_status(c);
+  if (!status) return;
+  ws_lua_getuv(L, ud);
+  lua_pushinteger(L, status);
+  lua_setfield(L, -2, "statusCode");
+  lua_pop(L, 1);
+}
+
 static void ev_error(ws_conn_t *c, int err, const char *message) {
   l_ctx_t *x = ctx_of(c);
   lua_State *L = x->L;
   box_of(c);
   int ud = lua_gettop(L);
+  note_status(L, ud, c);
   const char *name = ws_err_name(err);
   new_event(x, L, ud, L_K_ERROR, 2);
   l_push_key(x, L, L_K_MESSAGE_F);

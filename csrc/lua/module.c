@@ -166,6 +166,32 @@ int l_call(l_ctx_t *x, lua_State *L, int nargs, int tb, int target) {
   return r ? -1 : 0;
 }
 
+/* Fails the socket at index i (if it is one, and open) as a raising handler would. */
+static void fail_socket(lua_State *L, int i) {
+  l_box_t *b = luaL_testudata(L, i, L_CONN_MT);
+  if (b && b->p && b->kind == L_KIND_SOCKET) ws_conn_handler_failed(b->p);
+}
+
+/* core.handler_error(err, target [, sockets]): an error raised outside the dispatcher
+ * (in a coroutine, luaws.coro), with its traceback, goes where a handler's goes; the
+ * socket target and those in the list sockets close with 1011. */
+static int l_handler_error(lua_State *L) {
+  luaL_checkstring(L, 1);
+  lua_settop(L, 3);
+  lua_pushvalue(L, 1);
+  handler_error(l_ctx(L), L, lua_isnil(L, 2) ? 0 : 2);
+  fail_socket(L, 2);
+  if (lua_istable(L, 3)) {
+    int n = (int)ws_lua_rawlen(L, 3);
+    for (int i = 1; i <= n; i++) {
+      lua_rawgeti(L, 3, i);
+      fail_socket(L, 4);
+      lua_pop(L, 1);
+    }
+  }
+  return 0;
+}
+
 /* Runs the uv loop in mode; events run on the calling thread (x->L) meanwhile. */
 static int run_loop(lua_State *L, uv_run_mode mode, const char *what) {
   l_ctx_t *x = l_ctx(L);
@@ -377,6 +403,7 @@ static const luaL_Reg funcs[] = {
   {"broadcast", l_broadcast},
   {"uservalue", l_uservalue},
   {"strerror", l_strerror},
+  {"handler_error", l_handler_error},
   {"tls_context", l_tls_context},
   {NULL, NULL}
 };

@@ -29,6 +29,8 @@ local SPECS = {
   high_water = { "bytes", 1, MAX_INT, off = true },
   max_memory = { "bytes", 1, MAX_INT, off = true },
   max_body = { "bytes", 1, MAX_INT, off = true },
+  max_queued = { "count", 1, 4294967295, off = true },
+  max_queued_bytes = { "bytes", 1, MAX_INT, off = true },
   max_head = { "bytes", 256, 1048576 },
   max_headers = { "count", 1, 256 },
   backlog = { "count", 1, 65535 },
@@ -68,7 +70,7 @@ local SOCKET = {
   proxy = true, close_timeout = true, handshake_timeout = true, max_buffered = true,
   max_head = true, max_headers = true, protocols = true, max_fragments = true,
   idle_timeout = true, pong_timeout = true, message_timeout = true, send_timeout = true,
-  high_water = true, backpressure = true,
+  high_water = true, backpressure = true, max_queued = true, max_queued_bytes = true,
 }
 
 --- Checks socket options (WebSocket(req, protocols, options) and Client). Returns
@@ -118,7 +120,13 @@ function M.socket(o, level)
     max_headers = number(o, "max_headers", level),
     extensions = extensions,
   }
-  return { core = c, headers = o.headers, tls = o.tls, protocols = o.protocols,
+  -- The receive queue of luaws.coro (math.huge: no bound).
+  local queue
+  if o.max_queued ~= nil or o.max_queued_bytes ~= nil then
+    local n, b = number(o, "max_queued", level), number(o, "max_queued_bytes", level)
+    queue = { messages = n == 0 and HUGE or n, bytes = b == 0 and HUGE or b }
+  end
+  return { core = c, headers = o.headers, tls = o.tls, protocols = o.protocols, queue = queue,
            proxy = M.proxy(o.proxy, level) }
 end
 
