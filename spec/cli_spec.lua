@@ -41,13 +41,12 @@ end
 
 local procs = {}
 
---- Starts `luaws ARGS`. stdin: a string (given through a pipe, `cat FILE |`),
+--- Starts a shell command. stdin: a string (given through a pipe, `cat FILE |`),
 --- { file = path } (a regular file), { fifo = true } (a FIFO this spec writes to with
 --- p:write and ends with p:close_input), or nil (/dev/null).
-local function luaws(args, stdin)
+local function run(cmd, stdin)
   local p = { out = os.tmpname(), err = os.tmpname(), st = os.tmpname(), files = {} }
   os.remove(p.st)
-  local cmd = LUAWS .. " " .. args
   if type(stdin) == "string" then
     local input = os.tmpname()
     p.files[#p.files + 1] = input
@@ -118,6 +117,9 @@ local function luaws(args, stdin)
   end
   return p
 end
+
+--- Starts `luaws ARGS`, stdin as for run().
+local function luaws(args, stdin) return run(LUAWS .. " " .. args, stdin) end
 
 local function cleanup()
   for _, p in ipairs(procs) do
@@ -307,6 +309,17 @@ describe("the luaws command", function()
       p:close_input()
       local status = p:wait_exit()
       assert.equal(0, status)
+      H.wait(function() return #rec.closes == 1 end, 5, "server close")
+      assert.equal(1000, rec.closes[1].code)
+    end)
+
+    it("reads a terminal: each line as it is typed, and Ctrl-D ends the input", function()
+      local s, rec = H.echo_server()
+      local p = run("python3 spec/peers/pty_run.py " .. q(LUAWS .. " connect " .. url(s)))
+      local status, out, err = p:wait_exit(30)
+      assert.equal(0, status, err)
+      assert.matches("^hello\r\nhello\r\n\nstatus 0\n$", out)   -- the echo, then the reply
+      assert.same({ "hello" }, messages(rec))
       H.wait(function() return #rec.closes == 1 end, 5, "server close")
       assert.equal(1000, rec.closes[1].code)
     end)
