@@ -296,6 +296,25 @@ describe("the luaws command", function()
       assert.equal(3000, #rec.messages)
     end)
 
+    it("stops reading stdin while the server does not read, rather than outrun it", function()
+      -- 40 MB of lines: the kernel takes some 10 MB; the rest would pass the client's
+      -- max_buffered (16 MiB) and drop the connection, had it read them all
+      local got, bytes = 0, 0
+      local s, rec = server(function(ws)
+        ws:pause()
+        WebSocket.setTimeout(function() ws:resume() end, 300)
+        ws.onmessage = function(e) got, bytes = got + 1, bytes + #e.data end
+      end)
+      local file = os.tmpname()
+      spit(file, (("z"):rep(999) .. "\n"):rep(40000))
+      local status, out, err = luaws("connect " .. url(s), { file = file }):wait_exit(60)
+      os.remove(file)
+      assert.same({ 0, "", "" }, { status, out, err })
+      assert.same({ 40000, 40000 * 999 }, { got, bytes })
+      H.wait(function() return #rec.closes == 1 end, 5, "server close")
+      assert.equal(1000, rec.closes[1].code)
+    end)
+
     it("sends each line as it comes from a pipe, and ends at its end", function()
       local s, rec = H.echo_server()
       local p = luaws("connect " .. url(s), { fifo = true })
