@@ -23,8 +23,8 @@ typedef struct l_reader {
   } h;
   uv_fs_t req;              /* a file's read in the thread pool */
   l_box_t *box;             /* valid while anchored: until the handle is closed */
-  int fd;                   /* the caller's descriptor: its flags are restored */
-  int fd_flags;             /* (libuv makes a stream's file description non-blocking) */
+  int fd_flags;             /* restored at the close: libuv makes a stream's file
+                               description non-blocking, and fd shares it */
   int copy;                 /* our duplicate of fd, which libuv reads */
   int copy_is_ours;         /* libuv did not take the copy: we close it */
   int is_file, reading, paused, ended, closing, freed_later;
@@ -63,7 +63,11 @@ static void finish(l_reader_t *r, ssize_t n) {
   reader_close(r);
 }
 
-static void on_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf);
+static void on_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf) {
+  l_reader_t *r = h->data;
+  (void)size;
+  *buf = uv_buf_init(r->buf, sizeof r->buf);
+}
 
 static void on_stream_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   l_reader_t *r = s->data;
@@ -72,34 +76,33 @@ static void on_stream_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   else deliver(r, buf->base, n);
 }
 
-static void on_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf) {
-  l_reader_t *r = h->data;
-  (void)size;
-  *buf = uv_buf_init(r->buf, sizeof r->buf);
-}
-
 static void on_file_read(uv_fs_t *req);
 
-static void file_read(l_reader_t *r) {
-  if (r->reading) return;
+/* Starts a file's next read in the thread pool: 0 or a libuv error. */
+static int file_read(l_reader_t *r) {
+  if (r->reading) return 0;
   uv_buf_t b = uv_buf_init(r->buf, sizeof r->buf);
   r->req.data = r;
   int e = uv_fs_read(r->h.handle.loop, &r->req, r->copy, &b, 1, -1, on_file_read);
-  if (e) finish(r, e);
-  else r->reading = 1;
+  if (!e) r->reading = 1;
+  return e;
 }
 
 /* A file's read result: bytes, 0 for EOF, or an error. */
 static void file_result(l_reader_t *r, ssize_t n) {
-  if (n <= 0) {
-    finish(r, n == 0 ? UV_EOF : n);
-    return;
+  if (n > 0) {
+    deliver(r, r->buf, n);
+    if (r->closing || r->paused) return;
+    n = file_read(r);
+    if (!n) return;
   }
-  deliver(r, r->buf, n);
-  if (!r->closing && !r->paused) file_read(r);
+  finish(r, n == 0 ? UV_EOF : n);
 }
 
-static void reader_free(l_reader_t *r);
+static void reader_free(l_reader_t *r) {
+  if (r->copy_is_ours) close(r->copy);
+  free(r);
+}
 
 static void on_file_read(uv_fs_t *req) {
   l_reader_t *r = req->data;
@@ -126,11 +129,6 @@ static void on_held(uv_timer_t *t) {
   file_result(r, n == UV_EOF ? 0 : n);
 }
 
-static void reader_free(l_reader_t *r) {
-  if (r->copy_is_ours) close(r->copy);
-  free(r);
-}
-
 static void on_closed(uv_handle_t *h) {
   l_reader_t *r = h->data;
   lua_State *L = l_main;
@@ -146,7 +144,7 @@ static void on_closed(uv_handle_t *h) {
 static void reader_close(l_reader_t *r) {
   if (r->closing) return;
   r->closing = r->ended = 1;
-  fcntl(r->fd, F_SETFL, r->fd_flags);
+  fcntl(r->copy, F_SETFL, r->fd_flags);   /* the description fd shares */
   uv_close(&r->h.handle, on_closed);
 }
 
@@ -165,7 +163,6 @@ static int l_reader_new(lua_State *L) {
     close(copy);
     return luaL_error(L, "out of memory");
   }
-  r->fd = fd;
   r->fd_flags = flags;
   r->copy = copy;
   int e = 0;
@@ -201,10 +198,7 @@ static int l_reader_new(lua_State *L) {
   lua_pop(L, 1);
   lua_pushvalue(L, -1);
   b->ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  if (!e) {
-    if (r->is_file) file_read(r);
-    else e = uv_read_start(&r->h.stream, on_alloc, on_stream_read);
-  }
+  if (!e) e = r->is_file ? file_read(r) : uv_read_start(&r->h.stream, on_alloc, on_stream_read);
   if (e) {
     reader_close(r);
     return l_fail(L, e);
@@ -236,9 +230,10 @@ static int l_reader_resume(lua_State *L) {
   if (!r->is_file) e = uv_read_start(&r->h.stream, on_alloc, on_stream_read);
   else if (r->held) uv_timer_start(&r->h.timer, on_held, 0, 0);   /* not from inside
                                                                      the caller's code */
-  else if (!r->reading) file_read(r);
-  if (e) return l_fail(L, e);
-  return 0;
+  else e = file_read(r);
+  if (!e) return 0;
+  reader_close(r);   /* fn is not called from inside resume() */
+  return l_fail(L, e);
 }
 
 /* reader:close(): stops reading; fn is not called again. Twice is fine. */
