@@ -43,11 +43,13 @@ local procs = {}
 
 --- Starts a shell command. stdin: a string (given through a pipe, `cat FILE |`),
 --- { file = path } (a regular file), { fifo = true } (a FIFO this spec writes to with
---- p:write and ends with p:close_input), or nil (/dev/null).
+--- p:write and ends with p:close_input), "closed" (none at all) or nil (/dev/null).
 local function run(cmd, stdin)
   local p = { out = os.tmpname(), err = os.tmpname(), st = os.tmpname(), files = {} }
   os.remove(p.st)
-  if type(stdin) == "string" then
+  if stdin == "closed" then
+    cmd = cmd .. " <&-"
+  elseif type(stdin) == "string" then
     local input = os.tmpname()
     p.files[#p.files + 1] = input
     spit(input, stdin)
@@ -341,6 +343,15 @@ describe("the luaws command", function()
       assert.same({ "hello" }, messages(rec))
       H.wait(function() return #rec.closes == 1 end, 5, "server close")
       assert.equal(1000, rec.closes[1].code)
+    end)
+
+    it("runs without a stdin at all, as if it were empty", function()
+      local s, rec = H.echo_server()
+      local status, out, err = luaws("connect -x hi " .. url(s), "closed"):wait_exit()
+      assert.same({ 0, "hi\n", "" }, { status, out, err })
+      status, out, err = luaws("connect " .. url(s), "closed"):wait_exit()
+      assert.same({ 0, "", "" }, { status, out, err })
+      assert.same({ "hi" }, messages(rec))
     end)
 
     it("exits 0 when the server closes with 1000 while stdin is still open", function()
