@@ -23,6 +23,7 @@ typedef struct l_reader {
   } h;
   uv_fs_t req;              /* a file's read in the thread pool */
   l_box_t *box;             /* valid while anchored: until the handle is closed */
+  l_ctx_t *x;               /* the Lua state's luaws */
   int fd_flags;             /* restored at the close: libuv makes a stream's file
                                description non-blocking, and fd shares it */
   int copy;                 /* our duplicate of fd, which libuv reads */
@@ -37,7 +38,7 @@ static void reader_close(l_reader_t *r);
 /* Calls fn with a chunk or, for n < 0, (nil) at EOF or (nil, message, name). An error
  * in fn closes the reader (its own object only). */
 static void deliver(l_reader_t *r, const char *data, ssize_t n) {
-  lua_State *L = l_main;
+  lua_State *L = r->x->L;
   int top = lua_gettop(L);
   l_push_ref(L, r->box->ref);
   int bx = lua_gettop(L);
@@ -131,7 +132,7 @@ static void on_held(uv_timer_t *t) {
 
 static void on_closed(uv_handle_t *h) {
   l_reader_t *r = h->data;
-  lua_State *L = l_main;
+  lua_State *L = r->x->L;
   if (L) {
     r->box->p = NULL;
     luaL_unref(L, LUA_REGISTRYINDEX, r->box->ref);
@@ -152,7 +153,7 @@ static void reader_close(l_reader_t *r) {
 static int l_reader_new(lua_State *L) {
   int fd = (int)luaL_checkinteger(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  uv_loop_t *loop = ws_loop_uv(l_loop());
+  uv_loop_t *loop = ws_loop_uv(l_loop(L));
   uv_handle_type type = uv_guess_handle(fd);
   if (type == UV_UNKNOWN_HANDLE || type == UV_UDP) return l_fail(L, UV_EBADF);
   int flags = fcntl(fd, F_GETFL);
@@ -192,6 +193,7 @@ static int l_reader_new(lua_State *L) {
   r->h.handle.data = r;
   l_box_t *b = l_box_new(L, L_READER_MT, r);
   r->box = b;
+  r->x = l_ctx(L);
   ws_lua_getuv(L, -1);
   lua_pushvalue(L, 2);
   lua_setfield(L, -2, "fn");
