@@ -1,7 +1,10 @@
 /* luaws.core: the loop, the protected dispatcher, script timers, module functions. */
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include "binding.h"
 
 static const char ctx_key = 0;   /* its address keys the context in the registry */
@@ -418,6 +421,13 @@ LUAWS_EXPORT int luaopen_luaws_core(lua_State *L) {
      * that kills the process: as Node and luasocket do, unless the host set a handler. */
     struct sigaction sa;
     if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
+    /* libuv aborts when a descriptor it made for itself is 0, 1 or 2: a process started
+     * with one of them closed gets /dev/null there first, as Node does. */
+    for (int fd = 0; fd <= 2; fd++) {
+      if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF) continue;
+      int n = open("/dev/null", O_RDWR);
+      if (n > 2) close(n);
+    }
     /* OpenSSL sets up its random generator and digests on first use: do it at load,
      * not in the first handshake (whose latency and memory it would otherwise carry). */
     char warm[29];
@@ -449,6 +459,7 @@ LUAWS_EXPORT int luaopen_luaws_core(lua_State *L) {
   l_tls_open(L);
   lua_newtable(L);
   ws_lua_setfuncs(L, funcs, 0);
+  l_stdio_open(L);
   luaL_getmetatable(L, L_CONN_MT);
   lua_getfield(L, -1, "__methods");
   lua_setfield(L, -3, "socket_methods");
