@@ -396,7 +396,7 @@ static int queue_frame(ws_conn_t *c, const ws_iov_t *iov, unsigned n) {
 static int send_frame_rsv(ws_conn_t *c, int rsv, int opcode, const char *data, size_t len) {
   uint8_t hdr[WS_CODEC_MAX_HEAD], tail[WS_CODEC_MAX_HEAD], key[4];
   int client = (c->flags & WS__F_CLIENT) != 0;
-  if (client && ws_random(key, 4) != 0) return WS_EINTERNAL;
+  if (client && ws__mask_key(c->loop, key) != 0) return WS_EINTERNAL;
   size_t hl = c->codec->head(hdr, rsv, opcode, len, client ? key : NULL);
   size_t tl = c->codec->tail(tail);
   char *masked = NULL;
@@ -421,7 +421,7 @@ static void send_close(ws_conn_t *c, unsigned code, const char *reason, size_t r
   uint8_t frame[WS_CODEC_MAX_CLOSE], key[4];
   int client = (c->flags & WS__F_CLIENT) != 0;
   c->flags |= WS__F_CLOSE_SENT;
-  if (client && ws_random(key, 4) != 0) return;
+  if (client && ws__mask_key(c->loop, key) != 0) return;
   size_t n = c->codec->close(frame, code, reason, rlen, client ? key : NULL);
   ws_iov_t b = {(const char *)frame, n};
   if (n) queue_frame(c, &b, 1);
@@ -561,7 +561,7 @@ void ws__conn_abort(ws_conn_t *c, int err, unsigned code, const char *message) {
     uint8_t frame[WS_CODEC_MAX_CLOSE], key[4];
     int client = (c->flags & WS__F_CLIENT) != 0;
     size_t n = 0;
-    if ((c->codec->caps & WS_CODEC_CLOSE_CODES) && (!client || ws_random(key, 4) == 0))
+    if ((c->codec->caps & WS_CODEC_CLOSE_CODES) && (!client || ws__mask_key(c->loop, key) == 0))
       n = c->codec->close(frame, code, NULL, 0, client ? key : NULL);
     if (n) {
       uv_buf_t b = uv_buf_init((char *)frame, (unsigned)n);
