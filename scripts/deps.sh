@@ -1,14 +1,15 @@
 #!/bin/sh
 # Installs what luaws needs to build and test, only when it is missing: Debian packages
-# (Lua 5.1 to 5.4, LuaJIT, libuv, OpenSSL, zlib, busted, LuaRocks, Python websockets) and the
-# npm `ws` package used as an interop peer (into spec/peers/node_modules).
+# (Lua 5.1 to 5.4, LuaJIT, libuv, OpenSSL, zlib, busted, LuaRocks, Python websockets, and
+# wrk, the HTTP load generator of bench/run.sh's test i) and the npm `ws` package used as an
+# interop peer (into spec/peers/node_modules).
 set -e
 cd "$(dirname "$0")/.."
 
 PKGS="build-essential pkg-config clang libclang-rt-dev valgrind lua5.4 liblua5.4-dev luajit libluajit-5.1-dev
 lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev
 libuv1-dev libssl-dev openssl zlib1g-dev lua-busted lua-dkjson luarocks python3 python3-websockets
-nodejs npm curl"
+nodejs npm curl wrk"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
