@@ -390,6 +390,8 @@ static int queue_frame(ws_conn_t *c, const ws_iov_t *iov, unsigned n) {
   return ws__conn_write(c, iov, n);
 }
 
+int ws__conn_queue(ws_conn_t *c, const ws_iov_t *iov, unsigned n) { return queue_frame(c, iov, n); }
+
 /* Frames a whole message with c's codec (masked with a fresh key for a client) and
  * queues it. A client's payload is copied once, to be masked; a server's is not copied
  * unless it is corked. */

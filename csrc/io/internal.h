@@ -265,6 +265,9 @@ void ws__conn_fail(ws_conn_t *c, int err, const char *message);
 void ws__conn_set_open(ws_conn_t *c, const ws_http_head_t *head);
 void ws__conn_apply_options(ws_conn_t *c, const ws_conn_options_t *o, int role);
 int ws__conn_write(ws_conn_t *c, const ws_iov_t *iov, unsigned n);
+/* Queues bytes as a frame is: into the loop's cork when corked and small (answers to
+ * pipelined requests leave in one write), else written at once. */
+int ws__conn_queue(ws_conn_t *c, const ws_iov_t *iov, unsigned n);
 int ws__conn_write_raw(ws_conn_t *c, const ws_iov_t *iov, unsigned n);
 void ws__conn_end(ws_conn_t *c);
 void ws__conn_eof(ws_conn_t *c);   /* the peer's stream ended inside the transport */

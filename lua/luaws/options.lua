@@ -236,17 +236,24 @@ function M.protocol_list(protocols, level)
 end
 
 --- Extra headers as CRLF-ended lines (nil if none); CR, LF and bad names raise.
+-- Header names already found to be tokens (a server answers with the same few names
+-- again and again); bounded, so a script making up names cannot grow it without end.
+local token_names, token_count = {}, 0
+
 function M.header_lines(headers, level)
   level = (level or 1) + 1
   if not headers then return nil end
   local out = {}
   for name, value in pairs(headers) do
-    if not is_token(name) then fail(level, "invalid header name %q", tostring(name)) end
+    if not token_names[name] then
+      if not is_token(name) then fail(level, "invalid header name %q", tostring(name)) end
+      if token_count < 256 then token_names[name], token_count = true, token_count + 1 end
+    end
     value = tostring(value)
     if value:find("[\r\n%z]") then fail(level, "header %s has CR, LF or NUL in its value", name) end
     out[#out + 1] = name .. ": " .. value .. "\r\n"
   end
-  table.sort(out)
+  if #out > 1 then table.sort(out) end
   return #out > 0 and table.concat(out) or nil
 end
 
