@@ -241,13 +241,26 @@ static int l_init(lua_State *L) {
 static int l_stats(lua_State *L) {
   ws_loop_stats_t st;
   ws_loop_stats(l_loop(L), &st);
-  lua_createtable(L, 0, 3);
+  lua_createtable(L, 0, 6);
   lua_pushinteger(L, (lua_Integer)st.connections);
   lua_setfield(L, -2, "connections");
   lua_pushinteger(L, (lua_Integer)st.buffered_in);
   lua_setfield(L, -2, "buffered_in");
   lua_pushinteger(L, (lua_Integer)st.buffered_out);
   lua_setfield(L, -2, "buffered_out");
+  lua_pushinteger(L, (lua_Integer)st.topics);
+  lua_setfield(L, -2, "topics");
+  lua_pushinteger(L, (lua_Integer)st.subscriptions);
+  lua_setfield(L, -2, "subscriptions");
+  lua_pushinteger(L, (lua_Integer)st.topic_memory);
+  lua_setfield(L, -2, "topic_memory");
+  return 1;
+}
+
+/* Nanoseconds from an arbitrary point, monotonic (libuv's uv_hrtime, luv's uv.hrtime):
+ * for timing; CLOCK_MONOTONIC on Linux, so other processes' clocks compare with it. */
+static int l_hrtime(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)uv_hrtime());
   return 1;
 }
 
@@ -375,6 +388,9 @@ static const luaL_Reg funcs[] = {
   {"http_end", l_http_end},
   {"defer", l_defer},
   {"broadcast", l_broadcast},
+  {"publish", l_publish},
+  {"subscribers", l_subscribers},
+  {"hrtime", l_hrtime},
   {"uservalue", l_uservalue},
   {"strerror", l_strerror},
   {"tls_context", l_tls_context},
