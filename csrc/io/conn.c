@@ -1210,7 +1210,11 @@ void ws__conn_account(ws_conn_t *c) {
   if (c->ext && c->state != WS__S_CLOSED)   /* an extension's state (zlib's) */
     for (unsigned i = 0; i < c->ext->n; i++)
       if (c->ext->use[i].state) in += c->ext->use[i].ext->memory(c->ext->use[i].state);
-  size_t out = c->pending.cap + (c->inflight ? c->inflight->buf.cap : 0) + c->role->early_len(c);
+  /* A closed conn sends nothing more: the write libuv still holds is freed by its
+   * callback, and counting it until then would make a budget drop conn after conn for
+   * bytes that are already on their way out of memory. */
+  size_t out = c->state == WS__S_CLOSED ? 0
+               : c->pending.cap + (c->inflight ? c->inflight->buf.cap : 0) + c->role->early_len(c);
   l->mem_in += in - c->acct_in;     /* unsigned: a decrease wraps back correctly */
   l->mem_out += out - c->acct_out;
   ssize_t delta = (ssize_t)(in + out) - (ssize_t)(c->acct_in + c->acct_out);

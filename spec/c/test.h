@@ -62,5 +62,6 @@ void test_hixie(void);
 void test_ext(void);
 void test_deflate(void);
 void test_codec(void);
+void test_topics(void);   /* test_io: csrc/io/topics.c */
 
 #endif
