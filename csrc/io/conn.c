@@ -1240,12 +1240,15 @@ static ws_deflate_t *deflate_of(const ws_conn_t *c) {
   return NULL;
 }
 
+#define WS__FLAT_MAX (64 * 1024)   /* a payload copied once into a whole frame */
+
 size_t ws__loop_send_all(ws_loop_t *l, ws_conn_t **conns, size_t n, int opcode,
                          const char *data, size_t len, size_t *missed) {
   uint8_t hdr[WS_MAX_HEADER], zhdr[WS_MAX_HEADER];
   size_t hl = ws_frame_header(hdr, 1, 0, opcode, len, NULL), zhl = 0;
   ws_bytes_t shared = {NULL, 0, 0};   /* compressed once, for every conn that can share */
   int shared_bits = 0;
+  char *flat = NULL;
   size_t sent = 0;
   if (missed) *missed = 0;
   ws__conn_flush_cork(l);
@@ -1279,14 +1282,22 @@ size_t ws__loop_send_all(ws_loop_t *l, ws_conn_t **conns, size_t n, int opcode,
     } else if (d || c->codec != &ws_codec_rfc6455 || (c->flags & WS__F_CLIENT)) {
       r = send_message(c, opcode, data, len);   /* its own framing or compression */
     } else {
+      /* The frame in one piece, made at the first conn that takes it as it is: one
+       * write() per conn rather than a writev() of header and payload. */
+      if (!flat && len <= WS__FLAT_MAX && n > 1 && (flat = malloc(hl + len))) {
+        memcpy(flat, hdr, hl);
+        memcpy(flat + hl, data, len);
+      }
       ws_iov_t b[2] = {{(const char *)hdr, hl}, {data, len}};
-      r = ws__conn_write(c, b, 2);
+      if (flat) b[0].base = flat, b[0].len = hl + len;
+      r = ws__conn_write(c, b, flat ? 1 : 2);
     }
     ws__conn_after_queue(c);
     if (r == 0) sent++;
     else if (missed && c->state == WS__S_OPEN) conns[(*missed)++] = c;
   }
   ws_bytes_free(&shared);
+  free(flat);
   return sent;
 }
 
