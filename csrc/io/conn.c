@@ -396,13 +396,15 @@ static int queue_frame(ws_conn_t *c, const ws_iov_t *iov, unsigned n) {
   return ws__conn_write(c, iov, n);
 }
 
+int ws__conn_queue(ws_conn_t *c, const ws_iov_t *iov, unsigned n) { return queue_frame(c, iov, n); }
+
 /* Frames a whole message with c's codec (masked with a fresh key for a client) and
  * queues it. A client's payload is copied once, to be masked; a server's is not copied
  * unless it is corked. */
 static int send_frame_rsv(ws_conn_t *c, int rsv, int opcode, const char *data, size_t len) {
   uint8_t hdr[WS_CODEC_MAX_HEAD], tail[WS_CODEC_MAX_HEAD], key[4];
   int client = (c->flags & WS__F_CLIENT) != 0;
-  if (client && ws_random(key, 4) != 0) return WS_EINTERNAL;
+  if (client && ws__mask_key(c->loop, key) != 0) return WS_EINTERNAL;
   size_t hl = c->codec->head(hdr, rsv, opcode, len, client ? key : NULL);
   size_t tl = c->codec->tail(tail);
   char *masked = NULL;
@@ -427,7 +429,7 @@ static void send_close(ws_conn_t *c, unsigned code, const char *reason, size_t r
   uint8_t frame[WS_CODEC_MAX_CLOSE], key[4];
   int client = (c->flags & WS__F_CLIENT) != 0;
   c->flags |= WS__F_CLOSE_SENT;
-  if (client && ws_random(key, 4) != 0) return;
+  if (client && ws__mask_key(c->loop, key) != 0) return;
   size_t n = c->codec->close(frame, code, reason, rlen, client ? key : NULL);
   ws_iov_t b = {(const char *)frame, n};
   if (n) queue_frame(c, &b, 1);
@@ -574,7 +576,7 @@ void ws__conn_abort(ws_conn_t *c, int err, unsigned code, const char *message) {
     uint8_t frame[WS_CODEC_MAX_CLOSE], key[4];
     int client = (c->flags & WS__F_CLIENT) != 0;
     size_t n = 0;
-    if ((c->codec->caps & WS_CODEC_CLOSE_CODES) && (!client || ws_random(key, 4) == 0))
+    if ((c->codec->caps & WS_CODEC_CLOSE_CODES) && (!client || ws__mask_key(c->loop, key) == 0))
       n = c->codec->close(frame, code, NULL, 0, client ? key : NULL);
     if (n) {
       uv_buf_t b = uv_buf_init((char *)frame, (unsigned)n);
@@ -1131,7 +1133,11 @@ uint32_t ws__conn_sweep(ws_conn_t *c, uint32_t now) {
     return 0;
   }
   if (c->state != WS__S_OPEN || closing) return c->close_ms;
-  if (c->msg_at && due(now, c->msg_at, c->message_ms)) {
+  if (c->msg_at && (c->flags & WS__BLOCKED)) {
+    /* We are not reading (paused, or throttled by our own queue): what waits unread is
+     * ours to hold, not the peer's delay. Its clock restarts when reading does. */
+    c->msg_at = now | 1;
+  } else if (c->msg_at && due(now, c->msg_at, c->message_ms)) {
     ws__conn_fail(c, WS_ETIMEDOUT, "a message was not completed within message_timeout");
     return c->close_ms;
   }

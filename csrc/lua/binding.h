@@ -93,6 +93,7 @@ int l_subscribers(lua_State *L);
 
 void l_server_open(lua_State *L);
 void l_tls_open(lua_State *L);
+void l_stdio_open(lua_State *L);   /* core.reader: the metatable and the function */
 int l_conn_push_new(lua_State *L, ws_conn_t *c);   /* wraps c (server side) */
 
 void l_conn_options(lua_State *L, int t, ws_conn_options_t *o);

@@ -575,6 +575,23 @@ static void test_timeouts(void) {
   finish(p);
   CHECK_STR(T.log, "error ETIMEDOUT;close 1008 0;");
   CHECK_REST("\x88\x02\x03\xf0");
+
+  /* Paused with whole messages read and waiting: no message_timeout, however long. */
+  reset();
+  T.opt.idle_timeout_ms = 0;
+  T.opt.message_timeout_ms = 20;
+  T.on_message = on_message_pausing;
+  p = open_server();
+  char two[64];
+  size_t n2 = frame(two, 1, 0, WS_OP_TEXT, "1", 1, 1);
+  n2 += frame(two + n2, 1, 0, WS_OP_TEXT, "x", 1, 1);
+  ws_script_push(p, two, n2);
+  CHECK_STR(T.log, "message t 1;");
+  CHECK(run_until("close", 100) == 0);
+  ws_conn_resume(ws_script_conn(p));
+  CHECK_STR(T.log, "message t 1;message t x;");
+  ws_conn_terminate(ws_script_conn(p));
+  finish(p);
 }
 
 static void test_http_errors(void) {
