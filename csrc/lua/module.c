@@ -270,19 +270,17 @@ static int l_init(lua_State *L) {
 static int l_stats(lua_State *L) {
   ws_loop_stats_t st;
   ws_loop_stats(l_loop(L), &st);
-  lua_createtable(L, 0, 6);
-  lua_pushinteger(L, (lua_Integer)st.connections);
-  lua_setfield(L, -2, "connections");
-  lua_pushinteger(L, (lua_Integer)st.buffered_in);
-  lua_setfield(L, -2, "buffered_in");
-  lua_pushinteger(L, (lua_Integer)st.buffered_out);
-  lua_setfield(L, -2, "buffered_out");
-  lua_pushinteger(L, (lua_Integer)st.topics);
-  lua_setfield(L, -2, "topics");
-  lua_pushinteger(L, (lua_Integer)st.subscriptions);
-  lua_setfield(L, -2, "subscriptions");
-  lua_pushinteger(L, (lua_Integer)st.topic_memory);
-  lua_setfield(L, -2, "topic_memory");
+  const struct {
+    const char *name;
+    size_t value;
+  } f[] = {{"connections", st.connections}, {"buffered_in", st.buffered_in},
+           {"buffered_out", st.buffered_out}, {"topics", st.topics},
+           {"subscriptions", st.subscriptions}, {"topic_memory", st.topic_memory}};
+  lua_createtable(L, 0, (int)(sizeof f / sizeof f[0]));
+  for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+    lua_pushinteger(L, (lua_Integer)f[i].value);
+    lua_setfield(L, -2, f[i].name);
+  }
   return 1;
 }
 
