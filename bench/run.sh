@@ -30,14 +30,21 @@
 #      load from wrk (Debian's, 1 thread): BENCH_HTTP_CONNS (50) connections, 1 request in
 #      flight each; then the same with BENCH_HTTP_PIPELINE (16; 0 skips it) requests
 #      pipelined per connection (bench/wrk_pipeline.lua)
-# a, b, d, g and i run BENCH_REPEAT (3) times per peer, the peers taking turns, and the best
+#   j  topics: BENCH_TOPIC_CONNS (10000) connections all subscribed to one topic
+#      (bench/topics_server.lua; Node ws, which has no topics, keeps a Set per topic and
+#      iterates it, bench/topics_server.js), then BENCH_PUBLISHES (100) publishes of 64 B
+#      back to back: the server's time per publish (a monotonic clock around the call),
+#      the time until the generator has every message, per publish, the server's CPU per
+#      publish, and the server's RSS growth per subscription (next to its growth per idle
+#      connection, as c); best of BENCH_REPEAT by the median publish time
+# a, b, d, g, i and j run BENCH_REPEAT (3) times per peer, the peers taking turns, and the best
 # run counts; the table also gives the server's CPU time per message, which other load on
 # a shared machine moves much less than throughput.
-# Other knobs: BENCH_TESTS ("a b c d e f g h i": the tests to run), BENCH_LUAS ("lua5.4 luajit"),
+# Other knobs: BENCH_TESTS ("a b c d e f g h i j": the tests to run), BENCH_LUAS ("lua5.4 luajit"),
 # BENCH_NODE (1; 0 skips Node ws and http), BENCH_FLOOR (1; 0 skips the floors: for a and b
 # bench/floor_echo.c, the thinnest C echo server, whose figures are this machine's ceiling;
 # for g bench/zlib_floor.c, a deflate echo server's inflate and deflate calls alone),
-# BENCH_DEFLATE_IDLE_CONNS (2000: h),
+# BENCH_DEFLATE_IDLE_CONNS (2000: h), BENCH_TOPIC_CONNS (10000: j), BENCH_PUBLISHES (100: j),
 # BENCH_OUT (build/bench: the log and the loadgen binary), CC.
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -51,6 +58,7 @@ LOADGEN=$OUT/loadgen
 LOG=$OUT/bench-$(date +%Y%m%d-%H%M%S).log
 if [ $SMOKE = 1 ]; then
   SECS=1; CSECS=1; IDLE=50; ZIDLE=50; IDLE_SECS=1; MAXTEST=1; MAXCONNS=200
+  TCONNS=200; PUBS=10
   LUAS=lua5.4; NODE=0
 else
   SECS=${BENCH_SECONDS:-10}
@@ -58,13 +66,15 @@ else
   IDLE=${BENCH_IDLE_CONNS:-10000}
   ZIDLE=${BENCH_DEFLATE_IDLE_CONNS:-2000}
   IDLE_SECS=${BENCH_IDLE_SECONDS:-3}
+  TCONNS=${BENCH_TOPIC_CONNS:-10000}
+  PUBS=${BENCH_PUBLISHES:-100}
   MAXTEST=${BENCH_MAX:-1}
   MAXCONNS=${BENCH_MAX_CONNS:-$(($(ulimit -n) - 64))}
   LUAS=${BENCH_LUAS:-lua5.4 luajit}
   NODE=${BENCH_NODE:-1}
 fi
-TESTS=${BENCH_TESTS:-a b c d e f g h i}
-[ $SMOKE = 1 ] && TESTS="a b c d e f g h i"
+TESTS=${BENCH_TESTS:-a b c d e f g h i j}
+[ $SMOKE = 1 ] && TESTS="a b c d e f g h i j"
 has() { case " $TESTS " in *" $1 "*) return 0 ;; esac; return 1; }
 TLS=1; has e || TLS=0
 has f || MAXTEST=0
@@ -283,10 +293,12 @@ start_peer() {
   [ "${2:-}" = deflate ] && flags=(--deflate)
   case $1,${2:-} in
     ws,http) start_server ws node spec/peers/http_server.js ;;
+    ws,topics) start_server ws node bench/topics_server.js ;;
     ws,*) start_server ws node spec/peers/ws_echo_server.js "${flags[@]}" ;;
     floor,*) start_server floor - "$FLOOR" ;;
     *,broadcast) start_server luaws "$1" bench/broadcast_server.lua ;;
     *,http) start_server luaws "$1" bench/http_server.lua ;;
+    *,topics) start_server luaws "$1" bench/topics_server.lua ;;
     *) start_server luaws "$1" examples/echo_server.lua "${flags[@]}" ;;
   esac || die "the $1 server did not start"
 }
@@ -399,6 +411,78 @@ max_test() {
   stop_server
 }
 
+# j: TCONNS connections from one generator, held; the server's RSS per connection; then
+# GET /subscribe (all of them to one topic) and its RSS per subscription; then GET
+# /publish: PUBS publishes of 64 B, back to back. The generator stops once it has every
+# message; its last receive time (CLOCK_MONOTONIC, as the server's t0) ends the run.
+topics_test() {
+  local peer=$1 g rss0 rss1 rss2 sub pub i t0 last c0 c1
+  say "j: $TCONNS conns subscribed to one topic, $PUBS publishes of 64 B: $peer (run $2)"
+  start_peer "$peer" topics
+  rss0=$(vmrss_kb "$SRV_PID")
+  rm -f "$OUT"/topics.out "$OUT"/topics.err
+  $PIN_GEN "$LOADGEN" idle -p "$SRV_PORT" -c "$TCONNS" -d 600 -x $((TCONNS * PUBS)) -o 128 -R 2 \
+    >"$OUT/topics.out" 2>"$OUT/topics.err" &
+  g=$!
+  PIDS="$PIDS $g"
+  for i in $(seq 1200); do   # at most 120 s to open them all
+    grep -q '^ready' "$OUT/topics.err" 2>/dev/null && break
+    kill -0 "$g" 2>/dev/null || break
+    sleep 0.1
+  done
+  sleep 1
+  rss1=$(vmrss_kb "$SRV_PID")
+  sub=$(http_get "$SRV_PORT" /subscribe)
+  sleep 1
+  rss2=$(vmrss_kb "$SRV_PID")
+  c0=$(cpu_split "$SRV_PID")
+  pub=$(http_get "$SRV_PORT" "/publish?n=$PUBS&size=64")
+  for i in $(seq 600); do kill -0 "$g" 2>/dev/null || break; sleep 0.1; done   # 60 s
+  c1=$(cpu_split "$SRV_PID")
+  kill "$g" 2>/dev/null
+  wait "$g" 2>/dev/null
+  PIDS=$(echo " $PIDS " | sed "s/ $g / /")
+  LINE=$(cat "$OUT/topics.out")
+  say "  $LINE"
+  local opened got
+  opened=$(field "$LINE" hs_ok); got=$(field "$LINE" msgs)
+  t0=$(echo "$pub" | sed -n 's/.*t0_ns=\([0-9]*\).*/\1/p')
+  last=$(field "$LINE" last_rx_ns)
+  LINE="topics peer=$peer conns=$opened rss_start_kb=$rss0 rss_open_kb=$rss1 rss_subscribed_kb=$rss2 subscribe=[$sub] publish=[$pub] received=$got"
+  # the server's CPU from the publish request until the generator had everything: what
+  # the publishes cost it, sends that completed later included (other load on a shared
+  # machine moves the wall times, much less this)
+  LINE="$LINE $(awk -v a="$rss0" -v b="$rss1" -v c="$rss2" -v n="$opened" -v t0="${t0:-0}" -v l="${last:-0}" -v p="$PUBS" \
+    -v x="$c0" -v y="$c1" -v hz="$HZ" \
+    'BEGIN { split(x, u, " "); split(y, v, " ");
+             printf "rss_per_conn_B=%.0f rss_per_sub_B=%.0f e2e_ms_per_publish=%.2f server_cpu_ms_per_publish=%.2f server_user_ms=%.2f server_sys_ms=%.2f",
+             n ? (b - a) * 1024 / n : 0, n ? (c - b) * 1024 / n : 0,
+             (t0 > 0 && l > t0) ? (l - t0) / 1e6 / p : 0,
+             (v[1] + v[2] - u[1] - u[2]) * 1000 / hz / p, (v[1] - u[1]) * 1000 / hz / p,
+             (v[2] - u[2]) * 1000 / hz / p }')"
+  say "  $LINE"
+  # the run with the lowest median publish time counts (BENCH_REPEAT runs, interleaved)
+  local p50
+  p50=$(echo "$pub" | sed -n 's/.*p50_us=\([0-9.]*\).*/\1/p')
+  if [ -z "${R[$peer,j_p50]:-}" ] || awk -v a="$p50" -v b="${R[$peer,j_p50]}" 'BEGIN { exit !(a < b) }'; then
+    R[$peer,j_p50]=$p50
+    R[$peer,j_us]=$(echo "$pub" | sed -n 's/.*us_per_publish=\([0-9.]*\).*/\1/p')
+    R[$peer,j_cpu]=$(field "$LINE" server_cpu_ms_per_publish)
+    R[$peer,j_split]="$(field "$LINE" server_user_ms) / $(field "$LINE" server_sys_ms)"
+    R[$peer,j_e2e]=$(field "$LINE" e2e_ms_per_publish)
+    R[$peer,j_sub]=$(field "$LINE" rss_per_sub_B)
+    R[$peer,j_conn]=$(field "$LINE" rss_per_conn_B)
+    R[$peer,j_mem]=$(awk -v m="$(echo "$sub" | sed -n 's/.*topic_memory=\([0-9]*\).*/\1/p')" -v n="$opened" \
+      'BEGIN { if (m != "" && n) printf "%.1f", m / n }')
+    R[$peer,j_got]=$got
+  fi
+  if [ $SMOKE = 1 ]; then
+    if [ "$opened" = "$TCONNS" ] && [ "$got" = "$((TCONNS * PUBS))" ]; then say "ok   j topics"
+    else say "FAIL j topics: opened $opened, received $got of $((TCONNS * PUBS))"; FAILED=1; fi
+  fi
+  stop_server
+}
+
 # ---- run --------------------------------------------------------------------------------
 
 PEERS=$LUAS
@@ -493,6 +577,10 @@ done
 done
 [ "${FAILED_WRK:-0}" = 1 ] && FAILED=1
 
+has j && for r in $(seq "$REPEAT"); do
+  for p in $PEERS; do topics_test "$p" "$r"; done
+done
+
 if [ $SMOKE = 1 ]; then
   [ $FAILED = 0 ] && say "bench-smoke: ok (log: $LOG)" || say "bench-smoke: FAILED (log: $LOG)"
   exit $FAILED
@@ -581,6 +669,15 @@ row "i pipelined  of which user / kernel us" ip_split
 row "i pipelined cpu% server / generator" ip_cpu
 [ -n "${R[ws,i]:-}${R[ws,ip]:-}" ] &&
   say "(i: the node column is Node's http module, spec/peers/http_server.js)"
+row "j publish to $TCONNS subs: us/publish, mean (ws/luaws)" j_us inverse
+row "j  median us/publish (ws/luaws)" j_p50 inverse
+row "j until the generator has all: ms/publish (ws/luaws)" j_e2e inverse
+row "j server CPU ms/publish (ws/luaws)" j_cpu inverse
+row "j  of which user / kernel ms" j_split
+row "j server RSS B/subscription" j_sub ratio
+row "j  (B/idle conn, as c)" j_conn
+row "j  topic registry B/subscription (stats)" j_mem
+row "j messages received" j_got
 if { [ "$FLOOR_ON" = 1 ] && { [ -n "${R[floor,a]:-}" ] || [ -n "${R[floor,b]:-}" ]; }; } ||
    [ -n "${R[floor,g_cost]:-}" ]; then
   # The ceiling: the same generator against a server that does nothing but read, unmask

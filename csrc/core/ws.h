@@ -27,7 +27,8 @@
   X(OVERLOAD, -30015, 1013, "server memory budget exceeded")                   \
   X(INFLATE, -30016, 1007, "invalid compressed data")                          \
   X(NOTSUPPORTED, -30017, 0, "not supported by this protocol version")       \
-  X(PROXY, -30018, 0, "the proxy did not open a tunnel")
+  X(PROXY, -30018, 0, "the proxy did not open a tunnel")                       \
+  X(LIMIT, -30019, 0, "max_subscriptions reached")
 
 enum {
 #define WS__ERR_ENUM(name, val, code, msg) WS_E##name = (val),

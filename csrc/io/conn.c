@@ -23,6 +23,8 @@ void ws_conn_options_default(ws_conn_options_t *o) {
   o->backpressure_error = 0;
   o->max_head = 16 * 1024;
   o->max_headers = 64;
+  o->max_subscriptions = 1024;        /* ~32 KiB of lists: a peer that makes the script
+                                         subscribe it to topic after topic is bounded */
   o->num_extensions = 0;
 }
 
@@ -138,6 +140,7 @@ static void finalize(ws_conn_t *c) {
                     c->close_reason ? strlen(c->close_reason) : 0,
                     (c->flags & WS__F_CLEAN) != 0);
   if (l->ev->on_free) l->ev->on_free(c);
+  if (c->subs) ws__topics_leave(c);   /* (destroy did it; a handler may not re-subscribe) */
   ws__tp_free_all(c);
   c->role->free(c);
   free_extensions(c);
@@ -177,7 +180,10 @@ void ws__conn_destroy(ws_conn_t *c, unsigned code, int clean) {
     l->cork_owner = NULL;
     l->cork.len = l->cork.start = 0;
   }
-  /* Nothing more is read or sent: the buffers go now, so a budget sees them go. */
+  /* Nothing more is read or sent: the buffers go now, so a budget sees them go; and it
+   * leaves its topics (its memory stays until the close callback, so a publish that is
+   * sending to it from a copy of the subscribers never reads freed memory). */
+  if (c->subs) ws__topics_leave(c);
   ws__buf_free(&c->in);
   ws__buf_free(&c->msg);
   ws__buf_free(&c->pending);
@@ -537,6 +543,13 @@ static void note_error(ws_conn_t *c, int err, const char *message) {
   }
 }
 
+/* The closing handshake began (either side), or the conn failed: nothing more is sent
+ * to it, so it leaves its topics now. */
+static void set_closing(ws_conn_t *c) {
+  c->state = WS__S_CLOSING;
+  if (c->subs) ws__topics_leave(c);
+}
+
 void ws__conn_fail(ws_conn_t *c, int err, const char *message) {
   if (c->state == WS__S_CLOSED) return;
   note_error(c, err, message);
@@ -546,7 +559,7 @@ void ws__conn_fail(ws_conn_t *c, int err, const char *message) {
     unsigned code = codes ? (unsigned)ws_err_close_code(err) : 1006;
     if (!(c->flags & WS__F_CLOSE_SENT) && codes) send_close(c, code, NULL, 0);
     c->close_code = (uint16_t)code;
-    c->state = WS__S_CLOSING;
+    set_closing(c);
     ws__buf_free(&c->msg);
     ws__conn_end(c);
     return;
@@ -581,13 +594,13 @@ void ws_conn_close(ws_conn_t *c, unsigned code, const char *reason, size_t reaso
     if (!(c->codec->caps & WS_CODEC_CLOSE_CODES)) {
       /* The drafts: -76 sent its closing frame, -75 none; neither waits for an answer
        * (as faye's drivers), and the close is a clean one. */
-      c->state = WS__S_CLOSING;
+      set_closing(c);
       c->close_code = 1000;
       c->flags |= WS__F_CLEAN;
       ws__conn_end(c);
       break;
     }
-    c->state = WS__S_CLOSING;
+    set_closing(c);
     c->state_at = ws__now(c->loop);
     ws__loop_sweep_for(c->loop, c->close_ms);
     break;
@@ -729,7 +742,7 @@ static int on_control(void *ud, int opcode, char *data, size_t len) {
   if (!(c->flags & WS__F_CLOSE_SENT)) send_close(c, code == 1005 ? 0 : code, reason, rlen);
   if (c->state == WS__S_CLOSED) return 1;
   if (c->state != WS__S_CLOSING) c->state_at = ws__now(c->loop);
-  c->state = WS__S_CLOSING;
+  set_closing(c);
   c->flags |= WS__F_CLEAN;
   ws__buf_free(&c->msg);
   c->msg_at = 0;
@@ -1191,6 +1204,7 @@ void ws__conn_apply_options(ws_conn_t *c, const ws_conn_options_t *o, int role) 
   c->send_ms = timeout_ms(o->send_timeout_ms);
   c->max_head = o->max_head > 65535 ? 65535 : (uint16_t)o->max_head;
   c->max_headers = o->max_headers;
+  c->max_subscriptions = o->max_subscriptions;
   ws__loop_sweep_for(c->loop, c->handshake_ms);
 }
 
@@ -1202,7 +1216,11 @@ void ws__conn_account(ws_conn_t *c) {
   if (c->ext && c->state != WS__S_CLOSED)   /* an extension's state (zlib's) */
     for (unsigned i = 0; i < c->ext->n; i++)
       if (c->ext->use[i].state) in += c->ext->use[i].ext->memory(c->ext->use[i].state);
-  size_t out = c->pending.cap + (c->inflight ? c->inflight->buf.cap : 0) + c->role->early_len(c);
+  /* A closed conn sends nothing more: the write libuv still holds is freed by its
+   * callback, and counting it until then would make a budget drop conn after conn for
+   * bytes that are already on their way out of memory. */
+  size_t out = c->state == WS__S_CLOSED ? 0
+               : c->pending.cap + (c->inflight ? c->inflight->buf.cap : 0) + c->role->early_len(c);
   l->mem_in += in - c->acct_in;     /* unsigned: a decrease wraps back correctly */
   l->mem_out += out - c->acct_out;
   ssize_t delta = (ssize_t)(in + out) - (ssize_t)(c->acct_in + c->acct_out);
@@ -1215,6 +1233,9 @@ void ws_loop_stats(ws_loop_t *l, ws_loop_stats_t *st) {
   st->connections = (size_t)l->nconns;
   st->buffered_in = l->mem_in;
   st->buffered_out = l->mem_out;
+  st->topics = l->topics.n;
+  st->subscriptions = l->topics.subscriptions;
+  st->topic_memory = l->topics.memory;
 }
 
 /* The permessage-deflate state of c, when negotiated. */
@@ -1225,23 +1246,33 @@ static ws_deflate_t *deflate_of(const ws_conn_t *c) {
   return NULL;
 }
 
-size_t ws_loop_broadcast(ws_loop_t *l, ws_conn_t **conns, size_t n, int opcode,
-                         const char *data, size_t len) {
+#define WS__FLAT_MAX (64 * 1024)   /* a payload copied once into a whole frame */
+
+size_t ws__loop_send_all(ws_loop_t *l, ws_conn_t **conns, size_t n, int opcode,
+                         const char *data, size_t len, size_t *missed) {
   uint8_t hdr[WS_MAX_HEADER], zhdr[WS_MAX_HEADER];
   size_t hl = ws_frame_header(hdr, 1, 0, opcode, len, NULL), zhl = 0;
   ws_bytes_t shared = {NULL, 0, 0};   /* compressed once, for every conn that can share */
   int shared_bits = 0;
+  char *flat = NULL;
   size_t sent = 0;
+  if (missed) *missed = 0;
   ws__conn_flush_cork(l);
   for (size_t i = 0; i < n; i++) {
     ws_conn_t *c = conns[i];
-    if (c->state != WS__S_OPEN || sendable(c, opcode, data, len) != 0 ||
-        ws__conn_admit(c, hl + len) != 0)
+    int r = WS_ECLOSED;
+    if (c->state != WS__S_OPEN || (r = sendable(c, opcode, data, len)) != 0 ||
+        (r = ws__conn_admit(c, hl + len)) != 0) {
+      /* Still open: refused, and told to the caller (missed; *missed <= i, so only
+       * entries already read are written over). Closed by the "drop" policy: it hears
+       * of it by on_error and on_close. */
+      if (missed && c->state == WS__S_OPEN) conns[(*missed)++] = c;
       continue;
+    }
     ws_deflate_t *d = deflate_of(c);
-    int r, share = d && len >= d->cfg.threshold && !(c->flags & WS__F_CLIENT) &&
-                   shared_bits >= 0 &&
-                   ws_deflate_can_share(d, shared_bits ? shared_bits : d->send_bits);
+    int share = d && len >= d->cfg.threshold && !(c->flags & WS__F_CLIENT) &&
+                shared_bits >= 0 &&
+                ws_deflate_can_share(d, shared_bits ? shared_bits : d->send_bits);
     if (share && !shared_bits) {
       if (ws_deflate_compress_shared(&d->cfg, d->send_bits, data, len, &shared) == 0) {
         shared_bits = d->send_bits;
@@ -1257,12 +1288,26 @@ size_t ws_loop_broadcast(ws_loop_t *l, ws_conn_t **conns, size_t n, int opcode,
     } else if (d || c->codec != &ws_codec_rfc6455 || (c->flags & WS__F_CLIENT)) {
       r = send_message(c, opcode, data, len);   /* its own framing or compression */
     } else {
+      /* The frame in one piece, made at the first conn that takes it as it is: one
+       * write() per conn rather than a writev() of header and payload. */
+      if (!flat && len <= WS__FLAT_MAX && n > 1 && (flat = malloc(hl + len))) {
+        memcpy(flat, hdr, hl);
+        memcpy(flat + hl, data, len);
+      }
       ws_iov_t b[2] = {{(const char *)hdr, hl}, {data, len}};
-      r = ws__conn_write(c, b, 2);
+      if (flat) b[0].base = flat, b[0].len = hl + len;
+      r = ws__conn_write(c, b, flat ? 1 : 2);
     }
     ws__conn_after_queue(c);
     if (r == 0) sent++;
+    else if (missed && c->state == WS__S_OPEN) conns[(*missed)++] = c;
   }
   ws_bytes_free(&shared);
+  free(flat);
   return sent;
+}
+
+size_t ws_loop_broadcast(ws_loop_t *l, ws_conn_t **conns, size_t n, int opcode,
+                         const char *data, size_t len) {
+  return ws__loop_send_all(l, conns, n, opcode, data, len, NULL);
 }

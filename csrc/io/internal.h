@@ -30,6 +30,16 @@ void ws__buf_consume(ws_buf_t *b, size_t len);
 static inline size_t ws__buf_room(const ws_buf_t *b) { return b->cap - b->start - b->len; }
 void ws__buf_free(ws_buf_t *b);
 
+/* The loop's topics (topics.c). */
+typedef struct ws__topic ws__topic_t;
+struct ws__topics {
+  ws__topic_t **tab;         /* open addressing, linear probing; NULL: a free slot */
+  uint32_t cap, n;           /* slots (a power of 2, or 0 with no topic), topics */
+  size_t subscriptions;
+  size_t memory;             /* bytes of the table, the topics and the conns' lists */
+  uint64_t key[2];           /* the hash's key, drawn with the table */
+};
+
 struct ws_loop {
   uv_loop_t *uv;
   const ws_io_events_t *ev;
@@ -57,6 +67,7 @@ struct ws_loop {
   const char *req_body;      /* the bytes after its head that the codec needs */
   const char *req_raw;       /* the request's bytes (head and body), for ws_conn_defer */
   size_t req_raw_len;
+  struct ws__topics topics;
 };
 
 /* Loop time in ms, for the conns' deadlines; compared by unsigned difference, so it may
@@ -220,6 +231,7 @@ struct ws_conn {
   ws_codec_parser_t parser;
   struct ws__exts *ext;            /* configured extensions, or NULL */
   struct ws__body *body;           /* the request whose body is being read, or NULL */
+  struct ws__subs *subs;           /* its topics (topics.c), or NULL: none */
   char *deferred;                  /* a deferred upgrade request's bytes (ws_conn_defer) */
   size_t deferred_len;
   ws_buf_t in;                     /* unconsumed input (split header, paused) */
@@ -243,6 +255,7 @@ struct ws_conn {
   uint8_t version;                 /* 13, 8, 7; 76, 75 for the drafts */
   uint8_t refs;                    /* handles and requests still out */
   uint8_t msg_binary;
+  uint16_t max_subscriptions;
 };
 
 struct ws_server {
@@ -285,6 +298,15 @@ size_t ws__conn_prefix_room(const ws_conn_t *c, size_t max);
  * with code if the socket takes it at once, then the TCP connection is dropped. */
 void ws__conn_abort(ws_conn_t *c, int err, unsigned code, const char *message);
 void ws__conn_flush_cork(ws_loop_t *l);
+/* Frames data once and queues it for each open conn of conns (ws_loop_broadcast); returns
+ * how many it was queued for. missed: when not NULL, the conns that were open and stay
+ * open without it (refused by the "error" back-pressure policy, or a protocol that cannot
+ * carry it) are moved to the front of conns, and *missed counts them. */
+size_t ws__loop_send_all(ws_loop_t *l, ws_conn_t **conns, size_t n, int opcode,
+                         const char *data, size_t len, size_t *missed);
+/* c leaves every topic it is subscribed to (it is closing). */
+void ws__topics_leave(ws_conn_t *c);
+void ws__topics_free(ws_loop_t *l);
 
 /* The layer stack (transport.c). */
 static inline ws__transport_t *ws__tp_bottom(const ws_conn_t *c) {

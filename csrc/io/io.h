@@ -37,6 +37,7 @@ typedef struct ws_conn_options {
                                      1: only the send fails with EBACKPRESSURE */
   size_t max_head;                /* client: bytes in the response head */
   uint16_t max_headers;           /* client: header count in the response head */
+  uint16_t max_subscriptions;     /* topics the conn may be subscribed to at once */
   /* Extensions (ext.h) a client offers / a server accepts, in order of preference, each
    * with its config (ws_extension_t.config_size bytes, copied by the conn). */
   unsigned num_extensions;
@@ -123,6 +124,9 @@ typedef struct ws_loop_stats {
   size_t connections;
   size_t buffered_in;     /* unconsumed input and unfinished messages */
   size_t buffered_out;    /* queued for peers */
+  size_t topics;          /* topics with at least one subscriber */
+  size_t subscriptions;
+  size_t topic_memory;    /* bytes the topics take: their table, names, member lists */
 } ws_loop_stats_t;
 void ws_loop_stats(ws_loop_t *l, ws_loop_stats_t *st);
 
@@ -220,6 +224,40 @@ void *ws_conn_data(const ws_conn_t *c);
 void ws_conn_set_data(ws_conn_t *c, void *data);
 /* Peer address "ip" and port; 0 or a libuv error. */
 int ws_conn_peer(const ws_conn_t *c, char *ip, size_t iplen, int *port);
+
+/* ---- topics (topics.c) -------------------------------------------------------- */
+
+/* A topic is any byte string up to WS_TOPIC_MAX bytes; the loop keeps a topic while it
+ * has subscribers. Subscribers are conns that are open or opening: a conn leaves all its
+ * topics when it starts closing (or is dropped). */
+#define WS_TOPIC_MAX 256
+
+/* 1: subscribed now; 0: it was already. WS_EINVAL: topic over WS_TOPIC_MAX; WS_ECLOSED:
+ * c is closing or closed (or not a WebSocket); WS_ELIMIT: c has max_subscriptions
+ * already; WS_ENOMEM. */
+int ws_conn_subscribe(ws_conn_t *c, const char *topic, size_t len);
+/* 1: it was subscribed, and is no more; 0: it was not. */
+int ws_conn_unsubscribe(ws_conn_t *c, const char *topic, size_t len);
+int ws_conn_is_subscribed(const ws_conn_t *c, const char *topic, size_t len);
+/* c's topics: how many, and the i-th (NULL past the end); valid until they change. */
+size_t ws_conn_subscriptions(const ws_conn_t *c);
+const char *ws_conn_topic(const ws_conn_t *c, size_t i, size_t *len);
+size_t ws_loop_subscribers(ws_loop_t *l, const char *topic, size_t len);
+
+typedef struct ws_publish {
+  size_t delivered;   /* subscribers the message was queued for */
+  size_t skipped;     /* the others: not open yet, dropped by their back-pressure policy,
+                         refused by it ("error" policy), or unable to carry it */
+} ws_publish_t;
+/* ws_loop_broadcast to the subscribers of topic, as they are when it is called.
+ * missed (may be NULL) is called after the sends, for each subscriber that was open and
+ * stays open without the message (the "error" back-pressure policy refused it, or a
+ * draft cannot carry binary): the ones the caller must hear of, as the dropped ones hear
+ * on_error/on_close. 0, or WS_EINVAL (topic too long, opcode not text or binary), or
+ * WS_ENOMEM (nothing was sent). */
+int ws_loop_publish(ws_loop_t *l, const char *topic, size_t tlen, int opcode, const char *data,
+                    size_t len, ws_publish_t *out, void (*missed)(ws_conn_t *c, void *ud),
+                    void *ud);
 
 /* ---- timers for scripts ---------------------------------------------------- */
 

@@ -98,6 +98,7 @@ int ws_loop_free(ws_loop_t *l) {
                                             caller's: it closes it, if it owns it) */
   ws__buf_free(&l->cork);
   ws_bytes_free(&l->scratch);
+  ws__topics_free(l);
   free(l->rbuf);
   free(l);
   return 0;

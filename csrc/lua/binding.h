@@ -79,6 +79,17 @@ void l_push_headers(lua_State *L, const ws_http_head_t *h);   /* l_util.c */
 int l_uservalue_newindex(lua_State *L);
 
 void l_conn_open(lua_State *L);      /* metatable + methods */
+/* The socket box at argument 1 (raises if it is not one). */
+l_box_t *l_conn_box(lua_State *L);
+/* send's kind argument: "binary" or true -> 1; "text", nil or false -> 0; else raises. */
+int l_opt_binary(lua_State *L, int arg);
+/* socket methods and module functions of the topics (l_topics.c) */
+int l_conn_subscribe(lua_State *L);
+int l_conn_unsubscribe(lua_State *L);
+int l_conn_is_subscribed(lua_State *L);
+int l_conn_topics(lua_State *L);
+int l_publish(lua_State *L);
+int l_subscribers(lua_State *L);
 
 void l_server_open(lua_State *L);
 void l_tls_open(lua_State *L);

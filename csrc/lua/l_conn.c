@@ -17,6 +17,8 @@ static l_box_t *check_box(lua_State *L) {
   return luaL_checkudata(L, 1, L_CONN_MT);
 }
 
+l_box_t *l_conn_box(lua_State *L) { return check_box(L); }
+
 /* The conn, or NULL once it is gone (closed and freed). */
 static ws_conn_t *conn_of(lua_State *L) { return check_box(L)->p; }
 
@@ -59,6 +61,8 @@ void l_conn_options(lua_State *L, int t, ws_conn_options_t *o) {
   lua_pop(L, 1);
   o->max_head = (size_t)l_opt_u64(L, t, "max_head", o->max_head, 1u << 20);
   o->max_headers = (uint16_t)l_opt_u64(L, t, "max_headers", o->max_headers, 256);
+  o->max_subscriptions =
+      (uint16_t)l_opt_u64(L, t, "max_subscriptions", o->max_subscriptions, UINT16_MAX);
   l_extension_options(L, t, o);
 }
 
@@ -367,18 +371,21 @@ const ws_io_events_t l_events = {
 
 static int closed_result(lua_State *L) { return l_fail(L, WS_ECLOSED); }
 
+int l_opt_binary(lua_State *L, int arg) {
+  if (lua_type(L, arg) == LUA_TSTRING) {
+    const char *kind = lua_tostring(L, arg);
+    if (strcmp(kind, "binary") == 0) return 1;
+    if (strcmp(kind, "text") != 0) luaL_argerror(L, arg, "expected \"binary\" or \"text\"");
+    return 0;
+  }
+  return lua_toboolean(L, arg);
+}
+
 static int l_conn_send(lua_State *L) {
   ws_conn_t *c = conn_of(L);
   size_t len;
   const char *data = luaL_checklstring(L, 2, &len);
-  int binary = 0;
-  if (lua_type(L, 3) == LUA_TSTRING) {
-    const char *kind = lua_tostring(L, 3);
-    if (strcmp(kind, "binary") == 0) binary = 1;
-    else if (strcmp(kind, "text") != 0) return luaL_argerror(L, 3, "expected \"binary\" or \"text\"");
-  } else if (lua_toboolean(L, 3)) {
-    binary = 1;
-  }
+  int binary = l_opt_binary(L, 3);
   if (!c) return closed_result(L);
   if (!binary) {   /* a text frame must be UTF-8 or the peer fails us with 1007 */
     uint32_t st = WS_UTF8_ACCEPT;
@@ -526,6 +533,10 @@ static const luaL_Reg methods[] = {
   {"resume", l_conn_resume},
   {"_raw_write", l_conn_raw_write},
   {"peer", l_conn_peer},
+  {"subscribe", l_conn_subscribe},
+  {"unsubscribe", l_conn_unsubscribe},
+  {"is_subscribed", l_conn_is_subscribed},
+  {"topics", l_conn_topics},
   {NULL, NULL}
 };
 

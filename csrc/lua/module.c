@@ -270,13 +270,24 @@ static int l_init(lua_State *L) {
 static int l_stats(lua_State *L) {
   ws_loop_stats_t st;
   ws_loop_stats(l_loop(L), &st);
-  lua_createtable(L, 0, 3);
-  lua_pushinteger(L, (lua_Integer)st.connections);
-  lua_setfield(L, -2, "connections");
-  lua_pushinteger(L, (lua_Integer)st.buffered_in);
-  lua_setfield(L, -2, "buffered_in");
-  lua_pushinteger(L, (lua_Integer)st.buffered_out);
-  lua_setfield(L, -2, "buffered_out");
+  const struct {
+    const char *name;
+    size_t value;
+  } f[] = {{"connections", st.connections}, {"buffered_in", st.buffered_in},
+           {"buffered_out", st.buffered_out}, {"topics", st.topics},
+           {"subscriptions", st.subscriptions}, {"topic_memory", st.topic_memory}};
+  lua_createtable(L, 0, (int)(sizeof f / sizeof f[0]));
+  for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+    lua_pushinteger(L, (lua_Integer)f[i].value);
+    lua_setfield(L, -2, f[i].name);
+  }
+  return 1;
+}
+
+/* Nanoseconds from an arbitrary point, monotonic (libuv's uv_hrtime, luv's uv.hrtime):
+ * for timing; CLOCK_MONOTONIC on Linux, so other processes' clocks compare with it. */
+static int l_hrtime(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)uv_hrtime());
   return 1;
 }
 
@@ -404,6 +415,9 @@ static const luaL_Reg funcs[] = {
   {"http_end", l_http_end},
   {"defer", l_defer},
   {"broadcast", l_broadcast},
+  {"publish", l_publish},
+  {"subscribers", l_subscribers},
+  {"hrtime", l_hrtime},
   {"uservalue", l_uservalue},
   {"strerror", l_strerror},
   {"handler_error", l_handler_error},

@@ -149,6 +149,18 @@ function M.broadcast(sockets, data, kind)
   return core.broadcast(sockets, data, kind == "binary" or kind == true)
 end
 
+--- publish(topic, data [, "binary"]): frame data once (compress once where the sockets'
+--- deflate settings allow) and queue it for every open subscriber of topic, each under its
+--- own back-pressure policy; returns delivered, skipped, and the list of skipped sockets
+--- that stay open without the message (nil when none). ws:subscribe(topic) and
+--- ws:unsubscribe(topic) make subscribers; closing leaves every topic.
+M.publish = core.publish
+--- subscribers(topic): how many sockets are subscribed to topic.
+M.subscribers = core.subscribers
+
+--- hrtime(): nanoseconds from an arbitrary point, monotonic (for timing).
+M.hrtime = core.hrtime
+
 --- pollable(): the loop as an object another scheduler can wait on (cqueues' protocol:
 --- pollfd(), events(), timeout()); after each wake-up, call WebSocket.step().
 ---   cq:wrap(function()
@@ -163,7 +175,8 @@ local Pollable = {
 Pollable.__index = Pollable
 function M.pollable() return setmetatable({}, Pollable) end
 
---- stats(): { connections, buffered_in, buffered_out } for the whole loop, in bytes.
+--- stats(): { connections, buffered_in, buffered_out, topics, subscriptions, topic_memory }
+--- for the whole loop (buffers and topic_memory in bytes).
 M.stats = core.stats
 
 --- active_handles(): libuv handles still open (tests check it drops to zero).

@@ -33,6 +33,7 @@ local SPECS = {
   max_queued_bytes = { "bytes", 1, MAX_INT, off = true },
   max_head = { "bytes", 256, 1048576 },
   max_headers = { "count", 1, 256 },
+  max_subscriptions = { "count", 1, 65535 },
   backlog = { "count", 1, 65535 },
   port = { "count", 0, 65535 },
 }
@@ -71,6 +72,7 @@ local SOCKET = {
   max_head = true, max_headers = true, protocols = true, max_fragments = true,
   idle_timeout = true, pong_timeout = true, message_timeout = true, send_timeout = true,
   high_water = true, backpressure = true, max_queued = true, max_queued_bytes = true,
+  max_subscriptions = true,
 }
 
 --- Checks socket options (WebSocket(req, protocols, options) and Client). Returns
@@ -118,6 +120,7 @@ function M.socket(o, level)
     max_fragments = number(o, "max_fragments", level),
     max_head = number(o, "max_head", level),
     max_headers = number(o, "max_headers", level),
+    max_subscriptions = number(o, "max_subscriptions", level),
     extensions = extensions,
   }
   -- The receive queue of luaws.coro (math.huge: no bound).

@@ -13,8 +13,9 @@ void test_errors(void) {
   CHECK(ws_strerror(0) == NULL);
   CHECK(ws_strerror(-1) == NULL);
   CHECK(ws_err_name(-30000) == NULL);
-  CHECK(ws_err_name(-30019) == NULL);
+  CHECK(ws_err_name(-30020) == NULL);
   CHECK_STR(ws_err_name(WS_EPROXY), "EPROXY");
+  CHECK_STR(ws_err_name(WS_ELIMIT), "ELIMIT");
   CHECK_STR(ws_err_name(WS_ENOTSUPPORTED), "ENOTSUPPORTED");
   CHECK_STR(ws_err_name(WS_EOVERLOAD), "EOVERLOAD");
   CHECK(ws_err_close_code(WS_EOVERLOAD) == 1013);
