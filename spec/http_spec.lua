@@ -476,3 +476,45 @@ describe("streamed request bodies (listen{ stream_bodies = true })", function()
     H.wait(function() return rec2.closed end, 5, "the stalled body dropped")
   end)
 end)
+
+describe("HTTP details", function()
+  after_each(H.cleanup)
+
+  it("says Connection: close when the server cannot keep the connection (closing down)", function()
+    local s = H.server()
+    local later
+    s.onrequest = function(_, res) later = res end
+    local c, rec = connect(s.port)
+    c:_raw_write(get("/slow"))
+    H.wait(function() return later end, 5, "the request")
+    s:close()
+    later:finish("bye")
+    local r = responses(rec, 1)
+    assert.equal("close", r[1].headers.connection)
+    H.wait(function() return rec.closed end, 5, "close")
+  end)
+
+  it("keeps idle connections without a time limit when keepalive_timeout is math.huge", function()
+    local s = H.server { keepalive_timeout = math.huge }
+    s.onrequest = function(_, res) res:finish("ok") end
+    local c, rec = connect(s.port)
+    c:_raw_write(get("/a"))
+    responses(rec, 1)
+    c:_raw_write(get("/b"))
+    assert.equal("ok", responses(rec, 2)[2].body)
+  end)
+
+  it("returns ECLOSED when a deferred request's client went away before the accept", function()
+    local s = H.server()
+    local kept
+    s.onupgrade = function(req) req:defer() kept = req end
+    local c = connect(s.port)
+    c:_raw_write(H.upgrade_request)
+    H.wait(function() return kept end, 5, "onupgrade")
+    c:close()
+    H.wait(function() return WebSocket.stats().connections == 0 end, 5, "both ends gone")
+    local ws, msg, name = WebSocket(kept)
+    assert.is_nil(ws)
+    assert.equal("ECLOSED", name, msg)
+  end)
+end)

@@ -56,7 +56,7 @@ typedef struct ws_server_options {
   int backlog;
   int drafts;                     /* 1: hixie-75/76 requests are served; 0: 426 */
   uint32_t keepalive_timeout_ms;  /* an idle keep-alive connection's wait for the next
-                                     request (0: requests are never kept alive) */
+                                     request (0: no limit) */
   uint64_t max_body;              /* bytes in a plain request's body (413 beyond); 0:
                                      no limit */
   int stream_bodies;              /* 1: on_request fires at the head and the body goes
@@ -182,6 +182,10 @@ int ws_conn_http_write(ws_conn_t *c, const char *data, size_t len);
  * (on_request_done first), unless the request forbade it, had a body that was not
  * read, or the server is closing: then it flushes and closes the TCP connection. */
 void ws_conn_http_end(ws_conn_t *c, int keep);
+/* Could the connection carry another request after this answer (so the answer need not
+ * say Connection: close)? No after a request that said close, with a streamed body
+ * still coming, on a deferred upgrade, or once the server is closing. */
+int ws_conn_http_keepable(const ws_conn_t *c);
 /* Inside on_request for an upgrade: the request stays unanswered after the call, to be
  * accepted (ws_conn_accept) or answered (ws_conn_http_write / _end) later; input waits.
  * Bounded by the server's handshake timeout (then 408 and the connection closes).

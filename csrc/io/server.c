@@ -385,9 +385,7 @@ void ws_conn_handler_failed(ws_conn_t *c) {
 
 void ws_conn_http_end(ws_conn_t *c, int keep) {
   if (c->state != WS__S_REQUEST && c->state != WS__S_RESPONDING) return;
-  ws_server_t *s = c->server;
-  if (!keep || (c->flags & (WS__F_NO_KEEP | WS__F_DEFERRED)) || c->body || !s || s->closing ||
-      !s->opt.keepalive_timeout_ms) {
+  if (!keep || !ws_conn_http_keepable(c)) {
     c->state = WS__S_RESPONDING;
     ws__conn_end(c);
     return;
@@ -403,6 +401,12 @@ void ws_conn_http_end(ws_conn_t *c, int keep) {
   c->codec = &ws_codec_rfc6455;
   c->version = 13;
   ws__conn_hold(c, 0);
+}
+
+int ws_conn_http_keepable(const ws_conn_t *c) {
+  ws_server_t *s = c->server;
+  return (c->state == WS__S_REQUEST || c->state == WS__S_RESPONDING) &&
+         !(c->flags & (WS__F_NO_KEEP | WS__F_DEFERRED)) && !c->body && s && !s->closing;
 }
 
 int ws_conn_defer(ws_conn_t *c) {
@@ -589,9 +593,17 @@ void ws_server_close(ws_server_t *s, void (*on_closed)(ws_server_t *s)) {
   for (ws_conn_t *c = s->loop->conns; c; c = c->next) {
     if (c->server != s) continue;
     c->server = NULL;   /* its buffers no longer count against the server */
-    if (c->state == WS__S_OPEN) ws_conn_close(c, 1001, "server closing", sizeof "server closing" - 1);
-    else if (c->state == WS__S_RESPONDING || c->state == WS__S_RAW) ws__conn_end(c);
-    else if (c->state != WS__S_CLOSING) ws__conn_destroy(c, 1006, 0);
+    if (c->state == WS__S_OPEN) {
+      ws_conn_close(c, 1001, "server closing", sizeof "server closing" - 1);
+    } else if (c->state == WS__S_REQUEST && !c->body && !(c->flags & WS__F_DEFERRED)) {
+      /* A plain request not answered yet may still be (as Node's server.close() lets
+       * it); then the connection closes: no next request. */
+      c->flags |= WS__F_NO_KEEP;
+    } else if (c->state == WS__S_RESPONDING || c->state == WS__S_RAW) {   /* streams end */
+      ws__conn_end(c);
+    } else if (c->state != WS__S_CLOSING) {
+      ws__conn_destroy(c, 1006, 0);
+    }
   }
   uv_close((uv_handle_t *)&s->tcp, on_listener_closed);
 }

@@ -106,6 +106,7 @@ int l_accept(lua_State *L);
 int l_http_write(lua_State *L);
 int l_http_end(lua_State *L);
 int l_defer(lua_State *L);
+int l_http_keepable(lua_State *L);
 int l_listen(lua_State *L);
 int l_broadcast(lua_State *L);
 int l_uservalue(lua_State *L);

@@ -630,7 +630,8 @@ int l_accept(lua_State *L) {
   const char *headers = luaL_optstring(L, 3, NULL);
   ws_conn_options_t o;
   l_conn_options(L, 4, &o);
-  int r = b->p ? ws_conn_accept(b->p, protocol, headers, &o) : WS_EINVAL;
+  if (!b->p) return l_fail(L, WS_ECLOSED);   /* a deferred request's client went away */
+  int r = ws_conn_accept(b->p, protocol, headers, &o);
   if (r == WS_EINVAL)
     return luaL_error(L, "this request is not an unanswered upgrade request "
                          "(accept it inside onupgrade)");
@@ -678,6 +679,13 @@ int l_http_end(lua_State *L) {
   ws_conn_t *c = conn_of(L);
   if (c) ws_conn_http_end(c, lua_toboolean(L, 2));
   return 0;
+}
+
+/* core.http_keepable(conn): may the answer keep the connection for another request? */
+int l_http_keepable(lua_State *L) {
+  ws_conn_t *c = conn_of(L);
+  lua_pushboolean(L, c && ws_conn_http_keepable(c));
+  return 1;
 }
 
 /* core.defer(conn): inside onupgrade, keep the request for a later answer. */

@@ -414,6 +414,7 @@ static const luaL_Reg funcs[] = {
   {"http_write", l_http_write},
   {"http_end", l_http_end},
   {"defer", l_defer},
+  {"http_keepable", l_http_keepable},
   {"broadcast", l_broadcast},
   {"publish", l_publish},
   {"subscribers", l_subscribers},

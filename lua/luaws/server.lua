@@ -95,6 +95,8 @@ function Response:_start(whole)
     self._framing, self._keep = "close", false
   end
   if self._close then self._keep = false end
+  -- the server may not keep it either (a streamed body still coming, closing down)
+  if self._keep and not core.http_keepable(self._conn) then self._keep = false end
   if self._keep then
     if self._http10 then extra = extra .. "Connection: keep-alive\r\n" end
   elseif not self._close then
