@@ -46,7 +46,7 @@ $(SO): $(OBJ)
 	$(CC) $(CFLAGS) $(SANFLAGS) -shared -Wl,-z,nodelete -o $@ $(OBJ) $(DEP_LIBS)
 
 # C unit tests of the protocol core: no Lua, no libuv.
-IO_TEST_SRC := spec/c/test_conn.c spec/c/test_topics.c
+IO_TEST_SRC := spec/c/test_conn.c spec/c/test_topics.c spec/c/test_backplane.c
 CORE_TEST_SRC := $(filter-out $(IO_TEST_SRC),$(wildcard spec/c/*.c))
 $(BUILD)/test_core: $(CORE_SRC) $(CORE_TEST_SRC) $(wildcard spec/c/*.h) csrc/core/ws.h
 	@mkdir -p $(dir $@)
