@@ -33,7 +33,7 @@ OBJ := $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(ALL_SRC))
 HDR := $(wildcard csrc/*/*.h)
 SO := $(BUILD)/luaws/core.so
 
-.PHONY: all build test test-c test-io test-embed test-lua example asan valgrind fuzz deps clean bench bench-smoke rock chaos chaos-asan
+.PHONY: all build test test-c test-io test-embed test-lua example asan valgrind fuzz deps clean bench bench-smoke rock chaos chaos-asan browser
 
 all build: $(SO)
 
@@ -100,6 +100,13 @@ valgrind:
 	valgrind -q --error-exitcode=99 --leak-check=full build/vg-$(LUA)/test_io
 	LUAWS_VALGRIND=1 sh scripts/run_specs.sh $(LUA) build/vg-$(LUA)
 
+# The chat example (examples/chat/) in headless Chromium, driven by puppeteer-core
+# (spec/browser/run.js). Where Chromium cannot be installed, the run says so and fails.
+browser:
+	@sh scripts/deps.sh chromium libnss3-tools || echo "browser: could not install what the browser run needs"
+	@$(MAKE) --no-print-directory build
+	LUA=$(LUA) BUILD=$(BUILD) node spec/browser/run.js
+
 # The attacker's toolkit (spec/chaos/): a luaws server attacked from outside its process,
 # and the luaws client against hostile servers. chaos-asan: the same on the ASan build.
 chaos:
@@ -126,7 +133,8 @@ fuzz:
 	done
 
 # Benchmarks (bench/run.sh): luaws vs Node ws, tests a-f of issue 4 (e: over wss://) and
-# g-h (permessage-deflate), for lua5.4 and luajit. BENCH_TESTS, BENCH_SECONDS, BENCH_LUAS, ... as the script says.
+# g-h (permessage-deflate), and vs Node's http module, i (HTTP keep-alive, under wrk), for
+# lua5.4 and luajit. BENCH_TESTS, BENCH_SECONDS, BENCH_LUAS, ... as the script says.
 # bench-smoke: a few seconds, luaws on lua5.4 only; fails when a mode reports no messages
 # or an error (CI runs it).
 bench:

@@ -2,7 +2,8 @@
 # luaws benchmarks (issue 4).
 #   bench/run.sh           `make bench`: tests a-h against examples/echo_server.lua on
 #                          each Lua in BENCH_LUAS and against Node's ws (when node and
-#                          spec/peers/node_modules/ws exist); a table with luaws/ws ratios
+#                          spec/peers/node_modules/ws exist), i against bench/http_server.lua
+#                          and Node's http module; a table with luaws/Node ratios
 #   bench/run.sh --smoke   `make bench-smoke`: every mode for about a second, luaws on lua5.4
 #                          only; exits 1 if a mode reports no messages or any error
 #
@@ -24,14 +25,26 @@
 #      is bench/zlib_floor.c, the zlib work alone of such a server
 #   h  BENCH_DEFLATE_IDLE_CONNS (2000) idle connections as c, with permessage-deflate
 #      agreed and one message each way first, so each side's zlib state exists
-# a, b, d and g run BENCH_REPEAT (3) times per peer, the peers taking turns, and the best
+#   i  plain HTTP/1.1 with keep-alive: "Hello, world!" (13 B, text/plain) from
+#      bench/http_server.lua and from Node's http module (spec/peers/http_server.js), the
+#      load from wrk (Debian's, 1 thread): BENCH_HTTP_CONNS (50) connections, 1 request in
+#      flight each; then the same with BENCH_HTTP_PIPELINE (16; 0 skips it) requests
+#      pipelined per connection (bench/wrk_pipeline.lua)
+#   j  topics: BENCH_TOPIC_CONNS (10000) connections all subscribed to one topic
+#      (bench/topics_server.lua; Node ws, which has no topics, keeps a Set per topic and
+#      iterates it, bench/topics_server.js), then BENCH_PUBLISHES (100) publishes of 64 B
+#      back to back: the server's time per publish (a monotonic clock around the call),
+#      the time until the generator has every message, per publish, the server's CPU per
+#      publish, and the server's RSS growth per subscription (next to its growth per idle
+#      connection, as c); best of BENCH_REPEAT by the median publish time
+# a, b, d, g, i and j run BENCH_REPEAT (3) times per peer, the peers taking turns, and the best
 # run counts; the table also gives the server's CPU time per message, which other load on
 # a shared machine moves much less than throughput.
-# Other knobs: BENCH_TESTS ("a b c d e f g h": the tests to run), BENCH_LUAS ("lua5.4 luajit"),
-# BENCH_NODE (1; 0 skips Node ws), BENCH_FLOOR (1; 0 skips the floors: for a and b
+# Other knobs: BENCH_TESTS ("a b c d e f g h i j": the tests to run), BENCH_LUAS ("lua5.4 luajit"),
+# BENCH_NODE (1; 0 skips Node ws and http), BENCH_FLOOR (1; 0 skips the floors: for a and b
 # bench/floor_echo.c, the thinnest C echo server, whose figures are this machine's ceiling;
 # for g bench/zlib_floor.c, a deflate echo server's inflate and deflate calls alone),
-# BENCH_DEFLATE_IDLE_CONNS (2000: h),
+# BENCH_DEFLATE_IDLE_CONNS (2000: h), BENCH_TOPIC_CONNS (10000: j), BENCH_PUBLISHES (100: j),
 # BENCH_OUT (build/bench: the log and the loadgen binary), CC.
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -45,6 +58,7 @@ LOADGEN=$OUT/loadgen
 LOG=$OUT/bench-$(date +%Y%m%d-%H%M%S).log
 if [ $SMOKE = 1 ]; then
   SECS=1; CSECS=1; IDLE=50; ZIDLE=50; IDLE_SECS=1; MAXTEST=1; MAXCONNS=200
+  TCONNS=200; PUBS=10
   LUAS=lua5.4; NODE=0
 else
   SECS=${BENCH_SECONDS:-10}
@@ -52,13 +66,15 @@ else
   IDLE=${BENCH_IDLE_CONNS:-10000}
   ZIDLE=${BENCH_DEFLATE_IDLE_CONNS:-2000}
   IDLE_SECS=${BENCH_IDLE_SECONDS:-3}
+  TCONNS=${BENCH_TOPIC_CONNS:-10000}
+  PUBS=${BENCH_PUBLISHES:-100}
   MAXTEST=${BENCH_MAX:-1}
   MAXCONNS=${BENCH_MAX_CONNS:-$(($(ulimit -n) - 64))}
   LUAS=${BENCH_LUAS:-lua5.4 luajit}
   NODE=${BENCH_NODE:-1}
 fi
-TESTS=${BENCH_TESTS:-a b c d e f g h}
-[ $SMOKE = 1 ] && TESTS="a b c d e f g h"
+TESTS=${BENCH_TESTS:-a b c d e f g h i j}
+[ $SMOKE = 1 ] && TESTS="a b c d e f g h i j"
 has() { case " $TESTS " in *" $1 "*) return 0 ;; esac; return 1; }
 TLS=1; has e || TLS=0
 has f || MAXTEST=0
@@ -132,6 +148,18 @@ if [ "$NODE" = 1 ]; then
   [ -d spec/peers/node_modules/ws ] || NODE=0
 fi
 
+# i needs wrk (scripts/deps.sh installs Debian's)
+HTTP_ON=0
+if has i; then
+  if command -v wrk >/dev/null 2>&1; then
+    HTTP_ON=1
+  elif [ $SMOKE = 1 ]; then
+    say "FAIL i: wrk is not installed (make deps)"; FAILED_WRK=1
+  else
+    say "skip i: wrk is not installed (make deps)"
+  fi
+fi
+
 PIN_SRV=""; PIN_GEN=""
 if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
   PIN_SRV="taskset -c 0"; PIN_GEN="taskset -c 1"
@@ -178,15 +206,49 @@ cpu_split() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12, $13
 vmrss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
 field() { echo "$1" | tr ' ' '\n' | sed -n "s|^$2=||p" | head -1; }
 
-# gen ARGS...: runs the load generator against the server; LINE is its summary line plus
-# the server's CPU use over the same time, as a share of the wall time and per message (or
-# connection). Other work on a shared machine takes CPU away from the server but hardly
-# changes what each message costs it, so the cost is the steadier figure.
+# wrk_summary URL WRK-ARGS...: one wrk run (with --latency), its figures as the load
+# generator's summary line gives them: msgs (answers), msgs/s, p50_us and p99_us, errors
+# (socket errors, wrk's timeouts and answers other than 2xx/3xx) and cpu (wrk's own CPU,
+# user and kernel, as a share of the wall time).
+wrk_summary() {
+  local t rc
+  t=$( { TIMEFORMAT='%U %S %R'; time $PIN_GEN wrk --latency "$@" >"$OUT/wrk.out" 2>>"$LOG"; } 2>&1 )
+  rc=$?
+  cat "$OUT/wrk.out" >>"$LOG"
+  awk -v t="$t" '
+    function us(v) {   # wrk writes 594.00us, 1.23ms, 2.00s, 1.00m
+      if (v ~ /us$/) return v + 0
+      if (v ~ /ms$/) return v * 1e3
+      if (v ~ /s$/) return v * 1e6
+      if (v ~ /m$/) return v * 6e7
+      return v + 0
+    }
+    / requests in / { msgs = $1 }
+    /^Requests\/sec:/ { rate = $2 }
+    /^ +50% / { p50 = us($2) }
+    /^ +99% / { p99 = us($2) }
+    /Socket errors:/ { for (i = 3; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) errors += $i + 0 }
+    /Non-2xx or 3xx responses:/ { errors += $NF }
+    END { split(t, c, " "); cpu = c[3] ? 100 * (c[1] + c[2]) / c[3] : 0
+          printf "mode=http secs=%.2f msgs=%d msgs/s=%.0f p50_us=%.0f p99_us=%.0f errors=%d cpu=%.1f%%\n",
+            c[3], msgs, rate, p50, p99, errors, cpu }' "$OUT/wrk.out"
+  return $rc
+}
+
+# gen ARGS...: runs the load generator against the server (wrk when ARGS start with wrk);
+# LINE is its summary line plus the server's CPU use over the same time, as a share of
+# the wall time and per message (or connection, or request). Other work on a shared
+# machine takes CPU away from the server but hardly changes what each message costs it,
+# so the cost is the steadier figure.
 gen() {
   local c0 c1 t0 t1 rc
   local s0 s1
   s0=$(cpu_split "$SRV_PID"); t0=$(date +%s%N)
-  LINE=$($PIN_GEN "$LOADGEN" "$@" -p "$SRV_PORT" 2>>"$LOG"); rc=$?
+  if [ "$1" = wrk ]; then
+    LINE=$(wrk_summary "http://127.0.0.1:$SRV_PORT/" "${@:2}"); rc=$?
+  else
+    LINE=$($PIN_GEN "$LOADGEN" "$@" -p "$SRV_PORT" 2>>"$LOG"); rc=$?
+  fi
   t1=$(date +%s%N); s1=$(cpu_split "$SRV_PID")
   LINE="$LINE $(awk -v a="$s0" -v b="$s1" -v hz="$HZ" -v ns="$((t1 - t0))" -v m="$(field "$LINE" msgs)" \
     'BEGIN { split(a, x, " "); split(b, y, " "); u = y[1] - x[1]; k = y[2] - x[2]; c = u + k
@@ -208,7 +270,9 @@ FAILED=0
 check() {   # smoke: the run just made must have worked
   local what=$1 rc=$2 need_msgs=$3
   [ $SMOKE = 1 ] || return 0
-  if [ "$rc" != 0 ] || [ "$(field "$LINE" errors)" != 0 ] || [ "$(field "$LINE" hs_fail)" != 0 ] ||
+  local hs_fail
+  hs_fail=$(field "$LINE" hs_fail)   # (wrk's line has none)
+  if [ "$rc" != 0 ] || [ "$(field "$LINE" errors)" != 0 ] || [ "${hs_fail:-0}" != 0 ] ||
      { [ "$need_msgs" = 1 ] && [ "$(field "$LINE" msgs)" = 0 ]; }; then
     say "FAIL $what"; FAILED=1
   else
@@ -220,30 +284,36 @@ check() {   # smoke: the run just made must have worked
 
 # A peer is lua5.4 or luajit (luaws on that Lua), ws (Node) or floor (bench/floor_echo.c,
 # a and b only: the thinnest C echo server, what this machine and generator allow).
-# start_peer PEER [broadcast | tls | deflate]; tls: the echo server on wss:// (test e);
-# deflate: with permessage-deflate (tests g and h)
+# start_peer PEER [broadcast | tls | deflate | http]; tls: the echo server on wss:// (test
+# e); deflate: with permessage-deflate (tests g and h); http: the plain HTTP servers of i,
+# bench/http_server.lua and Node's http module (spec/peers/http_server.js) for ws
 start_peer() {
   local flags=()
   [ "${2:-}" = tls ] && flags=(--tls "$TLSDIR/cert.pem" "$TLSDIR/key.pem")
   [ "${2:-}" = deflate ] && flags=(--deflate)
-  case $1 in
-    ws) start_server ws node spec/peers/ws_echo_server.js "${flags[@]}" ;;
-    floor) start_server floor - "$FLOOR" ;;
-    *) if [ "${2:-}" = broadcast ]; then start_server luaws "$1" bench/broadcast_server.lua
-       else start_server luaws "$1" examples/echo_server.lua "${flags[@]}"; fi ;;
+  case $1,${2:-} in
+    ws,http) start_server ws node spec/peers/http_server.js ;;
+    ws,topics) start_server ws node bench/topics_server.js ;;
+    ws,*) start_server ws node spec/peers/ws_echo_server.js "${flags[@]}" ;;
+    floor,*) start_server floor - "$FLOOR" ;;
+    *,broadcast) start_server luaws "$1" bench/broadcast_server.lua ;;
+    *,http) start_server luaws "$1" bench/http_server.lua ;;
+    *,topics) start_server luaws "$1" bench/topics_server.lua ;;
+    *) start_server luaws "$1" examples/echo_server.lua "${flags[@]}" ;;
   esac || die "the $1 server did not start"
 }
 
 # one PEER TEST KEY LOADGEN-ARGS...: runs a test once on a fresh server; keeps the run with
 # the highest KEY (msgs/s or MB/s) in R[PEER,TEST...]: a busy shared machine only ever
 # makes a run slower, so the best of BENCH_REPEAT is the closest to the real figure.
-# A test whose name starts with e runs over TLS; g, with permessage-deflate.
+# A test whose name starts with e runs over TLS; g, with permessage-deflate; i, over HTTP.
 one() {
   local peer=$1 t=$2 key=$3 rc v
   shift 3
   case $t in
     e*) start_peer "$peer" tls; set -- "$1" -S "${@:2}" ;;
     g) start_peer "$peer" deflate; set -- "$1" -z "${@:2}" ;;
+    i*) start_peer "$peer" http ;;
     *) start_peer "$peer" ;;
   esac
   gen "$@"; rc=$?
@@ -341,13 +411,86 @@ max_test() {
   stop_server
 }
 
+# j: TCONNS connections from one generator, held; the server's RSS per connection; then
+# GET /subscribe (all of them to one topic) and its RSS per subscription; then GET
+# /publish: PUBS publishes of 64 B, back to back. The generator stops once it has every
+# message; its last receive time (CLOCK_MONOTONIC, as the server's t0) ends the run.
+topics_test() {
+  local peer=$1 g rss0 rss1 rss2 sub pub i t0 last c0 c1
+  say "j: $TCONNS conns subscribed to one topic, $PUBS publishes of 64 B: $peer (run $2)"
+  start_peer "$peer" topics
+  rss0=$(vmrss_kb "$SRV_PID")
+  rm -f "$OUT"/topics.out "$OUT"/topics.err
+  $PIN_GEN "$LOADGEN" idle -p "$SRV_PORT" -c "$TCONNS" -d 600 -x $((TCONNS * PUBS)) -o 128 -R 2 \
+    >"$OUT/topics.out" 2>"$OUT/topics.err" &
+  g=$!
+  PIDS="$PIDS $g"
+  for i in $(seq 1200); do   # at most 120 s to open them all
+    grep -q '^ready' "$OUT/topics.err" 2>/dev/null && break
+    kill -0 "$g" 2>/dev/null || break
+    sleep 0.1
+  done
+  sleep 1
+  rss1=$(vmrss_kb "$SRV_PID")
+  sub=$(http_get "$SRV_PORT" /subscribe)
+  sleep 1
+  rss2=$(vmrss_kb "$SRV_PID")
+  c0=$(cpu_split "$SRV_PID")
+  pub=$(http_get "$SRV_PORT" "/publish?n=$PUBS&size=64")
+  for i in $(seq 600); do kill -0 "$g" 2>/dev/null || break; sleep 0.1; done   # 60 s
+  c1=$(cpu_split "$SRV_PID")
+  kill "$g" 2>/dev/null
+  wait "$g" 2>/dev/null
+  PIDS=$(echo " $PIDS " | sed "s/ $g / /")
+  LINE=$(cat "$OUT/topics.out")
+  say "  $LINE"
+  local opened got
+  opened=$(field "$LINE" hs_ok); got=$(field "$LINE" msgs)
+  t0=$(echo "$pub" | sed -n 's/.*t0_ns=\([0-9]*\).*/\1/p')
+  last=$(field "$LINE" last_rx_ns)
+  LINE="topics peer=$peer conns=$opened rss_start_kb=$rss0 rss_open_kb=$rss1 rss_subscribed_kb=$rss2 subscribe=[$sub] publish=[$pub] received=$got"
+  # the server's CPU from the publish request until the generator had everything: what
+  # the publishes cost it, sends that completed later included (other load on a shared
+  # machine moves the wall times, much less this)
+  LINE="$LINE $(awk -v a="$rss0" -v b="$rss1" -v c="$rss2" -v n="$opened" -v t0="${t0:-0}" -v l="${last:-0}" -v p="$PUBS" \
+    -v x="$c0" -v y="$c1" -v hz="$HZ" \
+    'BEGIN { split(x, u, " "); split(y, v, " ");
+             printf "rss_per_conn_B=%.0f rss_per_sub_B=%.0f e2e_ms_per_publish=%.2f server_cpu_ms_per_publish=%.2f server_user_ms=%.2f server_sys_ms=%.2f",
+             n ? (b - a) * 1024 / n : 0, n ? (c - b) * 1024 / n : 0,
+             (t0 > 0 && l > t0) ? (l - t0) / 1e6 / p : 0,
+             (v[1] + v[2] - u[1] - u[2]) * 1000 / hz / p, (v[1] - u[1]) * 1000 / hz / p,
+             (v[2] - u[2]) * 1000 / hz / p }')"
+  say "  $LINE"
+  # the run with the lowest median publish time counts (BENCH_REPEAT runs, interleaved)
+  local p50
+  p50=$(echo "$pub" | sed -n 's/.*p50_us=\([0-9.]*\).*/\1/p')
+  if [ -z "${R[$peer,j_p50]:-}" ] || awk -v a="$p50" -v b="${R[$peer,j_p50]}" 'BEGIN { exit !(a < b) }'; then
+    R[$peer,j_p50]=$p50
+    R[$peer,j_us]=$(echo "$pub" | sed -n 's/.*us_per_publish=\([0-9.]*\).*/\1/p')
+    R[$peer,j_cpu]=$(field "$LINE" server_cpu_ms_per_publish)
+    R[$peer,j_split]="$(field "$LINE" server_user_ms) / $(field "$LINE" server_sys_ms)"
+    R[$peer,j_e2e]=$(field "$LINE" e2e_ms_per_publish)
+    R[$peer,j_sub]=$(field "$LINE" rss_per_sub_B)
+    R[$peer,j_conn]=$(field "$LINE" rss_per_conn_B)
+    R[$peer,j_mem]=$(awk -v m="$(echo "$sub" | sed -n 's/.*topic_memory=\([0-9]*\).*/\1/p')" -v n="$opened" \
+      'BEGIN { if (m != "" && n) printf "%.1f", m / n }')
+    R[$peer,j_got]=$got
+  fi
+  if [ $SMOKE = 1 ]; then
+    if [ "$opened" = "$TCONNS" ] && [ "$got" = "$((TCONNS * PUBS))" ]; then say "ok   j topics"
+    else say "FAIL j topics: opened $opened, received $got of $((TCONNS * PUBS))"; FAILED=1; fi
+  fi
+  stop_server
+}
+
 # ---- run --------------------------------------------------------------------------------
 
 PEERS=$LUAS
 [ "$NODE" = 1 ] && PEERS="$PEERS ws"
 REPEAT=${BENCH_REPEAT:-3}
 a_c=100; b_c=10; d_c=50; g_c=100
-[ $SMOKE = 1 ] && { a_c=10; b_c=2; d_c=4; g_c=10; REPEAT=1; }
+i_c=${BENCH_HTTP_CONNS:-50}; i_depth=${BENCH_HTTP_PIPELINE:-16}
+[ $SMOKE = 1 ] && { a_c=10; b_c=2; d_c=4; g_c=10; i_c=4; i_depth=16; REPEAT=1; }
 
 say "luaws bench: $(nproc) cpus, server: ${PIN_SRV:-unpinned}, generator: ${PIN_GEN:-unpinned}, $(uname -sr), $(date -u +%FT%TZ)"
 say "peers:$(for p in $PEERS; do case $p in ws) printf ' node %s ws %s' "$(node --version)" \
@@ -418,6 +561,24 @@ fi
 has h && for p in $PEERS; do
   say "h: $ZIDLE idle deflate conns after one message each way, held ${IDLE_SECS}s: $p"
   idle_test "$p" deflate
+done
+# i: wrk's keep-alive connections, then pipelined; Node's peer here is its http module
+[ "$HTTP_ON" = 1 ] && for r in $(seq "$REPEAT"); do
+  for p in $PEERS; do
+    say "i: HTTP keep-alive $i_c conns, 13 B answer, 1 in flight, ${SECS}s: $p (run $r)"
+    one "$p" i msgs/s wrk -t1 -c "$i_c" -d "${SECS}s"
+  done
+done
+[ "$HTTP_ON" = 1 ] && [ "$i_depth" -gt 0 ] && for r in $(seq "$REPEAT"); do
+  for p in $PEERS; do
+    say "i: HTTP keep-alive $i_c conns, $i_depth pipelined, ${SECS}s: $p (run $r)"
+    one "$p" ip msgs/s wrk -t1 -c "$i_c" -d "${SECS}s" -s bench/wrk_pipeline.lua -- "$i_depth"
+  done
+done
+[ "${FAILED_WRK:-0}" = 1 ] && FAILED=1
+
+has j && for r in $(seq "$REPEAT"); do
+  for p in $PEERS; do topics_test "$p" "$r"; done
 done
 
 if [ $SMOKE = 1 ]; then
@@ -497,6 +658,26 @@ row "g  of which user / kernel us" g_split
 row "g cpu% server / generator" g_cpu
 row "g compressed B sent / echoed" g_z
 row "h $ZIDLE idle deflate: server RSS B/conn" h ratio
+row "i HTTP keep-alive ${i_c} conns: req/s" i ratio
+row "i latency p50 / p99 us" i_lat
+row "i server CPU us/req (ratio: node/luaws)" i_cost inverse
+row "i  of which user / kernel us" i_split
+row "i cpu% server / generator" i_cpu
+row "i ${i_depth} pipelined x ${i_c} conns: req/s" ip ratio
+row "i pipelined server CPU us/req" ip_cost inverse
+row "i pipelined  of which user / kernel us" ip_split
+row "i pipelined cpu% server / generator" ip_cpu
+[ -n "${R[ws,i]:-}${R[ws,ip]:-}" ] &&
+  say "(i: the node column is Node's http module, spec/peers/http_server.js)"
+row "j publish to $TCONNS subs: us/publish, mean (ws/luaws)" j_us inverse
+row "j  median us/publish (ws/luaws)" j_p50 inverse
+row "j until the generator has all: ms/publish (ws/luaws)" j_e2e inverse
+row "j server CPU ms/publish (ws/luaws)" j_cpu inverse
+row "j  of which user / kernel ms" j_split
+row "j server RSS B/subscription" j_sub ratio
+row "j  (B/idle conn, as c)" j_conn
+row "j  topic registry B/subscription (stats)" j_mem
+row "j messages received" j_got
 if { [ "$FLOOR_ON" = 1 ] && { [ -n "${R[floor,a]:-}" ] || [ -n "${R[floor,b]:-}" ]; }; } ||
    [ -n "${R[floor,g_cost]:-}" ]; then
   # The ceiling: the same generator against a server that does nothing but read, unmask

@@ -2,6 +2,7 @@
 --   lua5.4 examples/echo_server.lua [port]     (port 0, the default here: any free port)
 --   lua5.4 examples/echo_server.lua PORT --tls CERT KEY     the same over wss://
 --   lua5.4 examples/echo_server.lua PORT --deflate          with permessage-deflate
+--   lua5.4 examples/echo_server.lua PORT --ondata           ws.ondata, no event objects
 -- The flags go in any order after the port. --deflate takes the defaults (context
 -- takeover both ways, windows of 15 bits, zlib level 6, memLevel 8) but for the
 -- threshold: 256 bytes, as in the benchmarks' Node ws server (spec/peers/ws_echo_server.js).
@@ -12,10 +13,12 @@ local WebSocket = require "luaws"
 pcall(collectgarbage, "generational")
 
 local port = tonumber(arg and arg[1]) or 8000
-local tls, opts
+local tls, opts, ondata
 for i = 2, arg and #arg or 0 do
   if arg[i] == "--tls" then
     tls = { cert = arg[i + 1], key = arg[i + 2] }
+  elseif arg[i] == "--ondata" then
+    ondata = true
   elseif arg[i] == "--deflate" then
     opts = { extensions = { require("luaws.deflate").configure { threshold = 256 } } }
   end
@@ -32,10 +35,15 @@ local function echo(event)
   event.target:send(event.data, event.binary and "binary" or nil)
 end
 
+-- The same without an event object per message (--ondata): ondata(data, binary, ws).
+local function echo_data(data, binary, ws)
+  ws:send(data, binary and "binary" or nil)
+end
+
 server.onupgrade = function(req)
   if not WebSocket.isWebSocket(req) then return end
   local ws = WebSocket(req, { "echo" }, opts)
-  ws.onmessage = echo
+  if ondata then ws.ondata = echo_data else ws.onmessage = echo end
 end
 
 io.stdout:write("listening on ", server.port, "\n")

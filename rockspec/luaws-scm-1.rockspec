@@ -28,14 +28,14 @@ build = {
   modules = {
     ["luaws.core"] = {
       sources = {
-        "csrc/core/close.c", "csrc/core/codec.c", "csrc/core/deflate.c", "csrc/core/errors.c", "csrc/core/ext.c",
+        "csrc/core/body.c", "csrc/core/close.c", "csrc/core/codec.c", "csrc/core/deflate.c", "csrc/core/errors.c", "csrc/core/ext.c",
         "csrc/core/frame.c", "csrc/core/handshake.c", "csrc/core/hixie.c", "csrc/core/http.c",
         "csrc/core/mask.c", "csrc/core/utf8.c",
         "csrc/io/backplane.c", "csrc/io/client.c", "csrc/io/conn.c", "csrc/io/loop.c", "csrc/io/proxy.c",
         "csrc/io/scripted.c", "csrc/io/server.c",
         "csrc/io/tls.c", "csrc/io/topics.c", "csrc/io/transport.c",
-        "csrc/lua/l_backplane.c", "csrc/lua/l_conn.c", "csrc/lua/l_ext.c", "csrc/lua/l_server.c", "csrc/lua/l_tls.c", "csrc/lua/l_topics.c",
-        "csrc/lua/l_util.c",
+        "csrc/lua/l_backplane.c", "csrc/lua/l_conn.c", "csrc/lua/l_ext.c", "csrc/lua/l_server.c", "csrc/lua/l_stdio.c", "csrc/lua/l_tls.c",
+        "csrc/lua/l_topics.c", "csrc/lua/l_util.c",
         "csrc/lua/module.c",
       },
       defines = { "LUAWS_HIREDIS" },
@@ -50,5 +50,10 @@ build = {
     ["luaws.client"] = "lua/luaws/client.lua",
     ["luaws.deflate"] = "lua/luaws/deflate.lua",
     ["luaws.eventsource"] = "lua/luaws/eventsource.lua",
+    ["luaws.coro"] = "lua/luaws/coro.lua",
+    ["luaws.cli"] = "lua/luaws/cli.lua",
+  },
+  install = {
+    bin = { luaws = "bin/luaws" },   -- the luaws command (luaws --help)
   },
 }

@@ -2,7 +2,7 @@
 # The README's test command (make test): runs the C unit tests of the protocol core and
 # of the I/O layer, builds for Lua 5.4, LuaJIT, 5.3, 5.2 and 5.1 and runs the busted specs
 # on each, and a smoke spec against a copy installed with `luarocks make`.
-# Extra suites: LUAWS_SUITES="asan valgrind fuzz bench chaos chaos-asan big".
+# Extra suites: LUAWS_SUITES="asan valgrind fuzz bench chaos chaos-asan big browser".
 # Last line: "N passed, N failed"; exit status non-zero on any failure.
 cd "$(dirname "$0")/.."
 TALLY=$(mktemp); export TALLY
@@ -25,6 +25,7 @@ for s in $LUAWS_SUITES; do
     fuzz) suite "fuzz" make -s fuzz FUZZ_SECONDS=${FUZZ_SECONDS:-20} ;;
     chaos) suite "chaos (attacks from outside the process)" make -s chaos ;;
     chaos-asan) suite "chaos on the ASan+UBSan build" make -s chaos-asan ;;
+    browser) suite "Chromium: the chat example (make browser)" make -s browser ;;
     big) suite "a 4 GiB message (lua5.4)" env LUAWS_BIG=1 sh scripts/run_specs.sh lua5.4 build/lua5.4 spec/big_spec.lua ;;
   esac
 done

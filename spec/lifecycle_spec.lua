@@ -450,3 +450,49 @@ describe("a peer that resets while we write", function()
     H.wait(function() return #rec.messages == 1 end, 5, "an echo afterwards")
   end)
 end)
+
+describe("ondata(data, binary, ws): messages without event objects", function()
+  after_each(H.cleanup)
+
+  it("gets text and binary, with the socket, and onmessage still gets its events", function()
+    local s = H.server()
+    local got, events = {}, {}
+    s.onupgrade = function(req)
+      local ws = H.track(WebSocket(req))
+      ws.ondata = function(data, binary, target)
+        got[#got + 1] = { data, binary, target == ws }
+        target:send(data, binary and "binary" or nil)
+      end
+      if req.url == "/both" then
+        ws.onmessage = function(e) events[#events + 1] = e.data end
+      end
+    end
+    local c, rec = H.client("ws://127.0.0.1:" .. s.port .. "/")
+    c:send("text")
+    c:send("\0\1", "binary")
+    H.wait(function() return #rec.messages == 2 end, 5, "two echoes")
+    assert.same({ { "text", false, true }, { "\0\1", true, true } }, got)
+    assert.same({}, events)
+    local c2, rec2 = H.client("ws://127.0.0.1:" .. s.port .. "/both")
+    c2:send("twice")
+    H.wait(function() return #rec2.messages == 1 end, 5, "the echo")
+    assert.same({ "twice" }, events)
+    assert.equal("twice", got[3][1])
+  end)
+
+  it("closes the socket with 1011 when ondata raises, as any handler", function()
+    local s = H.server()
+    local errors = {}
+    WebSocket.onhandlererror = function(err) errors[#errors + 1] = err end
+    s.onupgrade = function(req)
+      local ws = H.track(WebSocket(req))
+      ws.ondata = function() error("boom") end
+    end
+    local c, rec = H.client("ws://127.0.0.1:" .. s.port .. "/")
+    c:send("x")
+    H.wait(function() return #rec.closes == 1 end, 5, "the close")
+    WebSocket.onhandlererror = nil
+    assert.equal(1011, rec.closes[1].code)
+    assert.equal(1, #errors)
+  end)
+end)

@@ -32,6 +32,7 @@ struct ws__client_hs {
   ws_buf_t early;    /* frames sent while connecting, as faye queues them */
   size_t request_len;
   int raw;
+  int status;        /* the server's answer's status, once its head was read */
 };
 
 static void free_layer(ws__transport_t **t) {
@@ -319,6 +320,7 @@ static ssize_t on_head(ws_conn_t *c, char *buf, size_t len) {
     ws__conn_fail(c, WS_EHANDSHAKE, "malformed handshake response");
     return -1;
   }
+  c->hs->status = h.status;   /* told to the layer above even when it fails */
   if (h.status != 101) {
     char msg[96];
     snprintf(msg, sizeof msg, "unexpected response code: %d", h.status);
@@ -357,6 +359,10 @@ static ssize_t on_head(ws_conn_t *c, char *buf, size_t len) {
   if (c->state == WS__S_CLOSED) return -1;
   ws__conn_set_open(c, &h);
   return r;
+}
+
+int ws_conn_response_status(const ws_conn_t *c) {
+  return (c->flags & WS__F_CLIENT) && c->hs ? c->hs->status : 0;
 }
 
 /* Queues a whole frame made while connecting; it is written right after the 101. */

@@ -396,13 +396,15 @@ static int queue_frame(ws_conn_t *c, const ws_iov_t *iov, unsigned n) {
   return ws__conn_write(c, iov, n);
 }
 
+int ws__conn_queue(ws_conn_t *c, const ws_iov_t *iov, unsigned n) { return queue_frame(c, iov, n); }
+
 /* Frames a whole message with c's codec (masked with a fresh key for a client) and
  * queues it. A client's payload is copied once, to be masked; a server's is not copied
  * unless it is corked. */
 static int send_frame_rsv(ws_conn_t *c, int rsv, int opcode, const char *data, size_t len) {
   uint8_t hdr[WS_CODEC_MAX_HEAD], tail[WS_CODEC_MAX_HEAD], key[4];
   int client = (c->flags & WS__F_CLIENT) != 0;
-  if (client && ws_random(key, 4) != 0) return WS_EINTERNAL;
+  if (client && ws__mask_key(c->loop, key) != 0) return WS_EINTERNAL;
   size_t hl = c->codec->head(hdr, rsv, opcode, len, client ? key : NULL);
   size_t tl = c->codec->tail(tail);
   char *masked = NULL;
@@ -427,7 +429,7 @@ static void send_close(ws_conn_t *c, unsigned code, const char *reason, size_t r
   uint8_t frame[WS_CODEC_MAX_CLOSE], key[4];
   int client = (c->flags & WS__F_CLIENT) != 0;
   c->flags |= WS__F_CLOSE_SENT;
-  if (client && ws_random(key, 4) != 0) return;
+  if (client && ws__mask_key(c->loop, key) != 0) return;
   size_t n = c->codec->close(frame, code, reason, rlen, client ? key : NULL);
   ws_iov_t b = {(const char *)frame, n};
   if (n) queue_frame(c, &b, 1);
@@ -574,7 +576,7 @@ void ws__conn_abort(ws_conn_t *c, int err, unsigned code, const char *message) {
     uint8_t frame[WS_CODEC_MAX_CLOSE], key[4];
     int client = (c->flags & WS__F_CLIENT) != 0;
     size_t n = 0;
-    if ((c->codec->caps & WS_CODEC_CLOSE_CODES) && (!client || ws_random(key, 4) == 0))
+    if ((c->codec->caps & WS_CODEC_CLOSE_CODES) && (!client || ws__mask_key(c->loop, key) == 0))
       n = c->codec->close(frame, code, NULL, 0, client ? key : NULL);
     if (n) {
       uv_buf_t b = uv_buf_init((char *)frame, (unsigned)n);
@@ -1131,7 +1133,11 @@ uint32_t ws__conn_sweep(ws_conn_t *c, uint32_t now) {
     return 0;
   }
   if (c->state != WS__S_OPEN || closing) return c->close_ms;
-  if (c->msg_at && due(now, c->msg_at, c->message_ms)) {
+  if (c->msg_at && (c->flags & WS__BLOCKED)) {
+    /* We are not reading (paused, or throttled by our own queue): what waits unread is
+     * ours to hold, not the peer's delay. Its clock restarts when reading does. */
+    c->msg_at = now | 1;
+  } else if (c->msg_at && due(now, c->msg_at, c->message_ms)) {
     ws__conn_fail(c, WS_ETIMEDOUT, "a message was not completed within message_timeout");
     return c->close_ms;
   }
@@ -1240,12 +1246,15 @@ static ws_deflate_t *deflate_of(const ws_conn_t *c) {
   return NULL;
 }
 
+#define WS__FLAT_MAX (64 * 1024)   /* a payload copied once into a whole frame */
+
 size_t ws__loop_send_all(ws_loop_t *l, ws_conn_t **conns, size_t n, int opcode,
                          const char *data, size_t len, size_t *missed) {
   uint8_t hdr[WS_MAX_HEADER], zhdr[WS_MAX_HEADER];
   size_t hl = ws_frame_header(hdr, 1, 0, opcode, len, NULL), zhl = 0;
   ws_bytes_t shared = {NULL, 0, 0};   /* compressed once, for every conn that can share */
   int shared_bits = 0;
+  char *flat = NULL;
   size_t sent = 0;
   if (missed) *missed = 0;
   ws__conn_flush_cork(l);
@@ -1279,14 +1288,22 @@ size_t ws__loop_send_all(ws_loop_t *l, ws_conn_t **conns, size_t n, int opcode,
     } else if (d || c->codec != &ws_codec_rfc6455 || (c->flags & WS__F_CLIENT)) {
       r = send_message(c, opcode, data, len);   /* its own framing or compression */
     } else {
+      /* The frame in one piece, made at the first conn that takes it as it is: one
+       * write() per conn rather than a writev() of header and payload. */
+      if (!flat && len <= WS__FLAT_MAX && n > 1 && (flat = malloc(hl + len))) {
+        memcpy(flat, hdr, hl);
+        memcpy(flat + hl, data, len);
+      }
       ws_iov_t b[2] = {{(const char *)hdr, hl}, {data, len}};
-      r = ws__conn_write(c, b, 2);
+      if (flat) b[0].base = flat, b[0].len = hl + len;
+      r = ws__conn_write(c, b, flat ? 1 : 2);
     }
     ws__conn_after_queue(c);
     if (r == 0) sent++;
     else if (missed && c->state == WS__S_OPEN) conns[(*missed)++] = c;
   }
   ws_bytes_free(&shared);
+  free(flat);
   return sent;
 }
 

@@ -69,6 +69,9 @@ struct ws_loop {
   int freed;                 /* the sweep freed much: give memory back to the system */
   size_t mem_in, mem_out;    /* bytes buffered by all conns (ws_loop_stats) */
   ws_bytes_t scratch;        /* an extension's output for the message being sent */
+  uint8_t keys[4096];        /* masking keys, drawn from the OS random source in bulk */
+  uint32_t keys_left;        /* unused bytes at the end of keys */
+  pid_t keys_pid;            /* the process that drew them (a forked child draws anew) */
   /* The upgrade request being handed up (on_request), for ws_conn_accept. */
   ws_conn_t *req_conn;
   const ws_http_head_t *req_head;
@@ -89,6 +92,10 @@ static inline uint32_t ws__now(const ws_loop_t *l) { return (uint32_t)uv_now(l->
 /* The sweep's period must be short enough for a conn with this timeout (ms). */
 void ws__loop_sweep_for(ws_loop_t *l, uint32_t timeout_ms);
 void ws__loop_link(ws_loop_t *l, ws_conn_t *c);
+/* A fresh masking key (RFC 6455 5.3: unpredictable, from a strong source): 4 bytes of
+ * the OS random source, drawn 4 KiB at a time (one RAND_bytes per key cost more than the
+ * rest of a small frame's sending). 0 or WS_EINTERNAL. */
+int ws__mask_key(ws_loop_t *l, uint8_t key[4]);
 void ws__loop_unlink(ws_conn_t *c);
 
 /* Connection states (readyState is derived from them). */
@@ -287,6 +294,9 @@ void ws__conn_fail(ws_conn_t *c, int err, const char *message);
 void ws__conn_set_open(ws_conn_t *c, const ws_http_head_t *head);
 void ws__conn_apply_options(ws_conn_t *c, const ws_conn_options_t *o, int role);
 int ws__conn_write(ws_conn_t *c, const ws_iov_t *iov, unsigned n);
+/* Queues bytes as a frame is: into the loop's cork when corked and small (answers to
+ * pipelined requests leave in one write), else written at once. */
+int ws__conn_queue(ws_conn_t *c, const ws_iov_t *iov, unsigned n);
 int ws__conn_write_raw(ws_conn_t *c, const ws_iov_t *iov, unsigned n);
 void ws__conn_end(ws_conn_t *c);
 void ws__conn_eof(ws_conn_t *c);   /* the peer's stream ended inside the transport */

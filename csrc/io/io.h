@@ -217,6 +217,9 @@ const char *ws_conn_version(const ws_conn_t *c);    /* "hybi-13", "hixie-76", ..
 const char *ws_conn_extensions(const ws_conn_t *c); /* the agreed Sec-WebSocket-Extensions
                                                        value; "" if none */
 int ws_conn_is_client(const ws_conn_t *c);
+/* Client, until open: the status of the server's answer (0 before its head came); a
+ * handshake that failed on it keeps it for on_error / on_close. */
+int ws_conn_response_status(const ws_conn_t *c);
 void *ws_conn_data(const ws_conn_t *c);
 void ws_conn_set_data(ws_conn_t *c, void *data);
 /* Peer address "ip" and port; 0 or a libuv error. */

@@ -4,6 +4,7 @@
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
+#include <unistd.h>
 #include "internal.h"
 
 int ws__buf_append(ws_buf_t *b, const char *data, size_t len) {
@@ -73,6 +74,19 @@ ws_loop_t *ws_loop_new(uv_loop_t *uv, const ws_io_events_t *events, void *data) 
 }
 
 uv_loop_t *ws_loop_uv(ws_loop_t *l) { return l->uv; }
+
+int ws__mask_key(ws_loop_t *l, uint8_t key[4]) {
+  pid_t pid = getpid();
+  if (l->keys_left < 4 || l->keys_pid != pid) {
+    if (ws_random(l->keys, sizeof l->keys) != 0) return WS_EINTERNAL;
+    l->keys_left = sizeof l->keys;
+    l->keys_pid = pid;
+  }
+  l->keys_left -= 4;
+  memcpy(key, l->keys + l->keys_left, 4);
+  memset(l->keys + l->keys_left, 0, 4);   /* a key is used once */
+  return 0;
+}
 void *ws_loop_data(const ws_loop_t *l) { return l->data; }
 ws_loop_t *ws_conn_loop(const ws_conn_t *c) { return c->loop; }
 ws_loop_t *ws_server_loop(const ws_server_t *s) { return s->loop; }

@@ -352,7 +352,7 @@ int ws_conn_http_write(ws_conn_t *c, const char *data, size_t len) {
   if (r) return r;
   c->state = WS__S_RESPONDING;
   ws_iov_t b = {data, len};
-  r = ws__conn_write(c, &b, 1);
+  r = ws__conn_queue(c, &b, 1);
   ws__conn_after_queue(c);
   return r;
 }

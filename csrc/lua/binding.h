@@ -100,6 +100,7 @@ int l_backplane_full(lua_State *L, ws_backplane_t *bp);
 
 void l_server_open(lua_State *L);
 void l_tls_open(lua_State *L);
+void l_stdio_open(lua_State *L);   /* core.reader: the metatable and the function */
 int l_conn_push_new(lua_State *L, ws_conn_t *c);   /* wraps c (server side) */
 
 void l_conn_options(lua_State *L, int t, ws_conn_options_t *o);

@@ -138,11 +138,54 @@ static void ev_open(ws_conn_t *c, const ws_http_head_t *head) {
   lua_pop(L, 1);
 }
 
+/* Does the socket at ud have an onmessage handler or message listeners? */
+static int wants_events(l_ctx_t *x, lua_State *L, int uv) {
+  l_push_key(x, L, L_K_ONMESSAGE);
+  lua_rawget(L, uv);
+  int yes = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  if (yes) return 1;
+  l_push_key(x, L, L_K_LISTENERS);
+  lua_rawget(L, uv);
+  if (lua_istable(L, -1)) {
+    l_push_key(x, L, L_K_MESSAGE);
+    lua_rawget(L, -2);
+    yes = lua_istable(L, -1) && ws_lua_rawlen(L, -1) > 0;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return yes;
+}
+
+/* A message: ondata(data, binary, ws) first, when set (no event object is made for it,
+ * the cheapest way in); then, if anyone listens for them, the message event. */
 static void ev_message(ws_conn_t *c, int binary, const char *data, size_t len) {
   l_ctx_t *x = ctx_of(c);
   lua_State *L = x->L;
   box_of(c);
   int ud = lua_gettop(L);
+  ws_lua_getuv(L, ud);
+  int uv = ud + 1;
+  l_push_key(x, L, L_K_ONDATA);
+  lua_rawget(L, uv);
+  if (lua_isfunction(L, -1)) {
+    l_box_t *b = lua_touserdata(L, ud);
+    l_push_traceback(x, L);
+    lua_insert(L, -2);
+    lua_pushlstring(L, data, len);
+    lua_pushboolean(L, binary);
+    lua_pushvalue(L, ud);
+    int failed = l_call(x, L, 3, uv + 1, ud);
+    lua_pop(L, 1);   /* traceback */
+    if (failed && b->p) ws_conn_handler_failed(b->p);
+    if (!b->p || !wants_events(x, L, uv)) {
+      lua_pop(L, 2);
+      return;
+    }
+  } else {
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);   /* uv */
   new_event(x, L, ud, L_K_MESSAGE, 2);
   l_push_key(x, L, L_K_DATA);
   lua_pushlstring(L, data, len);   /* the one copy of the payload */
@@ -170,11 +213,23 @@ static void ev_pong(ws_conn_t *c, const char *data, size_t len) {
   lua_pop(L, 1);
 }
 
+/* A client whose handshake failed on the server's answer: statusCode tells its status,
+ * as faye's driver sets it before it checks the answer. */
+static void note_status(lua_State *L, int ud, ws_conn_t *c) {
+  int status = ws_conn_response_status(c);
+  if (!status) return;
+  ws_lua_getuv(L, ud);
+  lua_pushinteger(L, status);
+  lua_setfield(L, -2, "statusCode");
+  lua_pop(L, 1);
+}
+
 static void ev_error(ws_conn_t *c, int err, const char *message) {
   l_ctx_t *x = ctx_of(c);
   lua_State *L = x->L;
   box_of(c);
   int ud = lua_gettop(L);
+  note_status(L, ud, c);
   const char *name = ws_err_name(err);
   new_event(x, L, ud, L_K_ERROR, 2);
   l_push_key(x, L, L_K_MESSAGE_F);

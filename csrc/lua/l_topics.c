@@ -27,22 +27,19 @@ int l_conn_subscribe(lua_State *L) {
   return 1;
 }
 
-/* ws:unsubscribe(topic): true if it was subscribed, else false. */
-int l_conn_unsubscribe(lua_State *L) {
+/* ws:unsubscribe(topic): true if it was subscribed (and is no more), else false; and
+ * ws:is_subscribed(topic). */
+static int membership(lua_State *L, int leave) {
   ws_conn_t *c = socket_of(L);
   size_t len;
   const char *topic = check_topic(L, 2, &len);
-  lua_pushboolean(L, c && ws_conn_unsubscribe(c, topic, len));
+  lua_pushboolean(L, c && (leave ? ws_conn_unsubscribe(c, topic, len)
+                                 : ws_conn_is_subscribed(c, topic, len)));
   return 1;
 }
 
-int l_conn_is_subscribed(lua_State *L) {
-  ws_conn_t *c = socket_of(L);
-  size_t len;
-  const char *topic = check_topic(L, 2, &len);
-  lua_pushboolean(L, c && ws_conn_is_subscribed(c, topic, len));
-  return 1;
-}
+int l_conn_unsubscribe(lua_State *L) { return membership(L, 1); }
+int l_conn_is_subscribed(lua_State *L) { return membership(L, 0); }
 
 /* ws:topics(): a list of its topics, in no particular order. */
 int l_conn_topics(lua_State *L) {

@@ -1,7 +1,10 @@
 /* luaws.core: the loop, the protected dispatcher, script timers, module functions. */
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include "binding.h"
 
 static const char ctx_key = 0;   /* its address keys the context in the registry */
@@ -167,6 +170,32 @@ int l_call(l_ctx_t *x, lua_State *L, int nargs, int tb, int target) {
   return r ? -1 : 0;
 }
 
+/* Fails the socket at index i (if it is one, and open) as a raising handler would. */
+static void fail_socket(lua_State *L, int i) {
+  l_box_t *b = luaL_testudata(L, i, L_CONN_MT);
+  if (b && b->p && b->kind == L_KIND_SOCKET) ws_conn_handler_failed(b->p);
+}
+
+/* core.handler_error(err, target [, sockets]): an error raised outside the dispatcher
+ * (in a coroutine, luaws.coro), with its traceback, goes where a handler's goes; the
+ * socket target and those in the list sockets close with 1011. */
+static int l_handler_error(lua_State *L) {
+  luaL_checkstring(L, 1);
+  lua_settop(L, 3);
+  lua_pushvalue(L, 1);
+  handler_error(l_ctx(L), L, lua_isnil(L, 2) ? 0 : 2);
+  fail_socket(L, 2);
+  if (lua_istable(L, 3)) {
+    int n = (int)ws_lua_rawlen(L, 3);
+    for (int i = 1; i <= n; i++) {
+      lua_rawgeti(L, 3, i);
+      fail_socket(L, 4);
+      lua_pop(L, 1);
+    }
+  }
+  return 0;
+}
+
 /* Runs the uv loop in mode; events run on the calling thread (x->L) meanwhile. */
 static int run_loop(lua_State *L, uv_run_mode mode, const char *what) {
   l_ctx_t *x = l_ctx(L);
@@ -242,19 +271,17 @@ static int l_init(lua_State *L) {
 static int l_stats(lua_State *L) {
   ws_loop_stats_t st;
   ws_loop_stats(l_loop(L), &st);
-  lua_createtable(L, 0, 6);
-  lua_pushinteger(L, (lua_Integer)st.connections);
-  lua_setfield(L, -2, "connections");
-  lua_pushinteger(L, (lua_Integer)st.buffered_in);
-  lua_setfield(L, -2, "buffered_in");
-  lua_pushinteger(L, (lua_Integer)st.buffered_out);
-  lua_setfield(L, -2, "buffered_out");
-  lua_pushinteger(L, (lua_Integer)st.topics);
-  lua_setfield(L, -2, "topics");
-  lua_pushinteger(L, (lua_Integer)st.subscriptions);
-  lua_setfield(L, -2, "subscriptions");
-  lua_pushinteger(L, (lua_Integer)st.topic_memory);
-  lua_setfield(L, -2, "topic_memory");
+  const struct {
+    const char *name;
+    size_t value;
+  } f[] = {{"connections", st.connections}, {"buffered_in", st.buffered_in},
+           {"buffered_out", st.buffered_out}, {"topics", st.topics},
+           {"subscriptions", st.subscriptions}, {"topic_memory", st.topic_memory}};
+  lua_createtable(L, 0, (int)(sizeof f / sizeof f[0]));
+  for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+    lua_pushinteger(L, (lua_Integer)f[i].value);
+    lua_setfield(L, -2, f[i].name);
+  }
   return 1;
 }
 
@@ -398,6 +425,7 @@ static const luaL_Reg funcs[] = {
   {"hrtime", l_hrtime},
   {"uservalue", l_uservalue},
   {"strerror", l_strerror},
+  {"handler_error", l_handler_error},
   {"tls_context", l_tls_context},
   {NULL, NULL}
 };
@@ -412,6 +440,13 @@ LUAWS_EXPORT int luaopen_luaws_core(lua_State *L) {
      * that kills the process: as Node and luasocket do, unless the host set a handler. */
     struct sigaction sa;
     if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
+    /* libuv aborts when a descriptor it made for itself is 0, 1 or 2: a process started
+     * with one of them closed gets /dev/null there first, as Node does. */
+    for (int fd = 0; fd <= 2; fd++) {
+      if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF) continue;
+      int n = open("/dev/null", O_RDWR);
+      if (n > 2) close(n);
+    }
     /* OpenSSL sets up its random generator and digests on first use: do it at load,
      * not in the first handshake (whose latency and memory it would otherwise carry). */
     char warm[29];
@@ -444,6 +479,7 @@ LUAWS_EXPORT int luaopen_luaws_core(lua_State *L) {
   l_backplane_open(L);
   lua_newtable(L);
   ws_lua_setfuncs(L, funcs, 0);
+  l_stdio_open(L);
   luaL_getmetatable(L, L_CONN_MT);
   lua_getfield(L, -1, "__methods");
   lua_setfield(L, -3, "socket_methods");

@@ -58,11 +58,12 @@ end
 --- options.proxy = { origin = "http(s)://[user:password@]host[:port]", headers, tls }:
 --- through that HTTP proxy (CONNECT); tls is for an https:// proxy, checked against its
 --- own name.
-function M.new(url, protocols, opts)
-  local u = M.parse_url(url, 2)
-  local o = options.socket(opts, 2)
-  local list = options.protocol_list(protocols or o.protocols, 2)
-  local tls, servername = options.tls(o.tls or (u.secure and {}) or nil, "client", 2)
+--- M.open is M.new with level: how many calls up from it misuse is blamed.
+function M.open(url, protocols, opts, level)
+  local u = M.parse_url(url, level)
+  local o = options.socket(opts, level)
+  local list = options.protocol_list(protocols or o.protocols, level)
+  local tls, servername = options.tls(o.tls or (u.secure and {}) or nil, "client", level)
   local ctx, err, name
   if u.secure then
     ctx, err, name = tls_context(tls)
@@ -82,13 +83,19 @@ function M.new(url, protocols, opts)
   ws, err, name = core.connect {
     host = u.host, port = u.port, path = u.path, host_header = u.host_header,
     protocols = #list > 0 and table.concat(list, ", ") or nil,
-    headers = options.header_lines(o.headers, 2), options = o.core,
+    headers = options.header_lines(o.headers, level), options = o.core,
     tls = ctx, servername = servername, proxy = proxy,
   }
   if not ws then return nil, err, name end
   local uv = core.uservalue(ws)
   uv.url = url
+  uv._queue_limits = o.queue
   return ws
+end
+
+function M.new(url, protocols, opts)
+  local ws, err, name = M.open(url, protocols, opts, 3)
+  return ws, err, name
 end
 
 --- A raw TCP connection for tests: ondata(event), onopen, onclose; ws:_raw_write(bytes).

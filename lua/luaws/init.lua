@@ -5,7 +5,8 @@
 --    onerror, onclose, addEventListener, send, ping, close; nothing more abstract;
 --  * the C core does the sockets and the protocol; this file checks options, parses URLs
 --    and adds the EventTarget sugar;
---  * misuse raises; runtime failures return nil, message, name.
+--  * misuse raises; runtime failures return nil, message, name;
+--  * coroutines (luaws.coro) for scripts that read top to bottom, over the same core.
 local core = require "luaws.core"
 local options = require "luaws.options"
 
@@ -109,7 +110,9 @@ local function accept(req, protocols, opts)
   end
   local ws, err, name = core.accept(conn, chosen, options.header_lines(o.headers, 3), o.core)
   if not ws then return nil, err, name end
-  core.uservalue(ws).url = (req.tls and "wss://" or "ws://") .. (req.headers.host or "localhost") .. req.url
+  local uv = core.uservalue(ws)
+  uv.url = (req.tls and "wss://" or "ws://") .. (req.headers.host or "localhost") .. req.url
+  uv._queue_limits = o.queue
   if upgrading.req == req then upgrading.req, upgrading.conn = nil, nil end
   req._deferred = nil
   return ws
@@ -123,6 +126,10 @@ M.EventSource = require "luaws.eventsource"
 
 local client = require "luaws.client"
 M.Client = client.new
+
+-- ---- coroutines: spawn, connect, sleep, handler; ws:receive, ws:messages ---------------
+
+require("luaws.coro").init(M, client, accept)
 
 -- ---- loop, timers, broadcast --------------------------------------------------------
 

@@ -29,6 +29,8 @@ local SPECS = {
   high_water = { "bytes", 1, MAX_INT, off = true },
   max_memory = { "bytes", 1, MAX_INT, off = true },
   max_body = { "bytes", 1, MAX_INT, off = true },
+  max_queued = { "count", 1, 4294967295, off = true },
+  max_queued_bytes = { "bytes", 1, MAX_INT, off = true },
   max_head = { "bytes", 256, 1048576 },
   max_headers = { "count", 1, 256 },
   max_subscriptions = { "count", 1, 65535 },
@@ -74,7 +76,8 @@ local SOCKET = {
   proxy = true, close_timeout = true, handshake_timeout = true, max_buffered = true,
   max_head = true, max_headers = true, protocols = true, max_fragments = true,
   idle_timeout = true, pong_timeout = true, message_timeout = true, send_timeout = true,
-  high_water = true, backpressure = true, max_subscriptions = true,
+  high_water = true, backpressure = true, max_queued = true, max_queued_bytes = true,
+  max_subscriptions = true,
 }
 
 --- Checks socket options (WebSocket(req, protocols, options) and Client). Returns
@@ -125,7 +128,13 @@ function M.socket(o, level)
     max_subscriptions = number(o, "max_subscriptions", level),
     extensions = extensions,
   }
-  return { core = c, headers = o.headers, tls = o.tls, protocols = o.protocols,
+  -- The receive queue of luaws.coro (math.huge: no bound).
+  local queue
+  if o.max_queued ~= nil or o.max_queued_bytes ~= nil then
+    local n, b = number(o, "max_queued", level), number(o, "max_queued_bytes", level)
+    queue = { messages = n == 0 and HUGE or n, bytes = b == 0 and HUGE or b }
+  end
+  return { core = c, headers = o.headers, tls = o.tls, protocols = o.protocols, queue = queue,
            proxy = M.proxy(o.proxy, level) }
 end
 
@@ -235,17 +244,24 @@ function M.protocol_list(protocols, level)
 end
 
 --- Extra headers as CRLF-ended lines (nil if none); CR, LF and bad names raise.
+-- Header names already found to be tokens (a server answers with the same few names
+-- again and again); bounded, so a script making up names cannot grow it without end.
+local token_names, token_count = {}, 0
+
 function M.header_lines(headers, level)
   level = (level or 1) + 1
   if not headers then return nil end
   local out = {}
   for name, value in pairs(headers) do
-    if not is_token(name) then fail(level, "invalid header name %q", tostring(name)) end
+    if not token_names[name] then
+      if not is_token(name) then fail(level, "invalid header name %q", tostring(name)) end
+      if token_count < 256 then token_names[name], token_count = true, token_count + 1 end
+    end
     value = tostring(value)
     if value:find("[\r\n%z]") then fail(level, "header %s has CR, LF or NUL in its value", name) end
     out[#out + 1] = name .. ": " .. value .. "\r\n"
   end
-  table.sort(out)
+  if #out > 1 then table.sort(out) end
   return #out > 0 and table.concat(out) or nil
 end
 

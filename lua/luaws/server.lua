@@ -19,9 +19,20 @@ local STATUS = {
 local Response = {}
 Response.__index = Response
 
+local status_lines = {}   -- "HTTP/1.1 200 OK\r\n", made once per status
+local function status_line(st)
+  local line = status_lines[st]
+  if not line then
+    line = string.format("HTTP/1.1 %d %s\r\n", st, STATUS[st] or "Status")
+    status_lines[st] = line
+  end
+  return line
+end
+
 -- Does the request let its connection carry the next one (RFC 9112 9.3)?
 local function wants_keep_alive(req)
   local c = req.headers.connection
+  if c == nil then return req.httpVersion ~= "1.0" end
   local tokens = {}
   if type(c) == "string" then
     for t in c:gmatch("[^,%s]+") do tokens[t:lower()] = true end
@@ -45,7 +56,9 @@ function Response:writeHead(status, headers)
   self._lines = options.header_lines(headers, 2) or ""
   self._length, self._te, self._close = nil, false, false
   for name, value in pairs(headers or {}) do
-    local n = name:lower()
+    -- only Content-Length, Transfer-Encoding and Connection matter here
+    local len = #name
+    local n = (len == 14 or len == 17 or len == 10) and name:lower()
     if n == "content-length" then
       local v = tostring(value)
       if not v:match("^%d+$") then error("writeHead: Content-Length must be digits", 2) end
@@ -89,8 +102,7 @@ function Response:_start(whole)
   end
   self._left = self._length
   self.headersSent = true
-  self._unsent = string.format("HTTP/1.1 %d %s\r\n%s%s\r\n", st, STATUS[st] or "Status",
-    self._lines, extra)
+  self._unsent = status_line(st) .. self._lines .. extra .. "\r\n"
 end
 
 -- Body bytes as the framing wants them.

@@ -1,4 +1,5 @@
 /* The helpers of test.h, shared by the C test binaries (main.c, test_conn.c). */
+#include <stdarg.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -105,4 +106,12 @@ void tb_free(tbuf_t *b) {
 
 int tb_eq(const tbuf_t *a, const tbuf_t *b) {
   return a->len == b->len && (a->len == 0 || memcmp(a->p, b->p, a->len) == 0);
+}
+
+void test_appendf(char *buf, size_t cap, const char *fmt, ...) {
+  size_t n = strlen(buf);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf + n, cap - n, fmt, ap);
+  va_end(ap);
 }

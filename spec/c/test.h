@@ -39,6 +39,8 @@ void test_check_mem(const char *file, int line, const char *as, const char *bs,
                     const void *a, size_t alen, const void *b, size_t blen);
 void test_check_str(const char *file, int line, const char *as, const char *bs,
                     const char *a, const char *b);
+/* Appends a formatted note to the string buf (cap bytes): the event logs of the I/O tests. */
+void test_appendf(char *buf, size_t cap, const char *fmt, ...);
 
 /* A growable byte buffer (aborts when out of memory). */
 typedef struct {

@@ -2,7 +2,6 @@
  * sockets (csrc/io/scripted.h): the peer's bytes go in, and each case checks the exact
  * bytes the peer read and the exact sequence of events. Timers run on a real libuv loop;
  * no socket is opened. The last line says how it went. */
-#include <stdarg.h>
 #include <stdlib.h>
 
 #include "test.h"
@@ -27,13 +26,7 @@ static struct {
   void (*on_message)(ws_conn_t *c, const char *data, size_t len);
 } T;
 
-static void note(const char *fmt, ...) {
-  size_t n = strlen(T.log);
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(T.log + n, sizeof T.log - n, fmt, ap);
-  va_end(ap);
-}
+#define note(...) test_appendf(T.log, sizeof T.log, __VA_ARGS__)
 
 static void ev_request(ws_server_t *s, ws_conn_t *c, const ws_http_head_t *h, int upgrade) {
   (void)s;
@@ -295,8 +288,9 @@ static void test_pause_resume(void) {
   CHECK_INT(T.max_depth, 1);
 }
 
-/* The client's request: its key, and the answer a server would give. */
-static void client_response(ws_script_t *p, char *out, size_t cap, int good) {
+/* The client's request: its key, and the answer a server would give (test_topics.c uses
+ * it too). */
+void test_client_response(ws_script_t *p, char *out, size_t cap, int good) {
   size_t n;
   const char *req = ws_script_take(p, &n);
   char head[1024];
@@ -316,6 +310,18 @@ static void client_response(ws_script_t *p, char *out, size_t cap, int good) {
            accept);
 }
 
+/* f[0 .. n) is one small client frame: FIN, opcode op, masked, carrying data. */
+void test_check_client_frame(const char *f, size_t n, int op, const char *data, size_t len) {
+  char buf[2 + 4 + 125];
+  CHECK(len <= 125 && n == 2 + 4 + len);
+  if (len > 125 || n != 2 + 4 + len) return;
+  memcpy(buf, f, n);
+  CHECK_INT((uint8_t)buf[0], 0x80 | op);
+  CHECK_INT((uint8_t)buf[1], 0x80 | len);
+  ws_mask(buf + 6, len, (const uint8_t *)buf + 2, 0);
+  CHECK_MEM(buf + 6, len, data, len);
+}
+
 static void test_client(void) {
   reset();
   ws_conn_options_t o;
@@ -326,7 +332,7 @@ static void test_client(void) {
   /* Sent before the 101: queued, written right after it. */
   CHECK_INT(ws_conn_send(ws_script_conn(p), WS_OP_TEXT, "early", 5), 0);
   char resp[256];
-  client_response(p, resp, sizeof resp, 1);
+  test_client_response(p, resp, sizeof resp, 1);
   for (size_t i = 0; resp[i]; i++) {   /* the response head a byte at a time */
     CHECK_STR(T.log, "");
     ws_script_push(p, resp + i, 1);
@@ -339,16 +345,8 @@ static void test_client(void) {
   const char *out = ws_script_take(p, &n);
   CHECK_INT(n, 2 * (2 + 4) + 5 + 4);
   if (n == 21) {
-    char f[32];
-    memcpy(f, out, n);
-    CHECK_INT((uint8_t)f[0], 0x81);
-    CHECK_INT((uint8_t)f[1], 0x85);
-    ws_mask(f + 6, 5, (const uint8_t *)f + 2, 0);
-    CHECK_MEM(f + 6, 5, "early", 5);
-    CHECK_INT((uint8_t)f[11], 0x82);
-    CHECK_INT((uint8_t)f[12], 0x84);
-    ws_mask(f + 17, 4, (const uint8_t *)f + 13, 0);
-    CHECK_MEM(f + 17, 4, "late", 4);
+    test_check_client_frame(out, 11, WS_OP_TEXT, "early", 5);
+    test_check_client_frame(out + 11, 10, WS_OP_BINARY, "late", 4);
   }
   push_frame(p, 1, WS_OP_TEXT, "Hello", 5, 0);
   CHECK_STR(T.log, "open;message t Hello;");
@@ -356,15 +354,7 @@ static void test_client(void) {
    * server answers, and closes TCP first (RFC 6455 7.1.1). */
   ws_conn_close(ws_script_conn(p), 1000, "done", 4);
   out = ws_script_take(p, &n);
-  CHECK_INT(n, 2 + 4 + 6);
-  if (n == 12) {
-    char f[12];
-    memcpy(f, out, n);
-    CHECK_INT((uint8_t)f[0], 0x88);
-    CHECK_INT((uint8_t)f[1], 0x86);
-    ws_mask(f + 6, 6, (const uint8_t *)f + 2, 0);
-    CHECK_MEM(f + 6, 6, "\x03\xe8" "done", 6);
-  }
+  test_check_client_frame(out, n, WS_OP_CLOSE, "\x03\xe8" "done", 6);
   push_frame(p, 1, WS_OP_CLOSE, "\x03\xe8", 2, 0);
   settle();
   CHECK(ws_script_conn(p) != NULL);   /* waits for the server's FIN */
@@ -380,7 +370,7 @@ static void test_client_bad_accept(void) {
   ws_conn_options_default(&o);
   ws_script_t *p = ws_script_connect(L, "/chat", "server.example.com", NULL, NULL, &o, NULL);
   char resp[256];
-  client_response(p, resp, sizeof resp, 0);
+  test_client_response(p, resp, sizeof resp, 0);
   ws_script_push(p, resp, strlen(resp));
   CHECK_STR(T.log, "");
   finish(p);
@@ -419,7 +409,7 @@ static void test_proxy(void) {
       ws_script_push(p, answer + off, n);
     }
     char resp[256];
-    client_response(p, resp, sizeof resp, 1);
+    test_client_response(p, resp, sizeof resp, 1);
     CHECK(strncmp(resp, "HTTP/1.1 101 Swi", 16) == 0);
     CHECK_STR(T.log, "");
     ws_script_push(p, resp + 16, strlen(resp) - 16);
@@ -575,6 +565,23 @@ static void test_timeouts(void) {
   finish(p);
   CHECK_STR(T.log, "error ETIMEDOUT;close 1008 0;");
   CHECK_REST("\x88\x02\x03\xf0");
+
+  /* Paused with whole messages read and waiting: no message_timeout, however long. */
+  reset();
+  T.opt.idle_timeout_ms = 0;
+  T.opt.message_timeout_ms = 20;
+  T.on_message = on_message_pausing;
+  p = open_server();
+  char two[64];
+  size_t n2 = frame(two, 1, 0, WS_OP_TEXT, "1", 1, 1);
+  n2 += frame(two + n2, 1, 0, WS_OP_TEXT, "x", 1, 1);
+  ws_script_push(p, two, n2);
+  CHECK_STR(T.log, "message t 1;");
+  CHECK(run_until("close", 100) == 0);
+  ws_conn_resume(ws_script_conn(p));
+  CHECK_STR(T.log, "message t 1;message t x;");
+  ws_conn_terminate(ws_script_conn(p));
+  finish(p);
 }
 
 static void test_http_errors(void) {

@@ -3,12 +3,15 @@
  * member lists, removal by swapping, leaving at close), the order a removal leaves, and
  * publishes whose sends drop subscribers in the middle of the list (back-pressure, the
  * server's memory budget). Runs on a loop of its own; part of test_io. */
-#include <stdarg.h>
 #include <stdlib.h>
 
 #include "test.h"
 #include "io.h"
 #include "scripted.h"
+
+/* test_conn.c's */
+void test_client_response(ws_script_t *p, char *out, size_t cap, int good);
+void test_check_client_frame(const char *f, size_t n, int op, const char *data, size_t len);
 
 static uv_loop_t uv;
 static ws_loop_t *L;
@@ -21,13 +24,7 @@ static struct {
   size_t nmissed;
 } Z;
 
-static void note(const char *fmt, ...) {
-  size_t n = strlen(Z.log);
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(Z.log + n, sizeof Z.log - n, fmt, ap);
-  va_end(ap);
-}
+#define note(...) test_appendf(Z.log, sizeof Z.log, __VA_ARGS__)
 
 static int id_of(const ws_conn_t *c) { return (int)(intptr_t)ws_conn_data(c); }
 
@@ -394,30 +391,14 @@ static void test_states(void) {
   CHECK_INT(r.skipped, 1);
   CHECK_INT(Z.nmissed, 0);
   ws_script_take(h, &n);
-  const char *req = ws_script_take(cl, &n);
-  char head[1024] = "";
-  memcpy(head, req, n < sizeof head - 1 ? n : sizeof head - 1);
-  const char *key = strstr(head, "Sec-WebSocket-Key: ");
-  CHECK(key != NULL);
-  char accept[29] = "", resp[256];
-  if (key) ws_handshake_accept(key + 19, 24, accept);
-  int rl = snprintf(resp, sizeof resp,
-                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                    "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", accept);
-  ws_script_push(cl, resp, (size_t)rl);
+  char resp[256];
+  test_client_response(cl, resp, sizeof resp, 1);
+  ws_script_push(cl, resp, strlen(resp));
   CHECK_INT(ws_conn_ready_state(cc), WS_OPEN);
   r = publish("s", "late", 4);
   CHECK_INT(r.delivered, 2);
   out = ws_script_take(cl, &n);
-  CHECK_INT(n, 2 + 4 + 4);
-  if (n == 10) {
-    char f[10];
-    memcpy(f, out, n);
-    CHECK_INT((uint8_t)f[0], 0x81);
-    CHECK_INT((uint8_t)f[1], 0x84);
-    ws_mask(f + 6, 4, (const uint8_t *)f + 2, 0);
-    CHECK_MEM(f + 6, 4, "late", 4);
-  }
+  test_check_client_frame(out, n, WS_OP_TEXT, "late", 4);
   /* The peer's close frame: the client leaves its topics as the closing begins. */
   ws_script_push(cl, "\x88\x02\x03\xe8", 4);
   CHECK_INT(ws_conn_ready_state(cc), WS_CLOSING);
