@@ -24,13 +24,7 @@ do
 end
 local have_redis = shell_ok("command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1")
 
--- Runs the loop until cond() (polled every 20 ms: it reads files and runs redis-cli).
-local function poll(cond, seconds, what)
-  local t = WebSocket.setInterval(function() end, 20)
-  local ok, err = pcall(H.wait, cond, seconds, what)
-  WebSocket.clearInterval(t)
-  if not ok then error(err, 2) end
-end
+local poll = H.poll   -- (conditions that read files and run redis-cli)
 
 local function free_port()
   local s = assert(WebSocket.listen { host = "127.0.0.1", port = 0 })
@@ -138,11 +132,7 @@ local function stop_node(n)
   assert.is_nil(out:find("Sanitizer", 1, true), out)
 end
 
-local function datas(rec)
-  local t = {}
-  for i, e in ipairs(rec.messages) do t[i] = (e.binary and "b:" or "t:") .. e.data end
-  return t
-end
+local datas = H.datas
 
 local function sorted(t)
   local c = {}

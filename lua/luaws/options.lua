@@ -273,6 +273,25 @@ local function percent_decode(s, what, level, option)
   return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
 end
 
+-- A URL's authority, [userinfo@]host[:port] (host may be an [IPv6] literal): userinfo
+-- (nil without "@"), host, port (default_port when absent). A bad host or port raises.
+local function authority_parts(authority, default_port, option, url, level)
+  local userinfo, hostport = authority:match("^(.*)@([^@]*)$")
+  hostport = hostport or authority
+  local host, port
+  if hostport:sub(1, 1) == "[" then
+    host, port = hostport:match("^%[([%x:.]+)%]:?(%d*)$")
+  else
+    host, port = hostport:match("^([^:]+):?(%d*)$")
+  end
+  if not host or host:find("[%s%c]") then
+    fail(level + 1, "%s has no valid host: %s", option, url)
+  end
+  port = tonumber(port ~= "" and port or nil) or default_port
+  if port < 1 or port > 65535 then fail(level + 1, "%s: port out of range: %s", option, url) end
+  return userinfo, host, port
+end
+
 local PROXY = { origin = true, headers = true, tls = true }
 local PROXY_PORTS = { http = 80, https = 443 }
 
@@ -300,19 +319,8 @@ function M.proxy(p, level)
   if path ~= "" and path ~= "/" then
     fail(level, "option proxy.origin must not have a path, query or fragment: %s", origin)
   end
-  local userinfo, hostport = authority:match("^(.*)@([^@]*)$")
-  hostport = hostport or authority
-  local host, port
-  if hostport:sub(1, 1) == "[" then
-    host, port = hostport:match("^%[([%x:.]+)%]:?(%d*)$")
-  else
-    host, port = hostport:match("^([^:]+):?(%d*)$")
-  end
-  if not host or host:find("[%s%c]") then
-    fail(level, "option proxy.origin has no valid host: %s", origin)
-  end
-  port = tonumber(port ~= "" and port or nil) or PROXY_PORTS[scheme]
-  if port < 1 or port > 65535 then fail(level, "option proxy.origin: port out of range: %s", origin) end
+  local userinfo, host, port = authority_parts(authority, PROXY_PORTS[scheme], "option proxy.origin",
+    origin, level)
   local user, password
   if userinfo and userinfo ~= "" then
     local u, pw = userinfo:match("^([^:]*):(.*)$")
@@ -365,19 +373,7 @@ function M.backplane(o, level)
     db = tonumber(digits)
     if db > 2 ^ 30 then fail(level, "option url: database number out of range: %s", url) end
   end
-  local userinfo, hostport = authority:match("^(.*)@([^@]*)$")
-  hostport = hostport or authority
-  local host, port
-  if hostport:sub(1, 1) == "[" then
-    host, port = hostport:match("^%[([%x:.]+)%]:?(%d*)$")
-  else
-    host, port = hostport:match("^([^:]+):?(%d*)$")
-  end
-  if not host or host:find("[%s%c]") then
-    fail(level, "option url has no valid host: %s", url)
-  end
-  port = tonumber(port ~= "" and port or nil) or 6379
-  if port < 1 or port > 65535 then fail(level, "option url: port out of range: %s", url) end
+  local userinfo, host, port = authority_parts(authority, 6379, "option url", url, level)
   local username, password
   if userinfo and userinfo ~= "" then
     local u, pw = userinfo:match("^([^:]*):(.*)$")

@@ -4,7 +4,6 @@
  * without Redis (its loop never runs a connection attempt here): options refused, the
  * queue's bound in messages and bytes, topics held and let go at close. Its traffic with
  * Redis is spec/backplane_spec.lua's. Part of test_io. */
-#include <stdarg.h>
 #include <stdlib.h>
 
 #include "test.h"
@@ -17,22 +16,14 @@ static ws_server_t *S;
 static char hooks[256];
 static int hold;   /* the empty hook marks the topic (as the backplane does) */
 
-static void note(const char *fmt, ...) {
-  size_t n = strlen(hooks);
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(hooks + n, sizeof hooks - n, fmt, ap);
-  va_end(ap);
-}
-
 static void on_first(ws_backplane_t *bp, ws__topic_t *t) {
   CHECK(bp == (ws_backplane_t *)&hold);
-  note("first %.*s %u;", (int)t->len, t->name, t->n);
+  test_appendf(hooks, sizeof hooks, "first %.*s %u;", (int)t->len, t->name, t->n);
 }
 
 static void on_empty(ws_backplane_t *bp, ws__topic_t *t) {
   (void)bp;
-  note("empty %.*s;", (int)t->len, t->name);
+  test_appendf(hooks, sizeof hooks, "empty %.*s;", (int)t->len, t->name);
   if (hold) t->remote = 1;
 }
 
