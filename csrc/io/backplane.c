@@ -210,17 +210,20 @@ static void mark_dirty(ws_backplane_t *bp, ws__topic_t *t) {
   if (!uv_is_active((uv_handle_t *)&bp->kick)) uv_timer_start(&bp->kick, on_kick, 0, 0);
 }
 
-static void hook_first(ws_backplane_t *bp, ws__topic_t *t) { mark_dirty(bp, t); }
-
-static void hook_empty(ws_backplane_t *bp, ws__topic_t *t) {
-  if (t->remote & R_ON) mark_dirty(bp, t);   /* (a dirty one stays dirty) */
+/* While the subscriber connection is not up, the hooks mark nothing (a topic made and
+ * left meanwhile is not kept): every topic is subscribed when it comes up. */
+static void hook_first(ws_backplane_t *bp, ws__topic_t *t) {
+  if (bp->sub.state == L_READY) mark_dirty(bp, t);
 }
 
-/* No channel is subscribed now (a new subscriber connection, or none yet): every topic
- * is marked to be subscribed, or let go if it has no subscriber, once connected. */
-static void forget_channels(ws_backplane_t *bp) {
+static void hook_empty(ws_backplane_t *bp, ws__topic_t *t) {
+  if (bp->sub.state == L_READY && (t->remote & R_ON)) mark_dirty(bp, t);   /* (a dirty one
+                                                                             stays dirty) */
+}
+
+/* Every topic, marked dirty alone (its marks from another connection cleared). */
+static void mark_all(ws_backplane_t *bp) {
   struct ws__topics *r = &bp->loop->topics;
-  bp->inflight = bp->channels = 0;
   bp->dirty = bp->dirty_tail = NULL;
   for (uint32_t i = 0; i < r->cap; i++) {
     ws__topic_t *t = r->tab[i];
@@ -228,6 +231,19 @@ static void forget_channels(ws_backplane_t *bp) {
     t->remote = 0;
     push_dirty(bp, t);
   }
+}
+
+/* No channel is subscribed any more (the subscriber connection is gone, or bp closes):
+ * the topics kept for their channels without subscribers go. */
+static void forget_channels(ws_backplane_t *bp) {
+  bp->inflight = bp->channels = 0;
+  mark_all(bp);   /* (collects them: the table cannot be walked while topics go) */
+  for (ws__topic_t *t = bp->dirty, *next; t; t = next) {
+    next = t->dirty_next;
+    t->remote = 0;
+    ws__topic_release(bp->loop, t);
+  }
+  bp->dirty = bp->dirty_tail = NULL;
 }
 
 static void abandon(bp_link_t *k);
@@ -446,8 +462,12 @@ static void link_ready(bp_link_t *k) {
   uv_timer_stop(&k->timer);
   k->state = L_READY;
   k->failures = 0;
-  if (k->kind == LINK_PUB) flush_queue(bp);
-  else sync_subscriptions(bp);
+  if (k->kind == LINK_PUB) {
+    flush_queue(bp);
+  } else {
+    mark_all(bp);   /* a new connection: every topic's channel is subscribed again */
+    sync_subscriptions(bp);
+  }
   update_connected(bp);
 }
 
@@ -701,7 +721,6 @@ int ws_backplane_open(ws_loop_t *l, const ws_backplane_options_t *o,
   l->backplane = bp;
   l->topic_first = hook_first;
   l->topic_empty = hook_empty;
-  forget_channels(bp);   /* topics made before it are subscribed when it connects */
   *out = bp;
   return 0;
 }
@@ -788,14 +807,7 @@ size_t ws_backplane_close(ws_backplane_t *bp) {
     uv_close((uv_handle_t *)&k->timer, on_link_closed);
   }
   uv_close((uv_handle_t *)&bp->kick, on_kick_closed);
-  /* The topics it kept without subscribers go. */
   forget_channels(bp);
-  for (ws__topic_t *t = bp->dirty, *next; t; t = next) {
-    next = t->dirty_next;
-    t->remote = 0;
-    ws__topic_release(l, t);
-  }
-  bp->dirty = bp->dirty_tail = NULL;
   size_t dropped = bp->queued;
   for (bp_msg_t *m = bp->head, *next; m; m = next) {
     next = m->next;
