@@ -559,6 +559,51 @@ describe("a Redis backplane", function()
     stop_node(r)
   end)
 
+  it("a message from another process that a subscriber cannot take is reported with the socket", function()
+    if skip() then return pending(skip()) end
+    local bp, rec = backplane { url = "redis://127.0.0.1:" .. port }
+    local s = H.server()
+    local slow
+    s.onupgrade = function(req)
+      local ws = H.track(WebSocket(req, nil, { backpressure = "error", max_buffered = 1024 }))
+      if req.url == "/slow" then slow = ws end
+      assert(ws:subscribe(req.url:sub(2)))
+    end
+    local reader, got = H.client(("ws://127.0.0.1:%d/slow"):format(s.port))
+    local _, marks = H.client(("ws://127.0.0.1:%d/mark"):format(s.port))
+    H.wait(function() return got.opens == 1 and marks.opens == 1 end, 10, "open")
+    reader:pause()   -- reads nothing: the kernel's buffers fill, then the socket's queue
+    H.wait(function() return bp.connected end, 10, "connected")
+    poll(function() return numsub(port, "luaws:slow") == 1 and numsub(port, "luaws:mark") == 1 end,
+      10, "subscribed")
+    local r = start_node("R", "redis://127.0.0.1:" .. port)
+    local big = ("x"):rep(1024 * 1024)
+    local N = 16   -- more than the kernel's buffers hold for a reader that reads nothing
+    for i = 1, N do npub(r, "slow", i .. big, "binary") end
+    npub(r, "mark", "after")   -- from the same origin, so it arrives after them
+    H.wait(function() return #marks.messages == 1 end, 20, "the mark")
+    local missed = 0
+    for _, e in ipairs(rec.errors) do
+      assert.equal("EBACKPRESSURE", e.name)
+      assert.equal("slow", e.topic)
+      assert.same({ slow }, e.sockets)
+      assert.matches("did not take a message published in another process", e.message, 1, true)
+      missed = missed + 1
+    end
+    assert.is_true(missed >= 1 and missed < N, tostring(missed))
+    reader:resume()
+    -- the ones it took came first, whole and in order; the others were each reported
+    H.wait(function() return #got.messages == N - missed end, 20, "the ones taken")
+    H.drain()
+    assert.equal(N - missed, #got.messages)
+    for i, e in ipairs(got.messages) do
+      assert.is_true(e.binary)
+      H.assert_bytes(i .. big, e.data, "message " .. i)
+    end
+    bp:close()
+    stop_node(r)
+  end)
+
   it("delivers other clients' publishes (text or binary by their bytes) and drops a publish sent twice", function()
     if skip() then return pending(skip()) end
     local bp = backplane { url = "redis://127.0.0.1:" .. port }
