@@ -15,6 +15,13 @@ WARN = -Wall -Wextra
 VIS = -fvisibility=hidden   # the module exports luaopen_luaws_core alone
 LUA_CFLAGS := $(shell pkg-config --cflags $(LUA_PC) 2>/dev/null)
 DEP_LIBS := $(shell pkg-config --libs libuv openssl 2>/dev/null || echo -luv -lssl -lcrypto) -lz
+# The Redis backplane (csrc/io/backplane.c) needs hiredis; found by pkg-config, or off
+# with HIREDIS=no (WebSocket.backplane then raises "built without hiredis").
+HIREDIS ?= $(shell pkg-config --exists hiredis 2>/dev/null && echo yes || echo no)
+ifeq ($(HIREDIS),yes)
+  HIREDIS_DEF = -DLUAWS_HIREDIS
+  DEP_LIBS += $(shell pkg-config --libs hiredis 2>/dev/null || echo -lhiredis)
+endif
 BUILD ?= build/$(LUA)
 SANFLAGS =
 
@@ -32,14 +39,14 @@ all build: $(SO)
 
 $(BUILD)/obj/%.o: csrc/%.c $(HDR)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(SANFLAGS) $(WARN) $(VIS) -fPIC -Icsrc/core -Icsrc/io -Icsrc/lua $(LUA_CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(SANFLAGS) $(WARN) $(VIS) $(HIREDIS_DEF) -fPIC -Icsrc/core -Icsrc/io -Icsrc/lua $(LUA_CFLAGS) -c $< -o $@
 
 $(SO): $(OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(SANFLAGS) -shared -Wl,-z,nodelete -o $@ $(OBJ) $(DEP_LIBS)
 
 # C unit tests of the protocol core: no Lua, no libuv.
-IO_TEST_SRC := spec/c/test_conn.c spec/c/test_topics.c
+IO_TEST_SRC := spec/c/test_conn.c spec/c/test_topics.c spec/c/test_backplane.c
 CORE_TEST_SRC := $(filter-out $(IO_TEST_SRC),$(wildcard spec/c/*.c))
 $(BUILD)/test_core: $(CORE_SRC) $(CORE_TEST_SRC) $(wildcard spec/c/*.h) csrc/core/ws.h
 	@mkdir -p $(dir $@)
@@ -49,7 +56,7 @@ $(BUILD)/test_core: $(CORE_SRC) $(CORE_TEST_SRC) $(wildcard spec/c/*.h) csrc/cor
 # sockets; a real libuv loop for the timers.
 $(BUILD)/test_io: $(CORE_SRC) $(IO_SRC) $(IO_TEST_SRC) spec/c/test.c $(HDR) spec/c/test.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(SANFLAGS) $(WARN) -Icsrc/core -Icsrc/io -Ispec/c -o $@ $(CORE_SRC) $(IO_SRC) $(IO_TEST_SRC) spec/c/test.c $(DEP_LIBS)
+	$(CC) $(CFLAGS) $(SANFLAGS) $(WARN) $(HIREDIS_DEF) -Icsrc/core -Icsrc/io -Ispec/c -o $@ $(CORE_SRC) $(IO_SRC) $(IO_TEST_SRC) spec/c/test.c $(DEP_LIBS)
 
 # Two Lua states in one process, each with its own luaws (no process-wide state).
 $(BUILD)/two_states: spec/embed/two_states.c $(SO)

@@ -3,8 +3,9 @@
 # (Lua 5.1 to 5.4, LuaJIT, libuv, OpenSSL, zlib, busted, LuaRocks, Python websockets, curl,
 # luv, cqueues and lua-http for spec/embed_spec.lua, tinyproxy for spec/proxy_spec.lua:
 # the executable alone, without the service that would start one, nginx as a reverse
-# proxy for spec/nginx_spec.lua, wrk for bench/run.sh's test i) and the npm packages of spec/peers/package.json (into
-# spec/peers/node_modules): `ws`, an interop peer, and `puppeteer-core`, which drives
+# proxy for spec/nginx_spec.lua, wrk for bench/run.sh's test i, hiredis for the Redis
+# backplane and redis-server for spec/backplane_spec.lua) and the npm packages of
+# spec/peers/package.json (into spec/peers/node_modules): `ws`, an interop peer, and `puppeteer-core`, which drives
 # Chromium for make browser.
 # Arguments name more Debian packages, for one target:
 #   sh scripts/deps.sh chromium libnss3-tools      (make browser)
@@ -14,7 +15,8 @@ cd "$(dirname "$0")/.."
 PKGS="build-essential pkg-config clang libclang-rt-dev valgrind lua5.4 liblua5.4-dev luajit libluajit-5.1-dev
 lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev
 libuv1-dev libssl-dev openssl zlib1g-dev lua-busted lua-dkjson luarocks python3 python3-websockets
-tinyproxy-bin nodejs npm curl lua-luv lua-cqueues lua-http lua-basexx nginx wrk $*"
+tinyproxy-bin nodejs npm curl lua-luv lua-cqueues lua-http lua-basexx nginx wrk
+libhiredis-dev redis-server redis-tools $*"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

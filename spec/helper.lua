@@ -23,6 +23,22 @@ function H.wait(cond, seconds, what)
   WebSocket.clearTimeout(t)
 end
 
+--- H.wait for a condition nothing in the loop signals (it reads files, runs a command):
+--- the loop wakes every 20 ms to look.
+function H.poll(cond, seconds, what)
+  local t = WebSocket.setInterval(function() end, 20)
+  local ok, err = pcall(H.wait, cond, seconds, what)
+  WebSocket.clearInterval(t)
+  if not ok then error(err, 2) end
+end
+
+--- A record's messages as "t:data" (text) and "b:data" (binary), in order.
+function H.datas(rec)
+  local t = {}
+  for i, e in ipairs(rec.messages) do t[i] = (e.binary and "b:" or "t:") .. e.data end
+  return t
+end
+
 --- Runs the loop for the events due now, without blocking.
 function H.drain(rounds)
   for _ = 1, rounds or 10 do WebSocket.step(false) end

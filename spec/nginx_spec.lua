@@ -31,13 +31,7 @@ local function exists(path)
   return f ~= nil
 end
 
--- Runs the loop until cond() holds, waking every 20 ms to look (cond reads files).
-local function poll(cond, seconds, what)
-  local t = WebSocket.setInterval(function() end, 20)
-  local ok, err = pcall(H.wait, cond, seconds, what)
-  WebSocket.clearInterval(t)
-  if not ok then error(err, 2) end
-end
+local poll = H.poll   -- (cond reads files)
 
 -- Ports nginx can listen on: what the kernel hands a listener on port 0, closed again.
 -- (nginx's config needs numbers; a port taken meanwhile makes nginx fail, and the test

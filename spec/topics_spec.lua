@@ -43,11 +43,7 @@ local function client(s, path, options)
   return ws, rec
 end
 
-local function datas(rec)
-  local t = {}
-  for i, e in ipairs(rec.messages) do t[i] = (e.binary and "b:" or "t:") .. e.data end
-  return t
-end
+local datas = H.datas
 
 -- Nothing is left of the topics once every socket is gone.
 local function assert_no_topics()

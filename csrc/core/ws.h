@@ -28,7 +28,8 @@
   X(INFLATE, -30016, 1007, "invalid compressed data")                          \
   X(NOTSUPPORTED, -30017, 0, "not supported by this protocol version")       \
   X(PROXY, -30018, 0, "the proxy did not open a tunnel")                       \
-  X(LIMIT, -30019, 0, "max_subscriptions reached")
+  X(LIMIT, -30019, 0, "max_subscriptions reached")                              \
+  X(BACKPLANE, -30020, 0, "the Redis backplane failed or its queue is full")
 
 enum {
 #define WS__ERR_ENUM(name, val, code, msg) WS_E##name = (val),

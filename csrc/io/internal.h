@@ -32,6 +32,17 @@ void ws__buf_free(ws_buf_t *b);
 
 /* The loop's topics (topics.c). */
 typedef struct ws__topic ws__topic_t;
+struct ws__topic {
+  uint64_t hash;
+  ws_conn_t **conns;   /* the subscribers, in one block with slot[] */
+  uint32_t *slot;      /* conns[i]'s entry in its own list (c->subs->s[slot[i]]) */
+  uint32_t n, cap;
+  uint16_t len;
+  uint8_t remote;      /* the backplane's marks (backplane.c); while any is set, the topic
+                          stays without subscribers */
+  ws__topic_t *dirty_next;   /* the backplane's list of topics to (un)subscribe */
+  char name[];
+};
 struct ws__topics {
   ws__topic_t **tab;         /* open addressing, linear probing; NULL: a free slot */
   uint32_t cap, n;           /* slots (a power of 2, or 0 with no topic), topics */
@@ -68,6 +79,11 @@ struct ws_loop {
   const char *req_raw;       /* the request's bytes (head and body), for ws_conn_defer */
   size_t req_raw_len;
   struct ws__topics topics;
+  /* The Redis backplane (backplane.c), told when a topic gets its first subscriber and
+   * when it loses its last; NULL: none. The hooks must not change the topics. */
+  ws_backplane_t *backplane;
+  void (*topic_first)(ws_backplane_t *bp, ws__topic_t *t);
+  void (*topic_empty)(ws_backplane_t *bp, ws__topic_t *t);
 };
 
 /* Loop time in ms, for the conns' deadlines; compared by unsigned difference, so it may
@@ -307,6 +323,8 @@ size_t ws__loop_send_all(ws_loop_t *l, ws_conn_t **conns, size_t n, int opcode,
 /* c leaves every topic it is subscribed to (it is closing). */
 void ws__topics_leave(ws_conn_t *c);
 void ws__topics_free(ws_loop_t *l);
+/* t's remote marks were cleared: it goes if nobody is subscribed to it. */
+void ws__topic_release(ws_loop_t *l, ws__topic_t *t);
 
 /* The layer stack (transport.c). */
 static inline ws__transport_t *ws__tp_bottom(const ws_conn_t *c) {

@@ -263,6 +263,76 @@ int ws_loop_publish(ws_loop_t *l, const char *topic, size_t tlen, int opcode, co
                     size_t len, ws_publish_t *out, void (*missed)(ws_conn_t *c, void *ud),
                     void *ud);
 
+/* ---- the Redis backplane (backplane.c) ---------------------------------------- */
+
+/* Topics across processes: the loop's topics are mirrored as Redis channels (prefix +
+ * topic) on a Redis server that many processes share. A process subscribes to a channel
+ * while it has a local subscriber; a publish is delivered locally at once and sent to
+ * Redis, and each process delivers what comes from Redis to its own subscribers, except
+ * its own publishes. Built with hiredis (LUAWS_HIREDIS); without it, open fails with
+ * WS_ENOTSUPPORTED. */
+typedef struct ws_backplane ws_backplane_t;
+
+typedef struct ws_backplane_options {
+  const char *host;               /* a name (resolved off the loop) or an address */
+  int port;
+  const char *username;           /* AUTH username password (Redis 6 ACLs); may be NULL */
+  const char *password;           /* AUTH password; NULL: no AUTH */
+  int db;                         /* SELECT db when > 0 */
+  const char *prefix;             /* channel = prefix .. topic */
+  size_t prefix_len;
+  size_t max_queue;               /* publishes Redis has not acknowledged, at most */
+  size_t max_queue_bytes;         /* and their bytes */
+  uint32_t reconnect_min_ms;      /* the first wait after a failure; doubled each time */
+  uint32_t reconnect_max_ms;      /* up to this */
+  uint32_t connect_timeout_ms;    /* connect + AUTH/SELECT, and a (un)subscribe's answer */
+} ws_backplane_options_t;
+
+void ws_backplane_options_default(ws_backplane_options_t *o);
+
+typedef struct ws_backplane_events {
+  /* Both connections are up (AUTH and SELECT done): the first time, and after every
+   * reconnection (the topics are being subscribed again, queued publishes sent). */
+  void (*on_connect)(ws_backplane_t *bp);
+  /* A connection was lost while both were up. on_error told why, just before. */
+  void (*on_disconnect)(ws_backplane_t *bp);
+  /* A connection failed or was lost (it is retried after a backoff), or Redis refused a
+   * publish. message says which connection and why. */
+  void (*on_error)(ws_backplane_t *bp, const char *message);
+  /* A message from another process reached topic's subscribers but these open ones did
+   * not take it (their "error" back-pressure policy, or a draft that cannot carry it). */
+  void (*on_missed)(ws_backplane_t *bp, const char *topic, size_t tlen, ws_conn_t **conns,
+                    size_t n);
+} ws_backplane_events_t;
+
+/* Starts the backplane of l (one per loop); it connects from the loop, so no event fires
+ * before this returns. 0, WS_EINVAL (l has one already, or a prefix over 256 bytes),
+ * WS_ENOTSUPPORTED (built without hiredis) or WS_ENOMEM. */
+int ws_backplane_open(ws_loop_t *l, const ws_backplane_options_t *o,
+                      const ws_backplane_events_t *ev, void *data, ws_backplane_t **out);
+ws_backplane_t *ws_loop_backplane(ws_loop_t *l);   /* NULL: none */
+void *ws_backplane_data(const ws_backplane_t *bp);
+ws_loop_t *ws_backplane_loop(const ws_backplane_t *bp);
+/* Queues a publish for Redis (sent at once when connected, else when connected again).
+ * 0, or WS_EBACKPLANE when max_queue or max_queue_bytes would be passed (nothing is
+ * queued), or WS_ENOMEM. The caller delivers it locally (ws_loop_publish). */
+int ws_backplane_publish(ws_backplane_t *bp, const char *topic, size_t tlen, int opcode,
+                         const char *data, size_t len);
+
+typedef struct ws_backplane_stats {
+  int connected;          /* both connections up */
+  size_t queued;          /* publishes not yet acknowledged by Redis */
+  size_t queued_bytes;
+  size_t channels;        /* channels Redis confirmed on the subscriber connection */
+  uint64_t reconnects;    /* times it was connected again after being connected */
+  size_t max_queue, max_queue_bytes;
+} ws_backplane_stats_t;
+void ws_backplane_stats(const ws_backplane_t *bp, ws_backplane_stats_t *st);
+
+/* Disconnects, lets the topics go and frees bp (its memory once libuv is done with its
+ * handles); no event fires after. Returns the publishes dropped unsent. */
+size_t ws_backplane_close(ws_backplane_t *bp);
+
 /* ---- timers for scripts ---------------------------------------------------- */
 
 typedef struct ws_timer ws_timer_t;

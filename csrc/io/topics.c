@@ -7,15 +7,6 @@
 #include <string.h>
 #include "internal.h"
 
-struct ws__topic {
-  uint64_t hash;
-  ws_conn_t **conns;   /* the subscribers, in one block with slot[] */
-  uint32_t *slot;      /* conns[i]'s entry in its own list (c->subs->s[slot[i]]) */
-  uint32_t n, cap;
-  uint16_t len;
-  char name[];
-};
-
 struct ws__subs {
   uint32_t n, cap;
   struct ws__sub {
@@ -217,8 +208,10 @@ static void remove_at(ws_conn_t *c, uint32_t i) {
     s->s[i].t->slot[s->s[i].at] = i;
   }
   l->topics.subscriptions--;
-  if (t->n == 0) destroy(l, t);
-  else if (t->cap >= 8 && t->n * 4 < t->cap) topic_room(l, t, t->cap / 2);
+  if (t->n == 0) {
+    if (l->topic_empty) l->topic_empty(l->backplane, t);
+    if (!t->remote) destroy(l, t);
+  } else if (t->cap >= 8 && t->n * 4 < t->cap) topic_room(l, t, t->cap / 2);
   if (s->n == 0) {
     l->topics.memory -= subs_size(s->cap);
     free(s);
@@ -241,7 +234,7 @@ int ws_conn_subscribe(ws_conn_t *c, const char *topic, size_t len) {
   if (!t && !(t = create(l, topic, len))) return WS_ENOMEM;
   if ((t->n == t->cap && topic_room(l, t, t->cap ? t->cap * 2 : 1)) ||
       ((!c->subs || c->subs->n == c->subs->cap) && subs_room(c, c->subs ? c->subs->cap * 2 : 1))) {
-    if (t->n == 0) destroy(l, t);
+    if (t->n == 0 && !t->remote) destroy(l, t);
     return WS_ENOMEM;
   }
   struct ws__subs *s = c->subs;
@@ -252,6 +245,7 @@ int ws_conn_subscribe(ws_conn_t *c, const char *topic, size_t len) {
   t->n++;
   s->n++;
   l->topics.subscriptions++;
+  if (t->n == 1 && l->topic_first) l->topic_first(l->backplane, t);
   return 1;
 }
 
@@ -303,6 +297,10 @@ int ws_loop_publish(ws_loop_t *l, const char *topic, size_t tlen, int opcode, co
   for (size_t i = 0; i < nmissed; i++) missed(snap[i], ud);
   if (snap != few) free(snap);
   return 0;
+}
+
+void ws__topic_release(ws_loop_t *l, ws__topic_t *t) {
+  if (t->n == 0 && !t->remote) destroy(l, t);
 }
 
 void ws__topics_free(ws_loop_t *l) {

@@ -11,6 +11,7 @@
 #define L_CONN_MT "luaws.socket"
 #define L_SERVER_MT "luaws.server"
 #define L_TIMER_MT "luaws.timer"
+#define L_BACKPLANE_MT "luaws.backplane"
 
 typedef struct l_box {   /* a userdata: the C object is separately owned by libuv */
   void *p;
@@ -90,6 +91,12 @@ int l_conn_is_subscribed(lua_State *L);
 int l_conn_topics(lua_State *L);
 int l_publish(lua_State *L);
 int l_subscribers(lua_State *L);
+
+/* The Redis backplane (l_backplane.c): core.backplane, its metatable, and publish's
+ * answer when its queue is full (nil, "EBACKPLANE: ...", "EBACKPLANE"). */
+int l_backplane(lua_State *L);
+void l_backplane_open(lua_State *L);
+int l_backplane_full(lua_State *L, ws_backplane_t *bp);
 
 void l_server_open(lua_State *L);
 void l_tls_open(lua_State *L);

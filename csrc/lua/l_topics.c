@@ -70,7 +70,8 @@ static void on_missed(ws_conn_t *c, void *ud) {
 }
 
 /* WebSocket.publish(topic, data [, "binary"]): delivered, skipped, and the list of the
- * skipped sockets that stay open without the message (nil when none). */
+ * skipped sockets that stay open without the message (nil when none); with a backplane,
+ * sent to Redis too, or nil, "EBACKPLANE: ...", "EBACKPLANE" when its queue is full. */
 int l_publish(lua_State *L) {
   size_t tlen, len;
   const char *topic = check_topic(L, 1, &tlen);
@@ -82,10 +83,17 @@ int l_publish(lua_State *L) {
       return luaL_argerror(L, 2, "text is not valid UTF-8 (publish it as \"binary\")");
   }
   lua_settop(L, 3);
+  ws_loop_t *l = l_loop(L);
+  int opcode = binary ? WS_OP_BINARY : WS_OP_TEXT;
+  ws_backplane_t *bp = ws_loop_backplane(l);
+  if (bp) {   /* to Redis first: refused there, it is delivered nowhere */
+    int r = ws_backplane_publish(bp, topic, tlen, opcode, data, len);
+    if (r == WS_EBACKPLANE) return l_backplane_full(L, bp);
+    if (r) return l_fail(L, r);
+  }
   struct missed_list m = {L, 0};
   ws_publish_t out;
-  int r = ws_loop_publish(l_loop(L), topic, tlen, binary ? WS_OP_BINARY : WS_OP_TEXT, data,
-                          len, &out, on_missed, &m);
+  int r = ws_loop_publish(l, topic, tlen, opcode, data, len, &out, on_missed, &m);
   if (r) return l_fail(L, r);
   lua_pushinteger(L, (lua_Integer)out.delivered);
   lua_pushinteger(L, (lua_Integer)out.skipped);

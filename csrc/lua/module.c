@@ -31,6 +31,7 @@ static uv_loop_t *luv_loop_of(lua_State *L) {
  * guard, made after luv's loop (so finalized before it), frees it. */
 static int l_luv_guard_gc(lua_State *L) {
   l_ctx_t *x = *(l_ctx_t **)lua_touserdata(L, 1);
+  if (x->loop) ws_backplane_close(ws_loop_backplane(x->loop));
   if (x->loop && ws_loop_free(x->loop) == 0) x->loop = NULL;
   x->uv = NULL;   /* luv's, about to go: never touched again */
   return 0;
@@ -389,7 +390,10 @@ static int l_handshake_accept(lua_State *L) {
 static int l_ctx_gc(lua_State *L) {
   l_ctx_t *x = lua_touserdata(L, 1);
   /* (on luv's loop, the guard did this, or the loop may be gone: leave it) */
-  if (x->loop && x->uv == &x->own_uv && ws_loop_free(x->loop) == 0) x->loop = NULL;
+  if (x->loop && x->uv == &x->own_uv) {
+    ws_backplane_close(ws_loop_backplane(x->loop));   /* (its handles close in the free) */
+    if (ws_loop_free(x->loop) == 0) x->loop = NULL;
+  }
   if (!x->loop && x->own && uv_loop_close(&x->own_uv) == 0) x->own = 0;
   x->L = NULL;
   return 0;
@@ -417,6 +421,7 @@ static const luaL_Reg funcs[] = {
   {"http_keepable", l_http_keepable},
   {"broadcast", l_broadcast},
   {"publish", l_publish},
+  {"backplane", l_backplane},
   {"subscribers", l_subscribers},
   {"hrtime", l_hrtime},
   {"uservalue", l_uservalue},
@@ -472,6 +477,7 @@ LUAWS_EXPORT int luaopen_luaws_core(lua_State *L) {
   l_conn_open(L);
   l_server_open(L);
   l_tls_open(L);
+  l_backplane_open(L);
   lua_newtable(L);
   ws_lua_setfuncs(L, funcs, 0);
   l_stdio_open(L);

@@ -158,6 +158,21 @@ M.publish = core.publish
 --- subscribers(topic): how many sockets are subscribed to topic.
 M.subscribers = core.subscribers
 
+--- backplane{ url = "redis://[[user]:password@]host[:port][/db]", prefix = "luaws:",
+--- max_queue = 1000, max_queue_bytes = 16 MiB, reconnect_min = 0.1, reconnect_max = 5,
+--- connect_timeout = 5 }: topics across processes and hosts through Redis (README,
+--- "Across processes: a Redis backplane"); one per Lua state. Returns the backplane:
+--- bp.connected, bp.queued, bp.queued_bytes, bp.channels, bp.reconnects (live);
+--- bp.onconnect, bp.ondisconnect, bp.onerror(event) (event.message, event.name);
+--- bp:close() (returns the publishes dropped unsent). While it is open, publish() sends
+--- to Redis too, and returns nil, "EBACKPLANE: ...", "EBACKPLANE" when its queue is full.
+function M.backplane(o)
+  local bp, err = core.backplane(options.backplane(o, 2))
+  if not bp then error(err, 2) end
+  bp.prefix = o.prefix or "luaws:"
+  return bp
+end
+
 --- hrtime(): nanoseconds from an arbitrary point, monotonic (for timing).
 M.hrtime = core.hrtime
 

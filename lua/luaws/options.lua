@@ -34,6 +34,11 @@ local SPECS = {
   max_head = { "bytes", 256, 1048576 },
   max_headers = { "count", 1, 256 },
   max_subscriptions = { "count", 1, 65535 },
+  max_queue = { "count", 1, MAX_INT },
+  max_queue_bytes = { "bytes", 1, MAX_INT, off = true },
+  reconnect_min = { "seconds" },
+  reconnect_max = { "seconds" },
+  connect_timeout = { "seconds", off = true },
   backlog = { "count", 1, 65535 },
   port = { "count", 0, 65535 },
 }
@@ -261,11 +266,30 @@ function M.header_lines(headers, level)
 end
 
 -- Percent-decodes a URL's user or password (RFC 3986 2.1); a stray "%" raises.
-local function percent_decode(s, what, level)
+local function percent_decode(s, what, level, option)
   if s:gsub("%%%x%x", ""):find("%", 1, true) then
-    fail(level + 1, "option proxy.origin: a bad percent-escape in its %s", what)
+    fail(level + 1, "%s: a bad percent-escape in its %s", option or "option proxy.origin", what)
   end
   return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+-- A URL's authority, [userinfo@]host[:port] (host may be an [IPv6] literal): userinfo
+-- (nil without "@"), host, port (default_port when absent). A bad host or port raises.
+local function authority_parts(authority, default_port, option, url, level)
+  local userinfo, hostport = authority:match("^(.*)@([^@]*)$")
+  hostport = hostport or authority
+  local host, port
+  if hostport:sub(1, 1) == "[" then
+    host, port = hostport:match("^%[([%x:.]+)%]:?(%d*)$")
+  else
+    host, port = hostport:match("^([^:]+):?(%d*)$")
+  end
+  if not host or host:find("[%s%c]") then
+    fail(level + 1, "%s has no valid host: %s", option, url)
+  end
+  port = tonumber(port ~= "" and port or nil) or default_port
+  if port < 1 or port > 65535 then fail(level + 1, "%s: port out of range: %s", option, url) end
+  return userinfo, host, port
 end
 
 local PROXY = { origin = true, headers = true, tls = true }
@@ -295,19 +319,8 @@ function M.proxy(p, level)
   if path ~= "" and path ~= "/" then
     fail(level, "option proxy.origin must not have a path, query or fragment: %s", origin)
   end
-  local userinfo, hostport = authority:match("^(.*)@([^@]*)$")
-  hostport = hostport or authority
-  local host, port
-  if hostport:sub(1, 1) == "[" then
-    host, port = hostport:match("^%[([%x:.]+)%]:?(%d*)$")
-  else
-    host, port = hostport:match("^([^:]+):?(%d*)$")
-  end
-  if not host or host:find("[%s%c]") then
-    fail(level, "option proxy.origin has no valid host: %s", origin)
-  end
-  port = tonumber(port ~= "" and port or nil) or PROXY_PORTS[scheme]
-  if port < 1 or port > 65535 then fail(level, "option proxy.origin: port out of range: %s", origin) end
+  local userinfo, host, port = authority_parts(authority, PROXY_PORTS[scheme], "option proxy.origin",
+    origin, level)
   local user, password
   if userinfo and userinfo ~= "" then
     local u, pw = userinfo:match("^([^:]*):(.*)$")
@@ -324,6 +337,71 @@ function M.proxy(p, level)
   end
   return { host = host, port = port, user = user, password = password, tls = tls,
            servername = servername, headers = M.header_lines(p.headers, level) }
+end
+
+local BACKPLANE = {
+  url = true, prefix = true, max_queue = true, max_queue_bytes = true, reconnect_min = true,
+  reconnect_max = true, connect_timeout = true,
+}
+
+--- Checks WebSocket.backplane's options: url = "redis://[[user]:password@]host[:port][/db]"
+--- (Redis's own URL form; user and password percent-decoded), prefix (channel = prefix ..
+--- topic; "luaws:" by default, at most 256 bytes), max_queue, max_queue_bytes,
+--- reconnect_min, reconnect_max, connect_timeout. Returns the table core.backplane takes.
+function M.backplane(o, level)
+  level = (level or 1) + 1
+  if type(o) ~= "table" then fail(level, "backplane{...} takes a table of options") end
+  for k in pairs(o) do
+    if not BACKPLANE[k] then fail(level, "unknown option %q", tostring(k)) end
+  end
+  local url = o.url
+  if type(url) ~= "string" then
+    fail(level, "option url must be a string (\"redis://host:port\")")
+  end
+  local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
+  scheme = scheme and scheme:lower()
+  if scheme == "rediss" or scheme == "unix" then
+    fail(level, "option url: %s:// is not supported (a redis:// URL over TCP)", scheme)
+  elseif scheme ~= "redis" then
+    fail(level, "option url must be a redis:// URL: %s", url)
+  end
+  local authority, path = rest:match("^([^/?#]*)(.*)$")
+  local db = 0
+  if path ~= "" and path ~= "/" then
+    local digits = path:match("^/(%d+)$")
+    if not digits then fail(level, "option url: the path must be a database number: %s", url) end
+    db = tonumber(digits)
+    if db > 2 ^ 30 then fail(level, "option url: database number out of range: %s", url) end
+  end
+  local userinfo, host, port = authority_parts(authority, 6379, "option url", url, level)
+  local username, password
+  if userinfo and userinfo ~= "" then
+    local u, pw = userinfo:match("^([^:]*):(.*)$")
+    if not u then   -- redis://secret@host, as redis-cli takes it: a password alone
+      u, pw = "", userinfo
+    end
+    username = u ~= "" and percent_decode(u, "user", level, "option url") or nil
+    password = percent_decode(pw, "password", level, "option url")
+  end
+  local prefix = o.prefix
+  if prefix == nil then prefix = "luaws:" end
+  if type(prefix) ~= "string" or #prefix > 256 then
+    fail(level, "option prefix must be a string of at most 256 bytes")
+  end
+  local c = {
+    host = host, port = port, username = username, password = password, db = db,
+    prefix = prefix,
+    max_queue = number(o, "max_queue", level),
+    max_queue_bytes = number(o, "max_queue_bytes", level),
+    reconnect_min_ms = number(o, "reconnect_min", level),
+    reconnect_max_ms = number(o, "reconnect_max", level),
+    connect_timeout_ms = number(o, "connect_timeout", level),
+  }
+  local min, max = c.reconnect_min_ms or 100, c.reconnect_max_ms or 5000
+  if max < min then
+    fail(level, "option reconnect_max must be at least reconnect_min (%g s)", min / 1000)
+  end
+  return c
 end
 
 M.is_token = is_token

@@ -65,5 +65,6 @@ void test_ext(void);
 void test_deflate(void);
 void test_codec(void);
 void test_topics(void);   /* test_io: csrc/io/topics.c */
+void test_backplane(void);   /* test_io: csrc/io/backplane.c without Redis */
 
 #endif

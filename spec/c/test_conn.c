@@ -648,6 +648,7 @@ int main(void) {
   CHECK_INT(ws_loop_free(L), 0);
   CHECK_INT(uv_loop_close(&uv), 0);   /* every handle of it is gone */
   test_topics();
+  test_backplane();
   printf("%ld passed, %ld failed\n", test_passed, test_failed);
   return test_failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -13,9 +13,10 @@ void test_errors(void) {
   CHECK(ws_strerror(0) == NULL);
   CHECK(ws_strerror(-1) == NULL);
   CHECK(ws_err_name(-30000) == NULL);
-  CHECK(ws_err_name(-30020) == NULL);
+  CHECK(ws_err_name(-30021) == NULL);   /* past the last */
   CHECK_STR(ws_err_name(WS_EPROXY), "EPROXY");
   CHECK_STR(ws_err_name(WS_ELIMIT), "ELIMIT");
+  CHECK_STR(ws_err_name(WS_EBACKPLANE), "EBACKPLANE");
   CHECK_STR(ws_err_name(WS_ENOTSUPPORTED), "ENOTSUPPORTED");
   CHECK_STR(ws_err_name(WS_EOVERLOAD), "EOVERLOAD");
   CHECK(ws_err_close_code(WS_EOVERLOAD) == 1013);
