@@ -153,6 +153,8 @@ int l_listen(lua_State *L) {
   lua_pop(L, 1);
   lua_getfield(L, 1, "raw");
   o.raw = lua_toboolean(L, -1);
+  lua_getfield(L, 1, "reuseport");
+  o.reuseport = lua_toboolean(L, -1);
   lua_getfield(L, 1, "drafts");
   o.drafts = lua_isnil(L, -1) || lua_toboolean(L, -1);
   lua_getfield(L, 1, "tls");
