@@ -31,7 +31,7 @@ build = {
         "csrc/io/client.c", "csrc/io/conn.c", "csrc/io/loop.c", "csrc/io/proxy.c",
         "csrc/io/scripted.c", "csrc/io/server.c",
         "csrc/io/tls.c", "csrc/io/transport.c",
-        "csrc/lua/l_conn.c", "csrc/lua/l_ext.c", "csrc/lua/l_server.c", "csrc/lua/l_stdio.c", "csrc/lua/l_tls.c", "csrc/lua/l_util.c",
+        "csrc/lua/l_conn.c", "csrc/lua/l_ext.c", "csrc/lua/l_process.c", "csrc/lua/l_server.c", "csrc/lua/l_signal.c", "csrc/lua/l_stdio.c", "csrc/lua/l_tls.c", "csrc/lua/l_util.c",
         "csrc/lua/module.c",
       },
       incdirs = { "csrc/core", "csrc/io", "csrc/lua", "$(LIBUV_INCDIR)", "$(OPENSSL_INCDIR)" },

@@ -83,6 +83,11 @@ void l_conn_open(lua_State *L);      /* metatable + methods */
 void l_server_open(lua_State *L);
 void l_tls_open(lua_State *L);
 void l_stdio_open(lua_State *L);   /* core.reader: the metatable and the function */
+void l_process_open(lua_State *L);   /* core.spawn, core.cpus */
+void l_signal_open(lua_State *L);    /* core.signal, core.signals */
+/* A signal argument at idx: a number, or a name ("SIGTERM" or "TERM"); def when absent.
+ * Raises for an unknown name. */
+int l_signal_arg(lua_State *L, int idx, int def);
 int l_conn_push_new(lua_State *L, ws_conn_t *c);   /* wraps c (server side) */
 
 void l_conn_options(lua_State *L, int t, ws_conn_options_t *o);
