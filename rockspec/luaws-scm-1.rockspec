@@ -46,6 +46,7 @@ build = {
     ["luaws.eventsource"] = "lua/luaws/eventsource.lua",
     ["luaws.coro"] = "lua/luaws/coro.lua",
     ["luaws.cli"] = "lua/luaws/cli.lua",
+    ["luaws.supervisor"] = "lua/luaws/supervisor.lua",
   },
   install = {
     bin = { luaws = "bin/luaws" },   -- the luaws command (luaws --help)
