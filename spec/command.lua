@@ -99,6 +99,8 @@ function C.run(cmd, stdin)
       error(("%s\nstdout: %s\nstderr: %s"):format(err, self:stdout(), self:stderr()), 3)
     end
   end
+  --- Runs the loop until cond(self) is true (at most seconds).
+  function p:wait_until(cond, seconds, what) wait(self, function() return cond(self) end, seconds, what) end
   --- Waits for the exit; returns the status, stdout and stderr.
   function p:wait_exit(seconds)
     wait(self, function() return self:status() ~= nil end, seconds, "the command to exit")
