@@ -109,13 +109,14 @@ describe("the luaws command", function()
   after_each(cleanup)
 
   describe("as a whole", function()
-    it("documents both commands, every option and the exit statuses in --help", function()
+    it("documents every command, every option and the exit statuses in --help", function()
       local status, out = luaws("--help"):wait_exit()
       assert.equal(0, status)
       for _, s in ipairs({ "luaws connect", "luaws listen", "--header", "--protocol", "--cafile",
         "--insecure", "--deflate", "--execute", "--wait", "--no-close", "--binary", "--raw",
         "--show-close", "--echo", "--print", "--broadcast", "--host", "--tls-cert", "--tls-key",
-        "--max-clients", "--once", "Exit status", "1000", "1005", "1006" }) do
+        "--max-clients", "--once", "Exit status", "1000", "1005", "1006", "luaws serve", "--workers",
+        "--restart", "--lua" }) do
         assert.truthy(out:find(s, 1, true), "--help lacks " .. s)
       end
       local _, connect_help = luaws("connect --help"):wait_exit()
