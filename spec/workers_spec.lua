@@ -299,4 +299,56 @@ describe("luaws serve", function()
     assert.equal(1, status, err)
     assert.matches("cannot start worker 1 %(/nonexistent/lua%): ENOENT", err)
   end)
+
+  -- n chat clients of examples/workers_chat.lua on port; client 1 sends probes until
+  -- one reaches all n (subscriptions, through Redis too, are not instant).
+  local function chat_reaches_all(port, n)
+    local got, list, open = {}, {}, 0
+    for i = 1, n do
+      local ws = H.track(assert(WebSocket.Client("ws://127.0.0.1:" .. port .. "/")))
+      list[i] = ws
+      ws.onopen = function() open = open + 1 end
+      ws.onmessage = function(e) got[e.data] = (got[e.data] or 0) + 1 end
+    end
+    H.wait(function() return open == n end, 10, "the chat clients to open")
+    local k = 0
+    local t = WebSocket.setInterval(function()
+      k = k + 1
+      list[1]:send("probe " .. k)
+    end, 200)
+    local ok, err = pcall(H.wait, function()
+      for _, c in pairs(got) do if c == n then return true end end
+    end, 10, "a message to reach all " .. n .. " clients")
+    WebSocket.clearInterval(t)
+    for _, ws in ipairs(list) do ws:close() end
+    assert(ok, err)
+  end
+
+  it("runs examples/workers_chat.lua: a chat room within one worker", function()
+    if not WebSocket.publish then return pending("no topics in this luaws") end
+    local port = free_port()
+    local p = C.luaws("serve --workers 1 examples/workers_chat.lua " .. port)
+    p:wait_for("listening on", "stderr", 20)
+    chat_reaches_all(port, 5)
+    signal(p.pid, "TERM")
+    assert.equal(0, (p:wait_exit(20)))
+  end)
+
+  it("runs examples/workers_chat.lua: one room across 2 workers through the backplane", function()
+    if not WebSocket.backplane then return pending("no backplane in this luaws") end
+    if not C.sh("command -v redis-server >/dev/null 2>&1") then return pending("no redis-server") end
+    local rport = free_port()
+    local redis = H.spawn(("exec redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no"):format(rport))
+    redis:wait_for("Ready to accept connections", 20)
+    local port = free_port()
+    local p = C.luaws(("serve --workers 2 examples/workers_chat.lua %d redis://127.0.0.1:%d"):format(port, rport))
+    p:wait_until(function(self)
+      local _, n = self:stderr():gsub("listening on", "")
+      return n == 2
+    end, 20, "both workers to listen")
+    assert.falsy(p:stderr():find("no backplane", 1, true), p:stderr())
+    chat_reaches_all(port, 20)   -- 20 clients: all on one worker is a chance of 2^-19
+    signal(p.pid, "TERM")
+    assert.equal(0, (p:wait_exit(20)))
+  end)
 end)
