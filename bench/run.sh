@@ -69,6 +69,7 @@ has f || MAXTEST=0
 HZ=$(getconf CLK_TCK)
 
 PIDS=""
+SRV_WORKERS=""   # start_serve: the workers of a luaws serve
 TLSDIR=""
 cleanup() {
   local p
