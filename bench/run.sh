@@ -26,8 +26,10 @@
 #      agreed and one message each way first, so each side's zlib state exists
 #   k  a through `luaws serve` (examples/echo_server.lua --reuseport; luaws only, on the
 #      first Lua of BENCH_LUAS): k1p 1 worker pinned as in a; k1 and k2, 1 and 2 workers
-#      with nothing pinned (the generator takes whatever core is free). Server CPU is the
-#      sum over the supervisor and its workers; each worker's share is given too
+#      with nothing pinned (the generator takes whatever core is free); kz1 and kz2, the
+#      same with g's load (permessage-deflate, 1 KiB), where the server and not the
+#      generator needs the CPU. Server CPU is the sum over the supervisor and its
+#      workers; each worker's share is given too
 # a, b, d, g and k run BENCH_REPEAT (3) times per peer, the peers taking turns, and the best
 # run counts; the table also gives the server's CPU time per message, which other load on
 # a shared machine moves much less than throughput.
@@ -171,15 +173,17 @@ start_server() {
   return 1
 }
 
-# start_serve N LUA PIN: `luaws serve --workers N` of the echo server with reuseport, on a
-# port found free first; sets SRV_PID (the supervisor), SRV_WORKERS and SRV_PORT.
+# start_serve N LUA PIN [FLAGS...]: `luaws serve --workers N` of the echo server with
+# reuseport (and FLAGS), on a port found free first; sets SRV_PID (the supervisor),
+# SRV_WORKERS and SRV_PORT.
 start_serve() {
   local n=$1 lua=$2 pin=$3 out=$OUT/server.out i
+  shift 3
   local env=(env "LUA_CPATH=build/$lua/?.so;;" "LUA_PATH=lua/?.lua;lua/?/init.lua;;")
   : >"$out"
   SRV_PORT=$("${env[@]}" "$lua" -e 'print(require("luaws").listen({ port = 0 }).port)') || return 1
   $pin "${env[@]}" "$lua" bin/luaws serve --workers "$n" examples/echo_server.lua "$SRV_PORT" \
-    --reuseport >"$out" 2>&1 &
+    --reuseport "$@" >"$out" 2>&1 &
   SRV_PID=$!
   PIDS="$PIDS $SRV_PID"
   for i in $(seq 100); do
@@ -293,6 +297,8 @@ one() {
     g) start_peer "$peer" deflate; set -- "$1" -z "${@:2}" ;;
     k1p) start_serve 1 "$peer" "$PIN_SRV" || die "luaws serve did not start" ;;
     k1|k2) PIN_GEN=""; start_serve "${t#k}" "$peer" "" || die "luaws serve did not start" ;;
+    kz1|kz2) PIN_GEN=""; start_serve "${t#kz}" "$peer" "" --deflate || die "luaws serve did not start"
+       set -- "$1" -z "${@:2}" ;;
     *) start_peer "$peer" ;;
   esac
   gen "$@"; rc=$?
@@ -476,6 +482,10 @@ has k && for r in $(seq "$REPEAT"); do
     say "k: echo $a_c conns, 16 B text, 1 in flight, ${SECS}s, luaws serve, $t: $KLUA (run $r)"
     one "$KLUA" $t msgs/s echo -c $a_c -s 16 -m 1 -d "$SECS"
   done
+  for t in kz1 kz2; do
+    say "k: deflate echo $g_c conns, 1 KiB JSON-like text, 1 in flight, ${SECS}s, luaws serve, $t: $KLUA (run $r)"
+    one "$KLUA" $t msgs/s echo -c $g_c -s 1024 -m 1 -d "$SECS"
+  done
 done
 
 if [ $SMOKE = 1 ]; then
@@ -558,10 +568,13 @@ row "h $ZIDLE idle deflate: server RSS B/conn" h ratio
 if has k && [ -n "${R[$KLUA,k1p]:-}" ]; then
   # One row per configuration: on 2 cores, 2 workers and the generator share them.
   say ""
-  say "k: luaws serve, $KLUA, echo ${a_c}x16 B text, $(nproc) cpus"
+  say "k: luaws serve, $KLUA, $(nproc) cpus: a's echo (${a_c}x16 B text), and g's (deflate, ${g_c}x1 KiB)"
   say "$(printf "%-36s %10s %14s %17s %12s %15s" workers msg/s "server us/msg" "user / kernel us" "generator" "each worker")"
-  for t in k1p k1 k2; do
-    case $t in k1p) label="1, pinned (server cpu 0, gen cpu 1)" ;; k1) label="1, unpinned" ;; k2) label="2, unpinned" ;; esac
+  for t in k1p k1 k2 kz1 kz2; do
+    case $t in
+      k1p) label="a, 1, pinned (server 0, gen 1)" ;; k1) label="a, 1, unpinned" ;; k2) label="a, 2, unpinned" ;;
+      kz1) label="g, 1, unpinned" ;; kz2) label="g, 2, unpinned" ;;
+    esac
     say "$(printf "%-36s %10s %14s %17s %12s %15s" "$label" "${R[$KLUA,$t]:--}" "${R[$KLUA,${t}_cost]:--}" \
       "${R[$KLUA,${t}_split]:--}" "${R[$KLUA,${t}_gen]:--}" "${R[$KLUA,${t}_workers]:--}")"
   done
