@@ -77,6 +77,8 @@ int l_fail(lua_State *L, int err);
 uint64_t l_opt_u64(lua_State *L, int t, const char *name, uint64_t def, uint64_t max);
 void l_push_headers(lua_State *L, const ws_http_head_t *h);   /* l_util.c */
 int l_uservalue_newindex(lua_State *L);
+void l_class_open(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CFunction index);
+void l_box_release(l_ctx_t *x, l_box_t *b);
 
 void l_conn_open(lua_State *L);      /* metatable + methods */
 

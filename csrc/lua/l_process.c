@@ -21,12 +21,7 @@ typedef struct l_process {
 
 static void on_closed(uv_handle_t *h) {
   l_process_t *p = h->data;
-  lua_State *L = p->x->L;
-  if (L && p->box) {
-    p->box->p = NULL;
-    luaL_unref(L, LUA_REGISTRYINDEX, p->box->ref);
-    p->box->ref = LUA_NOREF;
-  }
+  l_box_release(p->x, p->box);   /* (no box: uv_spawn failed) */
   free(p);
 }
 
@@ -195,14 +190,7 @@ static const luaL_Reg process_methods[] = {
 };
 
 void l_process_open(lua_State *L) {
-  luaL_newmetatable(L, L_PROCESS_MT);
-  lua_newtable(L);
-  ws_lua_setfuncs(L, process_methods, 0);
-  lua_pushcclosure(L, l_process_index, 1);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_uservalue_newindex);
-  lua_setfield(L, -2, "__newindex");
-  lua_pop(L, 1);
+  l_class_open(L, L_PROCESS_MT, process_methods, l_process_index);
   lua_pushcfunction(L, l_spawn);
   lua_setfield(L, -2, "spawn");
   lua_pushcfunction(L, l_cpus);

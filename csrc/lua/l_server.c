@@ -118,14 +118,7 @@ static const luaL_Reg server_methods[] = {
 };
 
 void l_server_open(lua_State *L) {
-  luaL_newmetatable(L, L_SERVER_MT);
-  lua_newtable(L);
-  ws_lua_setfuncs(L, server_methods, 0);
-  lua_pushcclosure(L, l_server_index, 1);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_uservalue_newindex);
-  lua_setfield(L, -2, "__newindex");
-  lua_pop(L, 1);
+  l_class_open(L, L_SERVER_MT, server_methods, l_server_index);
 }
 
 /* core.listen{host=, port=, max_head=, max_headers=, handshake_timeout_ms=, max_memory=,

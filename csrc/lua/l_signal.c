@@ -44,12 +44,7 @@ typedef struct l_signal {
 
 static void on_closed(uv_handle_t *h) {
   l_signal_t *w = h->data;
-  lua_State *L = w->x->L;
-  if (L) {
-    w->box->p = NULL;
-    luaL_unref(L, LUA_REGISTRYINDEX, w->box->ref);
-    w->box->ref = LUA_NOREF;
-  }
+  l_box_release(w->x, w->box);
   free(w);
 }
 
@@ -113,11 +108,7 @@ static const luaL_Reg signal_methods[] = {
 };
 
 void l_signal_open(lua_State *L) {
-  luaL_newmetatable(L, L_SIGNAL_MT);
-  lua_newtable(L);
-  ws_lua_setfuncs(L, signal_methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  l_class_open(L, L_SIGNAL_MT, signal_methods, NULL);
   lua_pushcfunction(L, l_signal_new);
   lua_setfield(L, -2, "signal");
   lua_createtable(L, 0, (int)(sizeof signal_names / sizeof signal_names[0]));
