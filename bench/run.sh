@@ -37,10 +37,16 @@
 #      the time until the generator has every message, per publish, the server's CPU per
 #      publish, and the server's RSS growth per subscription (next to its growth per idle
 #      connection, as c); best of BENCH_REPEAT by the median publish time
-# a, b, d, g, i and j run BENCH_REPEAT (3) times per peer, the peers taking turns, and the best
+#   k  a through `luaws serve` (examples/echo_server.lua --reuseport; luaws only, on the
+#      first Lua of BENCH_LUAS): k1p 1 worker pinned as in a; k1 and k2, 1 and 2 workers
+#      with nothing pinned (the generator takes whatever core is free); kz1 and kz2, the
+#      same with g's load (permessage-deflate, 1 KiB), where the server and not the
+#      generator needs the CPU. Server CPU is the sum over the supervisor and its
+#      workers; each worker's share is given too
+# a, b, d, g, i, j and k run BENCH_REPEAT (3) times per peer, the peers taking turns, and the best
 # run counts; the table also gives the server's CPU time per message, which other load on
 # a shared machine moves much less than throughput.
-# Other knobs: BENCH_TESTS ("a b c d e f g h i j": the tests to run), BENCH_LUAS ("lua5.4 luajit"),
+# Other knobs: BENCH_TESTS ("a b c d e f g h i j k": the tests to run), BENCH_LUAS ("lua5.4 luajit"),
 # BENCH_NODE (1; 0 skips Node ws and http), BENCH_FLOOR (1; 0 skips the floors: for a and b
 # bench/floor_echo.c, the thinnest C echo server, whose figures are this machine's ceiling;
 # for g bench/zlib_floor.c, a deflate echo server's inflate and deflate calls alone),
@@ -73,14 +79,15 @@ else
   LUAS=${BENCH_LUAS:-lua5.4 luajit}
   NODE=${BENCH_NODE:-1}
 fi
-TESTS=${BENCH_TESTS:-a b c d e f g h i j}
-[ $SMOKE = 1 ] && TESTS="a b c d e f g h i j"
+TESTS=${BENCH_TESTS:-a b c d e f g h i j k}
+[ $SMOKE = 1 ] && TESTS="a b c d e f g h i j k"
 has() { case " $TESTS " in *" $1 "*) return 0 ;; esac; return 1; }
 TLS=1; has e || TLS=0
 has f || MAXTEST=0
 HZ=$(getconf CLK_TCK)
 
 PIDS=""
+SRV_WORKERS=""   # start_serve: the workers of a luaws serve
 TLSDIR=""
 cleanup() {
   local p
@@ -194,15 +201,49 @@ start_server() {
   return 1
 }
 
-stop_server() {
+# start_serve N LUA PIN [FLAGS...]: `luaws serve --workers N` of the echo server with
+# reuseport (and FLAGS), on a port found free first; sets SRV_PID (the supervisor),
+# SRV_WORKERS and SRV_PORT.
+start_serve() {
+  local n=$1 lua=$2 pin=$3 out=$OUT/server.out i
+  shift 3
+  local env=(env "LUA_CPATH=build/$lua/?.so;;" "LUA_PATH=lua/?.lua;lua/?/init.lua;;")
+  : >"$out"
+  SRV_PORT=$("${env[@]}" "$lua" -e 'print(require("luaws").listen({ port = 0 }).port)') || return 1
+  $pin "${env[@]}" "$lua" bin/luaws serve --workers "$n" examples/echo_server.lua "$SRV_PORT" \
+    --reuseport "$@" >"$out" 2>&1 &
+  SRV_PID=$!
+  PIDS="$PIDS $SRV_PID"
+  for i in $(seq 100); do
+    [ "$(grep -c '^listening on' "$out")" -ge "$n" ] && break
+    kill -0 "$SRV_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  SRV_WORKERS=$(pgrep -P "$SRV_PID" | tr '\n' ' ')
+  [ "$(grep -c '^listening on' "$out")" -ge "$n" ] && return 0
+  cat "$out" >&2
+  return 1
+}
+
+stop_server() {   # a supervisor stops its workers first
   kill "$SRV_PID" 2>/dev/null
   wait "$SRV_PID" 2>/dev/null
   PIDS=$(echo " $PIDS " | sed "s/ $SRV_PID / /")
+  SRV_WORKERS=""
 }
 
 # user and kernel (system) ticks apart, "U S": on loopback the kernel's TCP work is most of
 # a small message's cost, and no change to our code can take it below that part
-cpu_split() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12, $13 }'; }
+# (summed over the processes given: a supervisor and its workers)
+cpu_split() {
+  local p
+  for p in "$@"; do sed 's/.*) //' "/proc/$p/stat" 2>/dev/null; done |
+    awk '{ u += $12; k += $13 } END { print u + 0, k + 0 }'
+}
+cpu_each() {   # each process's user + kernel ticks, "A B ..."
+  local p
+  for p in "$@"; do sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{ printf "%d ", $12 + $13 }'; done
+}
 vmrss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
 field() { echo "$1" | tr ' ' '\n' | sed -n "s|^$2=||p" | head -1; }
 
@@ -242,14 +283,23 @@ wrk_summary() {
 # so the cost is the steadier figure.
 gen() {
   local c0 c1 t0 t1 rc
-  local s0 s1
-  s0=$(cpu_split "$SRV_PID"); t0=$(date +%s%N)
+  local s0 s1 e0 e1
+  # shellcheck disable=SC2086
+  s0=$(cpu_split "$SRV_PID" $SRV_WORKERS); e0=$(cpu_each $SRV_WORKERS); t0=$(date +%s%N)
   if [ "$1" = wrk ]; then
     LINE=$(wrk_summary "http://127.0.0.1:$SRV_PORT/" "${@:2}"); rc=$?
   else
     LINE=$($PIN_GEN "$LOADGEN" "$@" -p "$SRV_PORT" 2>>"$LOG"); rc=$?
   fi
-  t1=$(date +%s%N); s1=$(cpu_split "$SRV_PID")
+  # shellcheck disable=SC2086
+  t1=$(date +%s%N); s1=$(cpu_split "$SRV_PID" $SRV_WORKERS); e1=$(cpu_each $SRV_WORKERS)
+  if [ -n "$SRV_WORKERS" ]; then   # each worker's CPU as a share of the wall time
+    LINE="$LINE worker_cpu=$(awk -v a="$e0" -v b="$e1" -v hz="$HZ" -v ns="$((t1 - t0))" \
+      'BEGIN { n = split(a, x, " "); split(b, y, " ")
+               for (i = 1; i <= n; i++) {
+                 sep = (i > 1) ? "/" : ""
+                 printf "%s%.1f%%", sep, 100 * (y[i] - x[i]) / hz / (ns / 1e9) } }')"
+  fi
   LINE="$LINE $(awk -v a="$s0" -v b="$s1" -v hz="$HZ" -v ns="$((t1 - t0))" -v m="$(field "$LINE" msgs)" \
     'BEGIN { split(a, x, " "); split(b, y, " "); u = y[1] - x[1]; k = y[2] - x[2]; c = u + k
              per = (m > 0 ? 1e6 / hz / m : 0)
@@ -310,10 +360,15 @@ start_peer() {
 one() {
   local peer=$1 t=$2 key=$3 rc v
   shift 3
+  local PIN_GEN=$PIN_GEN   # k1 and k2 leave the generator unpinned (for gen)
   case $t in
     e*) start_peer "$peer" tls; set -- "$1" -S "${@:2}" ;;
     g) start_peer "$peer" deflate; set -- "$1" -z "${@:2}" ;;
     i*) start_peer "$peer" http ;;
+    k1p) start_serve 1 "$peer" "$PIN_SRV" || die "luaws serve did not start" ;;
+    k1|k2) PIN_GEN=""; start_serve "${t#k}" "$peer" "" || die "luaws serve did not start" ;;
+    kz1|kz2) PIN_GEN=""; start_serve "${t#kz}" "$peer" "" --deflate || die "luaws serve did not start"
+       set -- "$1" -z "${@:2}" ;;
     *) start_peer "$peer" ;;
   esac
   gen "$@"; rc=$?
@@ -327,6 +382,8 @@ one() {
     R[$peer,${t}_cost]=$(field "$LINE" server_us_per_msg)
     R[$peer,${t}_split]="$(field "$LINE" server_user_us) / $(field "$LINE" server_sys_us)"
     R[$peer,${t}_z]="$(field "$LINE" tx_payload_B) / $(field "$LINE" rx_payload_B)"
+    R[$peer,${t}_gen]=$(field "$LINE" cpu)
+    R[$peer,${t}_workers]=$(field "$LINE" worker_cpu)
   fi
 }
 
@@ -580,6 +637,17 @@ done
 has j && for r in $(seq "$REPEAT"); do
   for p in $PEERS; do topics_test "$p" "$r"; done
 done
+KLUA=$(echo $LUAS | cut -d' ' -f1)
+has k && for r in $(seq "$REPEAT"); do
+  for t in k1p k1 k2; do
+    say "k: echo $a_c conns, 16 B text, 1 in flight, ${SECS}s, luaws serve, $t: $KLUA (run $r)"
+    one "$KLUA" $t msgs/s echo -c $a_c -s 16 -m 1 -d "$SECS"
+  done
+  for t in kz1 kz2; do
+    say "k: deflate echo $g_c conns, 1 KiB JSON-like text, 1 in flight, ${SECS}s, luaws serve, $t: $KLUA (run $r)"
+    one "$KLUA" $t msgs/s echo -c $g_c -s 1024 -m 1 -d "$SECS"
+  done
+done
 
 if [ $SMOKE = 1 ]; then
   [ $FAILED = 0 ] && say "bench-smoke: ok (log: $LOG)" || say "bench-smoke: FAILED (log: $LOG)"
@@ -678,6 +746,20 @@ row "j server RSS B/subscription" j_sub ratio
 row "j  (B/idle conn, as c)" j_conn
 row "j  topic registry B/subscription (stats)" j_mem
 row "j messages received" j_got
+if has k && [ -n "${R[$KLUA,k1p]:-}" ]; then
+  # One row per configuration: on 2 cores, 2 workers and the generator share them.
+  say ""
+  say "k: luaws serve, $KLUA, $(nproc) cpus: a's echo (${a_c}x16 B text), and g's (deflate, ${g_c}x1 KiB)"
+  say "$(printf "%-36s %10s %14s %17s %12s %15s" workers msg/s "server us/msg" "user / kernel us" "generator" "each worker")"
+  for t in k1p k1 k2 kz1 kz2; do
+    case $t in
+      k1p) label="a, 1, pinned (server 0, gen 1)" ;; k1) label="a, 1, unpinned" ;; k2) label="a, 2, unpinned" ;;
+      kz1) label="g, 1, unpinned" ;; kz2) label="g, 2, unpinned" ;;
+    esac
+    say "$(printf "%-36s %10s %14s %17s %12s %15s" "$label" "${R[$KLUA,$t]:--}" "${R[$KLUA,${t}_cost]:--}" \
+      "${R[$KLUA,${t}_split]:--}" "${R[$KLUA,${t}_gen]:--}" "${R[$KLUA,${t}_workers]:--}")"
+  done
+fi
 if { [ "$FLOOR_ON" = 1 ] && { [ -n "${R[floor,a]:-}" ] || [ -n "${R[floor,b]:-}" ]; }; } ||
    [ -n "${R[floor,g_cost]:-}" ]; then
   # The ceiling: the same generator against a server that does nothing but read, unmask

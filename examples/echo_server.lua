@@ -3,6 +3,8 @@
 --   lua5.4 examples/echo_server.lua PORT --tls CERT KEY     the same over wss://
 --   lua5.4 examples/echo_server.lua PORT --deflate          with permessage-deflate
 --   lua5.4 examples/echo_server.lua PORT --ondata           ws.ondata, no event objects
+--   luaws serve --workers 2 examples/echo_server.lua PORT --reuseport
+--                                             one echo server per worker, on one port
 -- The flags go in any order after the port. --deflate takes the defaults (context
 -- takeover both ways, windows of 15 bits, zlib level 6, memLevel 8) but for the
 -- threshold: 256 bytes, as in the benchmarks' Node ws server (spec/peers/ws_echo_server.js).
@@ -13,7 +15,7 @@ local WebSocket = require "luaws"
 pcall(collectgarbage, "generational")
 
 local port = tonumber(arg and arg[1]) or 8000
-local tls, opts, ondata
+local tls, opts, ondata, reuseport
 for i = 2, arg and #arg or 0 do
   if arg[i] == "--tls" then
     tls = { cert = arg[i + 1], key = arg[i + 2] }
@@ -21,9 +23,11 @@ for i = 2, arg and #arg or 0 do
     ondata = true
   elseif arg[i] == "--deflate" then
     opts = { extensions = { require("luaws.deflate").configure { threshold = 256 } } }
+  elseif arg[i] == "--reuseport" then
+    reuseport = true
   end
 end
-local server = assert(WebSocket.listen { host = "127.0.0.1", port = port, tls = tls })
+local server = assert(WebSocket.listen { host = "127.0.0.1", port = port, tls = tls, reuseport = reuseport })
 
 server.onrequest = function(req, res)
   res:writeHead(200, { ["Content-Type"] = "text/plain" })

@@ -7,131 +7,9 @@ local WebSocket = H.WebSocket
 local cli = require "luaws.cli"
 local deflate = require "luaws.deflate"
 
--- The interpreter running busted (arg's lowest index), and the module paths it was
--- given, so that the command runs the build under test.
-local LUA = (function()
-  local i = -1
-  while arg and arg[i - 1] do i = i - 1 end
-  return arg and arg[i] or "lua5.4"
-end)()
-
-local function q(s) return "'" .. (tostring(s):gsub("'", [['\'']])) .. "'" end
-
-local LUAWS = LUA .. " -e " .. q(("package.path = %q; package.cpath = %q")
-  :format(package.path, package.cpath)) .. " bin/luaws"
-
-local function sh(cmd)
-  local ok = os.execute(cmd)
-  return ok == true or ok == 0
-end
-
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function spit(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
-
-local procs = {}
-
---- Starts a shell command. stdin: a string (given through a pipe, `cat FILE |`),
---- { file = path } (a regular file), { fifo = true } (a FIFO this spec writes to with
---- p:write and ends with p:close_input), "closed" (none at all) or nil (/dev/null).
-local function run(cmd, stdin)
-  local p = { out = os.tmpname(), err = os.tmpname(), st = os.tmpname(), files = {} }
-  os.remove(p.st)
-  if stdin == "closed" then
-    cmd = cmd .. " <&-"
-  elseif type(stdin) == "string" then
-    local input = os.tmpname()
-    p.files[#p.files + 1] = input
-    spit(input, stdin)
-    cmd = "cat " .. q(input) .. " | " .. cmd
-  elseif stdin and stdin.file then
-    cmd = cmd .. " <" .. q(stdin.file)
-  elseif stdin and stdin.fifo then
-    p.fifo = os.tmpname()
-    os.remove(p.fifo)
-    assert(sh("mkfifo " .. q(p.fifo)))
-    p.files[#p.files + 1] = p.fifo
-    cmd = cmd .. " <" .. q(p.fifo)
-  else
-    cmd = cmd .. " </dev/null"
-  end
-  local f = io.popen(("( %s >%s 2>%s & echo $!; exec >/dev/null 2>&1; wait $!; echo $? >%s.tmp; mv %s.tmp %s ) &")
-    :format(cmd, q(p.out), q(p.err), q(p.st), q(p.st), q(p.st)))
-  p.pid = tonumber(f:read("*l"))
-  f:close()
-  assert(p.pid, "could not start " .. cmd)
-  if p.fifo then
-    -- Opened read-write after the start, so that no process started since holds it:
-    -- closing it is then the end of the command's input.
-    p.writer = assert(io.open(p.fifo, "r+"))
-  end
-  procs[#procs + 1] = p
-
-  function p:stdout() return slurp(self.out) or "" end
-  function p:stderr() return slurp(self.err) or "" end
-  function p:status()
-    local s = slurp(self.st)
-    return s and tonumber(s:match("%d+"))
-  end
-  function p:write(s)
-    self.writer:write(s)
-    self.writer:flush()
-  end
-  function p:close_input()
-    if self.writer then self.writer:close() end
-    self.writer = nil
-  end
-  -- Runs the loop until cond(); a timer wakes it to look at the files.
-  local function wait(self, cond, seconds, what)
-    local t = WebSocket.setInterval(function() end, 10)
-    local ok, err = pcall(H.wait, cond, seconds or 10, what)
-    WebSocket.clearInterval(t)
-    if not ok then
-      error(("%s\nstdout: %s\nstderr: %s"):format(err, self:stdout(), self:stderr()), 3)
-    end
-  end
-  --- Waits for the exit; returns the status, stdout and stderr.
-  function p:wait_exit(seconds)
-    wait(self, function() return self:status() ~= nil end, seconds, "the command to exit")
-    return self:status(), self:stdout(), self:stderr()
-  end
-  --- Waits until stdout (or stderr, when which is "stderr") matches; returns the captures.
-  function p:wait_for(pattern, which, seconds)
-    local caps
-    wait(self, function()
-      caps = { self[which or "stdout"](self):match(pattern) }
-      return #caps > 0
-    end, seconds, ("%s to match %q"):format(which or "stdout", pattern))
-    return (table.unpack or unpack)(caps)
-  end
-  function p:kill()
-    if self.pid and not self:status() then os.execute("kill " .. self.pid .. " 2>/dev/null") end
-  end
-  return p
-end
-
---- Starts `luaws ARGS`, stdin as for run().
-local function luaws(args, stdin) return run(LUAWS .. " " .. args, stdin) end
-
-local function cleanup()
-  for _, p in ipairs(procs) do
-    p:close_input()
-    p:kill()
-    for _, f in ipairs({ p.out, p.err, p.st, (table.unpack or unpack)(p.files) }) do os.remove(f) end
-  end
-  procs = {}
-  H.cleanup()
-end
+local C = require "command"
+local LUAWS, q, sh, spit = C.LUAWS, C.q, C.sh, C.spit
+local run, luaws, cleanup = C.run, C.luaws, C.cleanup
 
 local function url(s, path) return "ws://127.0.0.1:" .. s.port .. (path or "/") end
 
@@ -231,13 +109,14 @@ describe("the luaws command", function()
   after_each(cleanup)
 
   describe("as a whole", function()
-    it("documents both commands, every option and the exit statuses in --help", function()
+    it("documents every command, every option and the exit statuses in --help", function()
       local status, out = luaws("--help"):wait_exit()
       assert.equal(0, status)
       for _, s in ipairs({ "luaws connect", "luaws listen", "--header", "--protocol", "--cafile",
         "--insecure", "--deflate", "--execute", "--wait", "--no-close", "--binary", "--raw",
         "--show-close", "--echo", "--print", "--broadcast", "--host", "--tls-cert", "--tls-key",
-        "--max-clients", "--once", "Exit status", "1000", "1005", "1006" }) do
+        "--max-clients", "--once", "Exit status", "1000", "1005", "1006", "luaws serve", "--workers",
+        "--restart", "--lua" }) do
         assert.truthy(out:find(s, 1, true), "--help lacks " .. s)
       end
       local _, connect_help = luaws("connect --help"):wait_exit()

@@ -362,9 +362,10 @@ int ws__client_new(ws_loop_t *l, ws_conn_t **out, const char *path, const char *
  * fails here; c->role->ready starts the first stage. */
 int ws__client_way_in(ws_conn_t *c, int tcp, const char *host, int port, ws_tls_ctx_t *tls,
                       const char *servername, const ws_proxy_options_t *proxy);
-/* A server with its (unbound) TCP handle; ws_server_close frees it. */
+/* A server with its (unbound) TCP handle, whose socket exists already for family
+ * AF_INET or AF_INET6 (AF_UNSPEC: made at the bind); ws_server_close frees it. */
 ws_server_t *ws__server_new(ws_loop_t *l, const ws_server_options_t *o, ws_tls_ctx_t *tls,
-                           void *data);
+                           void *data, int family);
 /* An accepted conn of s: options, TLS, then reading the request head (or raw). */
 void ws__server_start(ws_server_t *s, ws_conn_t *c);
 /* Acts on every conn's deadlines as at time now (the sweep timer's walk). */

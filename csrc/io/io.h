@@ -62,6 +62,8 @@ typedef struct ws_server_options {
   int stream_bodies;              /* 1: on_request fires at the head and the body goes
                                      up in pieces (on_request_body); 0: read it whole */
   int raw;                        /* tests: connections deliver raw bytes (on_raw) */
+  int reuseport;                  /* 1: SO_REUSEPORT, so that several processes listen
+                                     on one port and the kernel spreads connections */
 } ws_server_options_t;
 
 void ws_server_options_default(ws_server_options_t *o);

@@ -171,7 +171,7 @@ static ws_script_t *attach(ws_conn_t *c) {
 }
 
 ws_server_t *ws_script_server(ws_loop_t *l, const ws_server_options_t *o, void *data) {
-  return ws__server_new(l, o, NULL, data);
+  return ws__server_new(l, o, NULL, data, AF_UNSPEC);
 }
 
 ws_script_t *ws_script_accept(ws_loop_t *l, ws_server_t *s) {

@@ -1,4 +1,5 @@
 /* The listener, the request head and the server side of the opening handshake. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@ void ws_server_options_default(ws_server_options_t *o) {
   o->max_body = 1u << 20;           /* nginx's client_max_body_size */
   o->stream_bodies = 0;
   o->raw = 0;
+  o->reuseport = 0;
 }
 
 /* Answers an HTTP error and closes; nothing reaches the layer above. */
@@ -517,7 +519,7 @@ static int resolve(uv_loop_t *uv, const char *host, int port, struct sockaddr_st
 }
 
 ws_server_t *ws__server_new(ws_loop_t *l, const ws_server_options_t *o, ws_tls_ctx_t *tls,
-                           void *data) {
+                           void *data, int family) {
   ws_server_t *s = calloc(1, sizeof *s);
   if (!s) return NULL;
   s->loop = l;
@@ -525,9 +527,29 @@ ws_server_t *ws__server_new(ws_loop_t *l, const ws_server_options_t *o, ws_tls_c
   if (s->opt.max_headers > WS__MAX_HEADERS_CAP) s->opt.max_headers = WS__MAX_HEADERS_CAP;
   s->tls = tls;
   s->data = data;
-  uv_tcp_init(l->uv, &s->tcp);
+  if (uv_tcp_init_ex(l->uv, &s->tcp, (unsigned)family) != 0) {   /* no socket to be had */
+    free(s);
+    return NULL;
+  }
   s->tcp.data = s;
   return s;
+}
+
+/* libuv 1.44 has no UV_TCP_REUSEPORT: the option goes on the socket made for the
+ * address's family, before the bind. */
+static int set_reuseport(uv_tcp_t *tcp) {
+#ifdef SO_REUSEPORT
+  uv_os_fd_t fd;
+  int one = 1;
+  int r = uv_fileno((uv_handle_t *)tcp, &fd);
+  if (r) return r;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+    return uv_translate_sys_error(errno);
+  return 0;
+#else
+  (void)tcp;
+  return UV_ENOTSUP;
+#endif
 }
 
 int ws_server_listen(ws_loop_t *l, ws_server_t **out, const char *host, int port,
@@ -535,9 +557,10 @@ int ws_server_listen(ws_loop_t *l, ws_server_t **out, const char *host, int port
   struct sockaddr_storage ss;
   int r = resolve(l->uv, host, port, &ss);
   if (r) return r;
-  ws_server_t *s = ws__server_new(l, o, tls, data);
+  ws_server_t *s = ws__server_new(l, o, tls, data, ss.ss_family);
   if (!s) return WS_ENOMEM;
-  if ((r = uv_tcp_bind(&s->tcp, (struct sockaddr *)&ss, 0)) != 0 ||
+  if ((o->reuseport && (r = set_reuseport(&s->tcp)) != 0) ||
+      (r = uv_tcp_bind(&s->tcp, (struct sockaddr *)&ss, 0)) != 0 ||
       (r = uv_listen((uv_stream_t *)&s->tcp, o->backlog, on_connection)) != 0) {
     uv_close((uv_handle_t *)&s->tcp, (uv_close_cb)free);
     return r;

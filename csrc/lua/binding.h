@@ -78,6 +78,8 @@ int l_fail(lua_State *L, int err);
 uint64_t l_opt_u64(lua_State *L, int t, const char *name, uint64_t def, uint64_t max);
 void l_push_headers(lua_State *L, const ws_http_head_t *h);   /* l_util.c */
 int l_uservalue_newindex(lua_State *L);
+void l_class_open(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CFunction index);
+void l_box_release(l_ctx_t *x, l_box_t *b);
 
 void l_conn_open(lua_State *L);      /* metatable + methods */
 /* The socket box at argument 1 (raises if it is not one). */
@@ -101,6 +103,11 @@ int l_backplane_full(lua_State *L, ws_backplane_t *bp);
 void l_server_open(lua_State *L);
 void l_tls_open(lua_State *L);
 void l_stdio_open(lua_State *L);   /* core.reader: the metatable and the function */
+void l_process_open(lua_State *L);   /* core.spawn, core.cpus */
+void l_signal_open(lua_State *L);    /* core.signal, core.signals */
+/* A signal argument at idx: a number, or a name ("SIGTERM" or "TERM"); def when absent.
+ * Raises for an unknown name. */
+int l_signal_arg(lua_State *L, int idx, int def);
 int l_conn_push_new(lua_State *L, ws_conn_t *c);   /* wraps c (server side) */
 
 void l_conn_options(lua_State *L, int t, ws_conn_options_t *o);

@@ -118,14 +118,7 @@ static const luaL_Reg server_methods[] = {
 };
 
 void l_server_open(lua_State *L) {
-  luaL_newmetatable(L, L_SERVER_MT);
-  lua_newtable(L);
-  ws_lua_setfuncs(L, server_methods, 0);
-  lua_pushcclosure(L, l_server_index, 1);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_uservalue_newindex);
-  lua_setfield(L, -2, "__newindex");
-  lua_pop(L, 1);
+  l_class_open(L, L_SERVER_MT, server_methods, l_server_index);
 }
 
 /* core.listen{host=, port=, max_head=, max_headers=, handshake_timeout_ms=, max_memory=,
@@ -153,6 +146,8 @@ int l_listen(lua_State *L) {
   lua_pop(L, 1);
   lua_getfield(L, 1, "raw");
   o.raw = lua_toboolean(L, -1);
+  lua_getfield(L, 1, "reuseport");
+  o.reuseport = lua_toboolean(L, -1);
   lua_getfield(L, 1, "drafts");
   o.drafts = lua_isnil(L, -1) || lua_toboolean(L, -1);
   lua_getfield(L, 1, "tls");

@@ -132,12 +132,7 @@ static void on_held(uv_timer_t *t) {
 
 static void on_closed(uv_handle_t *h) {
   l_reader_t *r = h->data;
-  lua_State *L = r->x->L;
-  if (L) {
-    r->box->p = NULL;
-    luaL_unref(L, LUA_REGISTRYINDEX, r->box->ref);
-    r->box->ref = LUA_NOREF;
-  }
+  l_box_release(r->x, r->box);
   if (r->reading) r->freed_later = 1;   /* the thread pool still writes into it */
   else reader_free(r);
 }
@@ -253,11 +248,7 @@ static const luaL_Reg reader_methods[] = {
 };
 
 void l_stdio_open(lua_State *L) {
-  luaL_newmetatable(L, L_READER_MT);
-  lua_newtable(L);
-  ws_lua_setfuncs(L, reader_methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  l_class_open(L, L_READER_MT, reader_methods, NULL);
   lua_pushcfunction(L, l_reader_new);
   lua_setfield(L, -2, "reader");
 }

@@ -37,6 +37,30 @@ void l_push_headers(lua_State *L, const ws_http_head_t *h) {
   }
 }
 
+/* A userdata type's metatable, mt: its __index is the methods or, given index, that
+ * function with the methods as its upvalue, and fields set on it go to the uservalue. */
+void l_class_open(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CFunction index) {
+  luaL_newmetatable(L, mt);
+  lua_newtable(L);
+  ws_lua_setfuncs(L, methods, 0);
+  if (index) {
+    lua_pushcclosure(L, index, 1);
+    lua_pushcfunction(L, l_uservalue_newindex);
+    lua_setfield(L, -3, "__newindex");
+  }
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}
+
+/* In a handle's close callback: the box lets go of the C object and of its anchor (not
+ * when the Lua state is gone already: x->L is NULL). */
+void l_box_release(l_ctx_t *x, l_box_t *b) {
+  if (!x->L || !b) return;
+  b->p = NULL;
+  luaL_unref(x->L, LUA_REGISTRYINDEX, b->ref);
+  b->ref = LUA_NOREF;
+}
+
 /* __newindex of the userdata types: fields (handlers, url, ...) live in the uservalue. */
 int l_uservalue_newindex(lua_State *L) {
   luaL_checktype(L, 1, LUA_TUSERDATA);

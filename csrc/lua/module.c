@@ -481,6 +481,8 @@ LUAWS_EXPORT int luaopen_luaws_core(lua_State *L) {
   lua_newtable(L);
   ws_lua_setfuncs(L, funcs, 0);
   l_stdio_open(L);
+  l_process_open(L);
+  l_signal_open(L);
   luaL_getmetatable(L, L_CONN_MT);
   lua_getfield(L, -1, "__methods");
   lua_setfield(L, -3, "socket_methods");

@@ -1,6 +1,7 @@
 --- The luaws command (bin/luaws), in the manner of wscat and websocat:
 ---   luaws connect [options] URL    stdin lines out as messages, messages to stdout
 ---   luaws listen [options] PORT    an echo, print or broadcast server
+---   luaws serve [options] SCRIPT [ARGS...]   worker processes of a server script
 -- main(argv) returns the exit status. parse(argv) and line_splitter(fn) are pure and
 -- exported for the specs. Messages go to stdout, one a line; everything else to stderr.
 local WebSocket = require "luaws"
@@ -84,16 +85,43 @@ luaws listen [options] PORT
   usage; with --once, 0 or 3 as for connect.
 ]]
 
+local SERVE_HELP = [[
+luaws serve [options] SCRIPT [ARGS...]
+  Runs N worker processes of the server script SCRIPT, each `LUA SCRIPT ARGS...` with
+  the Lua that runs luaws (and its -e and other options), and the environment variables
+  LUAWS_WORKER (1 to N) and LUAWS_WORKERS (N). Each worker listens on the same port with
+  WebSocket.listen{ port = PORT, reuseport = true }, and the kernel spreads the
+  connections among them. The workers' stdin, stdout and stderr are this command's.
+  Options go before SCRIPT; everything after it is the script's.
+
+  --workers N             how many workers (default: the number of CPUs)
+  --restart               restart a worker that exits with a status other than 0 or is
+                          killed, at most 5 times within 10 s; then give up, stop the
+                          others and exit 1 (without --restart, one worker's failure
+                          stops the others)
+  --lua PATH              run the workers with this interpreter (default: the one running
+                          luaws, with its options)
+  -h, --help
+
+  SIGINT and SIGTERM stop the workers (with SIGTERM); a second one kills them (SIGKILL).
+
+  Exit status, once every worker has exited: 0 when each exited with status 0 or was
+  stopped by a signal sent to luaws serve; 1 otherwise (a worker failed, or could not
+  start); 2 for usage.
+]]
+
 local HELP = [[
 Usage: luaws connect [options] URL
        luaws listen [options] PORT
+       luaws serve [options] SCRIPT [ARGS...]
        luaws --help | --version
 
 A WebSocket client and server for the command line, built on luaws (like wscat and
 websocat): connect sends the lines of stdin as messages and prints the messages it
-receives; listen runs an echo, print or broadcast server.
+receives; listen runs an echo, print or broadcast server; serve runs worker processes
+of a server script on one port.
 
-]] .. CONNECT_HELP .. "\n" .. LISTEN_HELP .. [[
+]] .. CONNECT_HELP .. "\n" .. LISTEN_HELP .. "\n" .. SERVE_HELP .. [[
 
 Examples:
   luaws connect ws://127.0.0.1:8000/chat           # type lines; Ctrl-D closes
@@ -102,6 +130,7 @@ Examples:
   luaws connect --cafile ca.pem --deflate wss://127.0.0.1:8443/
   luaws listen 8000                                # an echo server
   luaws listen --broadcast --deflate 8000          # a chat hub; stdin lines to all
+  luaws serve --workers 2 --restart examples/workers_chat.lua 8000
 ]]
 
 -- ---- arguments ---------------------------------------------------------------------
@@ -172,11 +201,21 @@ local COMMANDS = {
     { names = { "--max-clients" }, key = "max_clients", arg = "N", check = count },
     { names = { "--once" }, key = "once" },
   },
+  serve = {   -- COMMON's options are not serve's
+    { names = { "-h", "--help" }, key = "help" },
+    { names = { "--workers" }, key = "workers", arg = "N", check = count },
+    { names = { "--restart" }, key = "restart" },
+    { names = { "--lua" }, key = "lua", arg = "PATH" },
+  },
 }
+
+-- Commands whose options end at the first argument (serve: the script's own follow).
+local ARGS_END_OPTIONS = { serve = true }
 
 local function option_table(command)
   local t = {}
-  for _, list in ipairs({ COMMON, COMMANDS[command] }) do
+  local lists = command == "serve" and { COMMANDS.serve } or { COMMON, COMMANDS[command] }
+  for _, list in ipairs(lists) do
     for _, o in ipairs(list) do
       for _, n in ipairs(o.names) do t[n] = o end
     end
@@ -196,14 +235,14 @@ end
 --- raises { usage = message } for a usage error.
 function M.parse(argv)
   local command = argv[1]
-  if command == nil then usage("a command is needed: connect or listen") end
+  if command == nil then usage("a command is needed: connect, listen or serve") end
   if command == "-h" or command == "--help" or command == "help" then
     local topic = command == "help" and argv[2] or nil
-    if topic and not COMMANDS[topic] then usage("no help on %q: commands are connect and listen", topic) end
+    if topic and not COMMANDS[topic] then usage("no help on %q: commands are connect, listen and serve", topic) end
     return { command = "help", topic = topic }
   end
   if command == "--version" or command == "-V" then return { command = "version" } end
-  if not COMMANDS[command] then usage("unknown command %q: connect or listen", command) end
+  if not COMMANDS[command] then usage("unknown command %q: connect, listen or serve", command) end
   local known = option_table(command)
   local r, rest, i, only_args = { command = command }, {}, 2, false
   while i <= #argv do
@@ -212,6 +251,7 @@ function M.parse(argv)
     name = name or a
     if only_args or a == "-" or a:sub(1, 1) ~= "-" then
       rest[#rest + 1] = a
+      if ARGS_END_OPTIONS[command] then only_args = true end
     elseif a == "--" then
       only_args = true
     else
@@ -244,7 +284,11 @@ function M.parse(argv)
     i = i + 1
   end
   if r.help then return { command = "help", topic = command } end
-  if command == "connect" then
+  if command == "serve" then
+    if #rest < 1 then usage("serve takes a SCRIPT to run") end
+    r.script = table.remove(rest, 1)
+    r.args = rest
+  elseif command == "connect" then
     if #rest ~= 1 then usage("connect takes one URL (%d given)", #rest) end
     r.url = check_url(rest[1])
   else
@@ -562,6 +606,34 @@ local function listen(o)
   return status or M.EXIT.clean
 end
 
+-- ---- serve -----------------------------------------------------------------------
+
+--- The interpreter running this script and its own arguments (arg[-n] .. arg[-1], as
+--- lua.c and luajit set them: { "lua5.4", "-e", "package.path = ..." }), or nil when
+--- argv has none (main called from Lua with a plain list).
+function M.interpreter(argv)
+  local lowest = 0
+  while argv[lowest - 1] ~= nil do lowest = lowest - 1 end
+  if lowest == 0 then return nil end
+  local t = {}
+  for i = lowest, -1 do t[#t + 1] = argv[i] end
+  return t
+end
+
+local function serve(o, argv)
+  local command = o.lua and { o.lua } or M.interpreter(argv)
+  if not command then
+    say("serve: cannot tell which Lua runs luaws: give it with --lua PATH")
+    return M.EXIT.usage
+  end
+  local supervisor = require "luaws.supervisor"
+  return supervisor.run {
+    command = command, script = o.script, args = o.args, restart = o.restart,
+    workers = o.workers or core.cpus(),
+    say = function(fmt, ...) say("serve: " .. fmt, ...) end,
+  }
+end
+
 -- ---- main --------------------------------------------------------------------------
 
 --- Runs a command line; returns the exit status.
@@ -575,13 +647,16 @@ function M.main(argv)
     return M.EXIT.usage
   end
   if r.command == "help" then
-    io.stdout:write(r.topic == "connect" and CONNECT_HELP or r.topic == "listen" and LISTEN_HELP or HELP)
+    local topics = { connect = CONNECT_HELP, listen = LISTEN_HELP, serve = SERVE_HELP }
+    io.stdout:write(topics[r.topic] or HELP)
     return 0
   elseif r.command == "version" then
     io.stdout:write(WebSocket._VERSION, "\n")
     return 0
   elseif r.command == "connect" then
     return connect(r)
+  elseif r.command == "serve" then
+    return serve(r, argv)
   end
   return listen(r)
 end

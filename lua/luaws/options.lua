@@ -174,7 +174,7 @@ end
 local SERVER = {
   host = true, port = true, tls = true, max_head = true, max_headers = true,
   handshake_timeout = true, backlog = true, raw = true, max_memory = true, drafts = true,
-  keepalive_timeout = true, max_body = true, stream_bodies = true,
+  keepalive_timeout = true, max_body = true, stream_bodies = true, reuseport = true,
 }
 
 function M.server(o, level)
@@ -184,6 +184,9 @@ function M.server(o, level)
     if not SERVER[k] then fail(level, "unknown option %q", tostring(k)) end
   end
   if o.host ~= nil and type(o.host) ~= "string" then fail(level, "option host must be a string") end
+  if o.reuseport ~= nil and type(o.reuseport) ~= "boolean" then
+    fail(level, "option reuseport must be a boolean")
+  end
   return {
     host = o.host or "127.0.0.1",
     port = number(o, "port", level) or 0,
@@ -197,6 +200,7 @@ function M.server(o, level)
     keepalive_timeout_ms = number(o, "keepalive_timeout", level),
     max_body = number(o, "max_body", level),
     stream_bodies = o.stream_bodies and true or nil,
+    reuseport = o.reuseport or nil,
     tls = M.tls(o.tls, "server", level),
   }
 end
