@@ -197,20 +197,27 @@ static void ev_message(ws_conn_t *c, int binary, const char *data, size_t len) {
   lua_pop(L, 1);
 }
 
-static void ev_pong(ws_conn_t *c, const char *data, size_t len) {
+/* Calls the Lua hook `name`(ws, data [, flag]) for c (flag < 0: none); a hook that
+ * raises counts as the conn's handler failing. */
+static void hook_data(ws_conn_t *c, const char *name, const char *data, size_t len, int flag) {
   l_ctx_t *x = ctx_of(c);
   lua_State *L = x->L;
   box_of(c);
   int ud = lua_gettop(L);
-  l_push_hook(x, L, "_onpong");
+  l_push_hook(x, L, name);
   if (lua_isfunction(L, -1)) {
     lua_pushvalue(L, ud);
     lua_pushlstring(L, data, len);
-    if (l_dispatch(L, 2, ud) != 0) ws_conn_handler_failed(c);
+    if (flag >= 0) lua_pushboolean(L, flag);
+    if (l_dispatch(L, flag >= 0 ? 3 : 2, ud) != 0) ws_conn_handler_failed(c);
   } else {
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
+}
+
+static void ev_pong(ws_conn_t *c, const char *data, size_t len) {
+  hook_data(c, "_onpong", data, len, -1);
 }
 
 /* A client whose handshake failed on the server's answer: statusCode tells its status,
@@ -345,21 +352,7 @@ static void ev_request_done(ws_conn_t *c) {
 
 /* stream_bodies: a piece of the request's body, to the server module's hook. */
 static void ev_request_body(ws_conn_t *c, const char *data, size_t len, int fin) {
-  if (!ws_conn_data(c)) return;
-  l_ctx_t *x = ctx_of(c);
-  lua_State *L = x->L;
-  box_of(c);
-  int ud = lua_gettop(L);
-  l_push_hook(x, L, "_onrequestbody");
-  if (lua_isfunction(L, -1)) {
-    lua_pushvalue(L, ud);
-    lua_pushlstring(L, data, len);
-    lua_pushboolean(L, fin);
-    if (l_dispatch(L, 3, ud) != 0) ws_conn_handler_failed(c);
-  } else {
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
+  if (ws_conn_data(c)) hook_data(c, "_onrequestbody", data, len, fin);
 }
 
 const ws_io_events_t l_events = {
