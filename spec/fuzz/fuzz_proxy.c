@@ -177,7 +177,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!L) {
     memset(filler, 'a', sizeof filler);
     uv_loop_init(&uv);
-    L = ws_loop_get(&uv, &events);
+    L = ws_loop_new(&uv, &events, NULL);
   }
   if (size < 1) return 0;
   memset(&G, 0, sizeof G);
