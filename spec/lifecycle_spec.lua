@@ -480,6 +480,31 @@ describe("ondata(data, binary, ws): messages without event objects", function()
     assert.equal("twice", got[3][1])
   end)
 
+  it("lets ondata pause, resume and close its own socket", function()
+    local s = H.server()
+    local seen = {}
+    s.onupgrade = function(req)
+      local ws = H.track(WebSocket(req))
+      ws.ondata = function(data, _, target)
+        seen[#seen + 1] = data
+        if data == "pause" then
+          target:pause()
+          WebSocket.setTimeout(function() target:resume() end, 1)
+        elseif data == "flip" then
+          target:pause()
+          target:resume()
+        elseif data == "close" then
+          target:close(4001, "asked")
+        end
+      end
+    end
+    local c, rec = H.client("ws://127.0.0.1:" .. s.port .. "/")
+    for _, m in ipairs { "pause", "a", "flip", "b", "close", "after" } do c:send(m) end
+    H.wait(function() return #rec.closes == 1 end, 5, "the close")
+    assert.same({ "pause", "a", "flip", "b", "close" }, seen)
+    assert.equal(4001, rec.closes[1].code)
+  end)
+
   it("closes the socket with 1011 when ondata raises, as any handler", function()
     local s = H.server()
     local errors = {}
