@@ -69,9 +69,10 @@ struct ws_loop {
   int freed;                 /* the sweep freed much: give memory back to the system */
   size_t mem_in, mem_out;    /* bytes buffered by all conns (ws_loop_stats) */
   ws_bytes_t scratch;        /* an extension's output for the message being sent */
-  uint8_t keys[4096];        /* masking keys, drawn from the OS random source in bulk */
-  uint32_t keys_left;        /* unused bytes at the end of keys */
-  pid_t keys_pid;            /* the process that drew them (a forked child draws anew) */
+  struct ws__keys *keys;     /* masking keys drawn in bulk (ws__mask_key), or NULL */
+  int keys_wiped;            /* their page is wiped in a forked child (MADV_WIPEONFORK);
+                                else the pid is checked on every key */
+  pid_t keys_pid;            /* the process that drew them */
   /* The upgrade request being handed up (on_request), for ws_conn_accept. */
   ws_conn_t *req_conn;
   const ws_http_head_t *req_head;

@@ -4,6 +4,7 @@
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
+#include <sys/mman.h>
 #include <unistd.h>
 #include "internal.h"
 
@@ -75,16 +76,34 @@ ws_loop_t *ws_loop_new(uv_loop_t *uv, const ws_io_events_t *events, void *data) 
 
 uv_loop_t *ws_loop_uv(ws_loop_t *l) { return l->uv; }
 
+/* One page: a child made by fork() sees it zeroed (MADV_WIPEONFORK, Linux 4.14), so it
+ * never sends its parent's keys, at no cost per key. */
+struct ws__keys {
+  uint32_t left;             /* unused bytes at the end of bytes */
+  uint8_t bytes[4092];
+};
+
 int ws__mask_key(ws_loop_t *l, uint8_t key[4]) {
-  pid_t pid = getpid();
-  if (l->keys_left < 4 || l->keys_pid != pid) {
-    if (ws_random(l->keys, sizeof l->keys) != 0) return WS_EINTERNAL;
-    l->keys_left = sizeof l->keys;
-    l->keys_pid = pid;
+  if (!l->keys) {
+    void *p = mmap(NULL, sizeof *l->keys, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                   -1, 0);
+    if (p == MAP_FAILED) return WS_EINTERNAL;
+#ifdef MADV_WIPEONFORK
+    l->keys_wiped = madvise(p, sizeof *l->keys, MADV_WIPEONFORK) == 0;
+#endif
+    l->keys = p;
+    l->keys_pid = getpid();
   }
-  l->keys_left -= 4;
-  memcpy(key, l->keys + l->keys_left, 4);
-  memset(l->keys + l->keys_left, 0, 4);   /* a key is used once */
+  struct ws__keys *k = l->keys;
+  if (!l->keys_wiped && l->keys_pid != getpid()) k->left = 0;   /* a forked child */
+  if (k->left < 4) {
+    if (ws_random(k->bytes, sizeof k->bytes) != 0) return WS_EINTERNAL;
+    k->left = sizeof k->bytes;
+    l->keys_pid = getpid();
+  }
+  k->left -= 4;
+  memcpy(key, k->bytes + k->left, 4);
+  memset(k->bytes + k->left, 0, 4);   /* a key is used once */
   return 0;
 }
 void *ws_loop_data(const ws_loop_t *l) { return l->data; }
@@ -98,6 +117,7 @@ int ws_loop_free(ws_loop_t *l) {
                                             caller's: it closes it, if it owns it) */
   ws__buf_free(&l->cork);
   ws_bytes_free(&l->scratch);
+  if (l->keys) munmap(l->keys, sizeof *l->keys);
   ws__topics_free(l);
   free(l->rbuf);
   free(l);

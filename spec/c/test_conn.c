@@ -4,7 +4,10 @@
  * no socket is opened. The last line says how it went. */
 #include <stdlib.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
 #include "test.h"
+#include "internal.h"
 #include "io.h"
 #include "scripted.h"
 
@@ -620,6 +623,31 @@ static void test_http_errors(void) {
   CHECK_REST("");
 }
 
+/* A forked child must not send its parent's masking keys (RFC 6455 5.3: each key is
+ * fresh): the key pool is drawn again in the child. */
+static void test_mask_keys_after_fork(void) {
+  uint8_t first[4], child[4], next[4];
+  int fds[2];
+  CHECK_INT(ws__mask_key(L, first), 0);   /* the pool exists and has keys left */
+  CHECK_INT(pipe(fds), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    uint8_t k[4];
+    ssize_t w = ws__mask_key(L, k) == 0 ? write(fds[1], k, 4) : -1;
+    _exit(w == 4 ? 0 : 1);
+  }
+  CHECK(pid > 0);
+  CHECK_INT(read(fds[0], child, 4), 4);
+  int status = 1;
+  waitpid(pid, &status, 0);
+  CHECK_INT(status, 0);
+  close(fds[0]);
+  close(fds[1]);
+  CHECK_INT(ws__mask_key(L, next), 0);    /* what the child would have taken */
+  CHECK(memcmp(child, next, 4) != 0);
+  CHECK(memcmp(first, next, 4) != 0);
+}
+
 int main(void) {
   uv_loop_init(&uv);
   uv_timer_init(&uv, &tick);
@@ -628,6 +656,7 @@ int main(void) {
   ws_server_options_default(&so);
   S = ws_script_server(L, &so, NULL);
 
+  test_mask_keys_after_fork();
   test_upgrade();
   test_messages_and_close();
   test_protocol_error();
