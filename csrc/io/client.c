@@ -19,7 +19,6 @@ typedef struct stage {
 
 struct ws__client_hs {
   uv_getaddrinfo_t gai;
-  uv_connect_t connect;
   ws_conn_t *conn;
   const stage_t *stages[WS__MAX_STAGES];   /* the way in, in order */
   int nstages, at;                         /* at: the stage under way; -1 before */
@@ -80,14 +79,12 @@ static const char *stage_name(const ws_conn_t *c) {
   return hs && hs->at >= 0 ? hs->stages[hs->at]->name : NULL;
 }
 
-static void on_connected(uv_connect_t *req, int status) {
-  ws_conn_t *c = req->data;
+static void on_connected(ws_conn_t *c, int status) {
   if (c->state == WS__S_CLOSED) return;
   if (status < 0) {
     fail_uv(c, "connect", status);
     return;
   }
-  uv_tcp_nodelay(&c->tcp, 1);
   int r = ws__conn_start_read(c);
   if (r) {
     fail_uv(c, "read", r);
@@ -111,8 +108,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
       a = p;
       break;
     }
-  c->hs->connect.data = c;
-  int r = uv_tcp_connect(&c->hs->connect, &c->tcp, a->ai_addr, on_connected);
+  int r = ws__sock_connect(c, a->ai_addr, a->ai_addrlen);
   uv_freeaddrinfo(res);
   if (r) fail_uv(c, "connect", r);
   ws__conn_unref(c);
@@ -375,5 +371,5 @@ static size_t early_len(const ws_conn_t *c) { return c->hs ? c->hs->early.len : 
 
 static void no_account(ws_conn_t *c, ssize_t delta) { (void)c, (void)delta; }
 
-const ws__role_t ws__client_role = {on_head,    ready,   queue_early, early_len,
-                                    no_account, free_hs, stage_name};
+const ws__role_t ws__client_role = {on_head,    ready,        queue_early, early_len,
+                                    no_account, on_connected, free_hs,     stage_name};

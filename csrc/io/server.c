@@ -1,5 +1,7 @@
 /* The listener, the request head and the server side of the opening handshake. */
+#define _GNU_SOURCE   /* accept4 */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -451,17 +453,31 @@ static void account(ws_conn_t *c, ssize_t delta) {
 
 size_t ws_server_buffered(ws_server_t *s) { return s->mem; }
 
-static void on_connection(uv_stream_t *ls, int status) {
-  ws_server_t *s = ls->data;
-  if (status < 0 || s->closing) return;
-  ws_conn_t *c = ws__conn_new(s->loop);
-  if (!c) return;
-  if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
-    ws__conn_destroy(c, 1006, 0);
-    return;
+#define WS__ACCEPTS_PER_TURN 128   /* then the other sockets get their turn */
+
+/* The listener is readable: the peers waiting in its backlog become conns. */
+static void on_connection(ws__pollable_t *p, unsigned events) {
+  (void)events;
+  ws_server_t *s = (ws_server_t *)((char *)p - offsetof(ws_server_t, listener));
+  for (int i = 0; i < WS__ACCEPTS_PER_TURN && !s->closing; i++) {
+    int fd = accept4(p->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE) ws__sock_accept_failed(s->loop, p->fd);
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      return;   /* EAGAIN: the backlog is empty */
+    }
+    ws_conn_t *c = ws__conn_new(s->loop);
+    if (!c) {
+      close(fd);
+      continue;
+    }
+    if (ws__sock_open(c, fd) != 0) {
+      close(fd);
+      ws__conn_destroy(c, 1006, 0);
+      continue;
+    }
+    ws__server_start(s, c);
   }
-  uv_tcp_nodelay(&c->tcp, 1);
-  ws__server_start(s, c);
 }
 
 static void no_secure(ws_conn_t *c) { (void)c; }
@@ -474,8 +490,10 @@ static size_t no_early_len(const ws_conn_t *c) {
   return 0;
 }
 
+static void no_connect(ws_conn_t *c, int status) { (void)c, (void)status; }
+
 const ws__role_t ws__server_role = {on_head, no_secure, no_early, no_early_len, account,
-                                    no_secure, NULL};
+                                    no_connect, no_secure, NULL};
 
 void ws__server_start(ws_server_t *s, ws_conn_t *c) {
   c->server = s;
@@ -532,6 +550,8 @@ ws_server_t *ws__server_new(ws_loop_t *l, const ws_server_options_t *o, ws_tls_c
     return NULL;
   }
   s->tcp.data = s;
+  s->listener.fd = -1;
+  s->listener.cb = on_connection;
   return s;
 }
 
@@ -559,9 +579,16 @@ int ws_server_listen(ws_loop_t *l, ws_server_t **out, const char *host, int port
   if (r) return r;
   ws_server_t *s = ws__server_new(l, o, tls, data, ss.ss_family);
   if (!s) return WS_ENOMEM;
+  uv_os_fd_t fd = -1;
+  int one = 1;
+  socklen_t alen = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+  /* The socket is libuv's handle's; the listening and the accepting are ours (sock.c). */
   if ((o->reuseport && (r = set_reuseport(&s->tcp)) != 0) ||
-      (r = uv_tcp_bind(&s->tcp, (struct sockaddr *)&ss, 0)) != 0 ||
-      (r = uv_listen((uv_stream_t *)&s->tcp, o->backlog, on_connection)) != 0) {
+      (r = uv_fileno((uv_handle_t *)&s->tcp, &fd)) != 0 ||
+      (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 && (r = uv_translate_sys_error(errno))) ||
+      (bind(fd, (struct sockaddr *)&ss, alen) != 0 && (r = uv_translate_sys_error(errno))) ||
+      (listen(fd, o->backlog) != 0 && (r = uv_translate_sys_error(errno))) ||
+      (s->listener.fd = fd, r = ws__poll_set(l, &s->listener, WS__IO_READ)) != 0) {
     uv_close((uv_handle_t *)&s->tcp, (uv_close_cb)free);
     return r;
   }
@@ -573,7 +600,7 @@ int ws_server_adopt(ws_server_t *s, uv_os_sock_t fd, const char *data, size_t le
   if (s->tls || s->closing || s->opt.raw) return WS_EINVAL;
   ws_conn_t *c = ws__conn_new(s->loop);
   if (!c) return WS_ENOMEM;
-  int r = uv_tcp_open(&c->tcp, fd);
+  int r = ws__sock_open(c, fd);
   if (r) {
     close(fd);   /* s owns fd whatever happens */
     ws__conn_destroy(c, 1006, 0);
@@ -583,7 +610,6 @@ int ws_server_adopt(ws_server_t *s, uv_os_sock_t fd, const char *data, size_t le
     ws__conn_destroy(c, 1006, 0);   /* closes fd with the handle */
     return WS_ENOMEM;
   }
-  uv_tcp_nodelay(&c->tcp, 1);
   ws__server_start(s, c);
   if (c->state != WS__S_CLOSED && c->in.len) {   /* what the other server read, first */
     ws_loop_cork(s->loop);
@@ -628,5 +654,6 @@ void ws_server_close(ws_server_t *s, void (*on_closed)(ws_server_t *s)) {
       ws__conn_destroy(c, 1006, 0);
     }
   }
+  if (s->listener.fd >= 0) ws__poll_set(s->loop, &s->listener, 0);
   uv_close((uv_handle_t *)&s->tcp, on_listener_closed);
 }
