@@ -296,17 +296,17 @@ static ssize_t on_head(ws_conn_t *c, char *buf, size_t len) {
   ws_http_head_t h;
   memset(&h, 0, sizeof h);
   h.headers = hdrs;
-  h.num_headers = c->max_headers > 256 ? 256 : c->max_headers;
+  h.num_headers = c->lim->max_headers > 256 ? 256 : c->lim->max_headers;
   size_t end = ws_http_head_end(buf, len, &c->scanned);
   int r;
   if (!end) {
-    if (len < c->max_head) return 0;
+    if (len < c->lim->max_head) return 0;
     r = WS_EHEADTOOBIG;
   } else {
     c->scanned = 0;
     r = ws_http_parse_response(buf, end, &h);
     if (r == WS_EAGAIN) r = WS_EHTTP;
-    if (r > 0 && (size_t)r > c->max_head) r = WS_EHEADTOOBIG;
+    if (r > 0 && (size_t)r > c->lim->max_head) r = WS_EHEADTOOBIG;
   }
   if (r == WS_EHEADTOOBIG) {
     ws__conn_fail(c, WS_EHANDSHAKE, "handshake response head too large");

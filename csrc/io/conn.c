@@ -112,6 +112,7 @@ ws_conn_t *ws__conn_new(ws_loop_t *l) {
   c->loop = l;
   c->fd = -1;
   c->io = &ws__sock_ops;
+  c->lim = &ws__no_limits;
   l->live++;
   c->role = &no_role;
   c->codec = &ws_codec_rfc6455;
@@ -147,6 +148,7 @@ static void finalize(ws_conn_t *c) {
   free(c->close_reason);
   free(c->deferred);
   free(c->body);
+  ws__limits_put(c->loop, c->lim);
   free(c);
 }
 
@@ -232,7 +234,7 @@ void ws__conn_end(ws_conn_t *c) {
   if (c->state == WS__S_CLOSED) return;
   if (!(c->flags & WS__F_END_AFTER_FLUSH)) c->state_at = ws__now(c->loop);
   c->flags |= WS__F_END_AFTER_FLUSH;
-  ws__loop_sweep_for(c->loop, c->close_ms);
+  ws__loop_sweep_for(c->loop, c->lim->close_ms);
   if (c->loop->cork_owner == c) return;     /* the uncork flush gets here again */
   if (c->pending.len == 0) do_shutdown(c);
 }
@@ -399,12 +401,12 @@ static void send_close(ws_conn_t *c, unsigned code, const char *reason, size_t r
  * otherwise the peer, which is not reading, is dropped, so nothing is lost silently. */
 int ws__conn_admit(ws_conn_t *c, size_t len) {
   size_t queued = ws_conn_buffered(c);
-  if (queued == 0 || len <= c->max_buffered - (queued < c->max_buffered ? queued : c->max_buffered))
+  if (queued == 0 || len <= c->lim->max_buffered - (queued < c->lim->max_buffered ? queued : c->lim->max_buffered))
     return 0;
   if (c->flags & WS__F_BP_ERROR) return WS_EBACKPRESSURE;
   char msg[160];
   snprintf(msg, sizeof msg, "the peer is not reading: %zu bytes queued, max_buffered is %zu",
-           queued, c->max_buffered);
+           queued, c->lim->max_buffered);
   ws__conn_abort(c, WS_EBACKPRESSURE, 1008, msg);
   return WS_EBACKPRESSURE;
 }
@@ -414,7 +416,7 @@ int ws__conn_admit(ws_conn_t *c, size_t len) {
 void ws__conn_after_queue(ws_conn_t *c) {
   if (c->state == WS__S_CLOSED) return;
   size_t queued = ws_conn_buffered(c);
-  if (queued > c->high_water && c->high_water) {
+  if (queued > c->lim->high_water && c->lim->high_water) {
     c->flags |= WS__F_THROTTLED | WS__F_DRAIN;
     stop_reading(c);
   }
@@ -557,7 +559,7 @@ void ws_conn_close(ws_conn_t *c, unsigned code, const char *reason, size_t reaso
     }
     set_closing(c);
     c->state_at = ws__now(c->loop);
-    ws__loop_sweep_for(c->loop, c->close_ms);
+    ws__loop_sweep_for(c->loop, c->lim->close_ms);
     break;
   case WS__S_CLOSING:
   case WS__S_CLOSED:
@@ -665,7 +667,7 @@ static int on_control(void *ud, int opcode, char *data, size_t len) {
   ws_conn_t *c = ud;
   if (opcode == WS_OP_PING) {
     /* A peer that pings but never reads would grow our queue of pongs without end. */
-    if (ws_conn_buffered(c) > c->max_buffered) {
+    if (ws_conn_buffered(c) > c->lim->max_buffered) {
       ws__conn_abort(c, WS_EBACKPRESSURE, 1008, "peer sends pings but does not read the pongs");
       return 1;
     }
@@ -703,7 +705,7 @@ static int on_control(void *ud, int opcode, char *data, size_t len) {
   c->msg_at = 0;
   if (c->flags & WS__F_CLIENT) {
     /* RFC 6455 7.1.1: the server closes TCP first; the client waits, bounded. */
-    ws__loop_sweep_for(c->loop, c->close_ms);
+    ws__loop_sweep_for(c->loop, c->lim->close_ms);
   } else {
     ws__conn_end(c);
   }
@@ -717,7 +719,7 @@ static void note_message(ws_conn_t *c) {
   if (c->msg_at || c->state != WS__S_OPEN) return;
   if (c->codec->busy(&c->parser) || c->in.len) {
     c->msg_at = ws__now(c->loop) | 1;   /* never 0, which means none */
-    ws__loop_sweep_for(c->loop, c->message_ms);
+    ws__loop_sweep_for(c->loop, c->lim->message_ms);
   }
 }
 
@@ -987,9 +989,9 @@ void ws__conn_set_open(ws_conn_t *c, const ws_http_head_t *head) {
   c->state = WS__S_OPEN;
   c->flags |= WS__F_KNOWN;
   c->heard_at = c->ping_at = ws__now(l);
-  ws__loop_sweep_for(l, c->ping_ms);
-  ws__loop_sweep_for(l, c->idle_ms);
-  ws__loop_sweep_for(l, c->send_ms);
+  ws__loop_sweep_for(l, c->lim->ping_ms);
+  ws__loop_sweep_for(l, c->lim->idle_ms);
+  ws__loop_sweep_for(l, c->lim->send_ms);
   if (l->ev->on_open) l->ev->on_open(c, head);
 }
 
@@ -1009,8 +1011,8 @@ static void keepalive(ws_conn_t *c, uint32_t now) {
     c->flags |= WS__F_HEARD;
     return;
   }
-  if (c->ping_ms) {
-    if (!due(now, c->ping_at, c->ping_ms)) return;
+  if (c->lim->ping_ms) {
+    if (!due(now, c->ping_at, c->lim->ping_ms)) return;
     if ((c->flags & (WS__F_PINGED | WS__F_HEARD)) == WS__F_PINGED) {
       ws__conn_abort(c, WS_ETIMEDOUT, 1001, "no pong within the ping interval");
       return;
@@ -1018,16 +1020,16 @@ static void keepalive(ws_conn_t *c, uint32_t now) {
   } else if (c->flags & WS__F_PINGED) {
     if (c->flags & WS__F_HEARD) {
       c->flags &= ~WS__F_PINGED;
-    } else if (due(now, c->ping_at, c->pong_ms)) {
+    } else if (due(now, c->ping_at, c->lim->pong_ms)) {
       ws__conn_abort(c, WS_ETIMEDOUT, 1001, "the peer was silent and did not answer a ping");
     }
     return;
-  } else if (!due(now, c->heard_at, c->idle_ms)) {
+  } else if (!due(now, c->heard_at, c->lim->idle_ms)) {
     return;
   }
   c->flags = (c->flags & ~WS__F_HEARD) | WS__F_PINGED;
   c->ping_at = now;
-  ws__loop_sweep_for(c->loop, c->pong_ms);
+  ws__loop_sweep_for(c->loop, c->lim->pong_ms);
   send_frame(c, WS_OP_PING, NULL, 0);
 }
 
@@ -1061,22 +1063,22 @@ uint32_t ws__conn_sweep(ws_conn_t *c, uint32_t now) {
   case WS__S_HTTP: {
     /* Between the requests of a keep-alive connection, its idle wait (idle_ms); once
      * a request head has begun, or for the first one, the handshake timeout. */
-    uint32_t ms = (c->flags & WS__F_KEPT) && !c->in.len ? c->idle_ms : c->handshake_ms;
+    uint32_t ms = (c->flags & WS__F_KEPT) && !c->in.len ? c->lim->idle_ms : c->lim->handshake_ms;
     if (due(now, c->state_at, ms)) ws__conn_destroy(c, 1006, 0);
     return ms;
   }
   case WS__S_BODY:   /* the body must come within the handshake timeout too */
-    if (due(now, c->state_at, c->handshake_ms)) ws__conn_destroy(c, 1006, 0);
-    return c->handshake_ms;
+    if (due(now, c->state_at, c->lim->handshake_ms)) ws__conn_destroy(c, 1006, 0);
+    return c->lim->handshake_ms;
   case WS__S_REQUEST:
   case WS__S_RESPONDING:
-    if (c->body && !(c->flags & WS__BLOCKED) && due(now, c->heard_at, c->handshake_ms)) {
+    if (c->body && !(c->flags & WS__BLOCKED) && due(now, c->heard_at, c->lim->handshake_ms)) {
       /* a streamed body stalled (not while the script paused it) */
       ws__conn_destroy(c, 1006, 0);
       return 0;
     }
     if (c->state == WS__S_RESPONDING) break;
-    if ((c->flags & WS__F_DEFERRED) && due(now, c->state_at, c->handshake_ms)) {
+    if ((c->flags & WS__F_DEFERRED) && due(now, c->state_at, c->lim->handshake_ms)) {
       static const char timeout[] = "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n"
                                     "Connection: close\r\n\r\n";
       ws_iov_t b = {timeout, sizeof timeout - 1};
@@ -1084,50 +1086,50 @@ uint32_t ws__conn_sweep(ws_conn_t *c, uint32_t now) {
       c->flags &= ~WS__F_DEFERRED;
       ws__conn_write(c, &b, 1);
       ws__conn_end(c);
-      return c->close_ms;
+      return c->lim->close_ms;
     }
-    if (c->flags & WS__F_DEFERRED) return c->handshake_ms;
+    if (c->flags & WS__F_DEFERRED) return c->lim->handshake_ms;
     break;
   case WS__S_CONNECTING:
   case WS__S_HANDSHAKE:
-    if (due(now, c->state_at, c->handshake_ms))
+    if (due(now, c->state_at, c->lim->handshake_ms))
       fail_opening(c, WS_ETIMEDOUT, "opening handshake timed out");
-    return c->handshake_ms;
+    return c->lim->handshake_ms;
   case WS__S_CLOSED:
     return 0;
   default:
     break;
   }
   int closing = c->state == WS__S_CLOSING || (c->flags & WS__F_END_AFTER_FLUSH);
-  if (closing && due(now, c->state_at, c->close_ms)) {
+  if (closing && due(now, c->state_at, c->lim->close_ms)) {
     /* The peer did not answer our close, or did not close TCP. */
     int clean = (c->flags & WS__F_CLEAN) &&
                 ((c->flags & WS__F_CLOSE_RECEIVED) || !(c->codec->caps & WS_CODEC_CLOSE_CODES));
     ws__conn_destroy(c, clean ? c->close_code : 1006, clean);
     return 0;
   }
-  if (c->send_ms && ws_conn_buffered(c) && due(now, c->out_at, c->send_ms)) {
+  if (c->lim->send_ms && ws_conn_buffered(c) && due(now, c->out_at, c->lim->send_ms)) {
     char msg[128];
     snprintf(msg, sizeof msg, "the peer took none of %zu queued bytes in %u ms",
-             ws_conn_buffered(c), (unsigned)c->send_ms);
+             ws_conn_buffered(c), (unsigned)c->lim->send_ms);
     ws__conn_abort(c, WS_ETIMEDOUT, 1008, msg);
     return 0;
   }
-  if (c->state != WS__S_OPEN || closing) return c->close_ms;
+  if (c->state != WS__S_OPEN || closing) return c->lim->close_ms;
   if (c->msg_at && (c->flags & WS__BLOCKED)) {
     /* We are not reading (paused, or throttled by our own queue): what waits unread is
      * ours to hold, not the peer's delay. Its clock restarts when reading does. */
     c->msg_at = now | 1;
-  } else if (c->msg_at && due(now, c->msg_at, c->message_ms)) {
+  } else if (c->msg_at && due(now, c->msg_at, c->lim->message_ms)) {
     ws__conn_fail(c, WS_ETIMEDOUT, "a message was not completed within message_timeout");
-    return c->close_ms;
+    return c->lim->close_ms;
   }
   park(c, now);
   keepalive(c, now);
-  uint32_t m = c->ping_ms ? c->ping_ms : c->idle_ms;
-  if (c->flags & WS__F_PINGED && c->pong_ms && (!m || c->pong_ms < m)) m = c->pong_ms;
-  if (c->msg_at && c->message_ms && (!m || c->message_ms < m)) m = c->message_ms;
-  if (c->send_ms && (!m || c->send_ms < m)) m = c->send_ms;
+  uint32_t m = c->lim->ping_ms ? c->lim->ping_ms : c->lim->idle_ms;
+  if (c->flags & WS__F_PINGED && c->lim->pong_ms && (!m || c->lim->pong_ms < m)) m = c->lim->pong_ms;
+  if (c->msg_at && c->lim->message_ms && (!m || c->lim->message_ms < m)) m = c->lim->message_ms;
+  if (c->lim->send_ms && (!m || c->lim->send_ms < m)) m = c->lim->send_ms;
   return m;
 }
 
@@ -1171,21 +1173,28 @@ static uint32_t timeout_ms(uint32_t ms) { return ms > WS_TIMEOUT_MAX ? WS_TIMEOU
 
 void ws__conn_apply_options(ws_conn_t *c, const ws_conn_options_t *o, int role) {
   c->codec->init(&c->parser, role, c->version, o->max_length, o->max_fragments);
-  c->max_buffered = o->max_buffered ? o->max_buffered : SIZE_MAX;
-  c->high_water = o->high_water;
+  ws__limits_t want;
+  memset(&want, 0, sizeof want);
+  want.max_buffered = o->max_buffered ? o->max_buffered : SIZE_MAX;
+  want.high_water = o->high_water;
   if (o->backpressure_error) c->flags |= WS__F_BP_ERROR;
   else c->flags &= ~WS__F_BP_ERROR;
-  c->ping_ms = timeout_ms(o->ping_ms);
-  c->close_ms = timeout_ms(o->close_timeout_ms);
-  c->handshake_ms = timeout_ms(o->handshake_timeout_ms);
-  c->idle_ms = timeout_ms(o->idle_timeout_ms);
-  c->pong_ms = timeout_ms(o->pong_timeout_ms);
-  c->message_ms = timeout_ms(o->message_timeout_ms);
-  c->send_ms = timeout_ms(o->send_timeout_ms);
-  c->max_head = o->max_head > 65535 ? 65535 : (uint16_t)o->max_head;
-  c->max_headers = o->max_headers;
-  c->max_subscriptions = o->max_subscriptions;
-  ws__loop_sweep_for(c->loop, c->handshake_ms);
+  want.ping_ms = timeout_ms(o->ping_ms);
+  want.close_ms = timeout_ms(o->close_timeout_ms);
+  want.handshake_ms = timeout_ms(o->handshake_timeout_ms);
+  want.idle_ms = timeout_ms(o->idle_timeout_ms);
+  want.pong_ms = timeout_ms(o->pong_timeout_ms);
+  want.message_ms = timeout_ms(o->message_timeout_ms);
+  want.send_ms = timeout_ms(o->send_timeout_ms);
+  want.max_head = o->max_head > 65535 ? 65535 : (uint16_t)o->max_head;
+  want.max_headers = o->max_headers;
+  want.max_subscriptions = o->max_subscriptions;
+  const ws__limits_t *lim = ws__limits_get(c->loop, &want);
+  if (lim) {   /* (out of memory: the conn keeps what it had) */
+    ws__limits_put(c->loop, c->lim);
+    c->lim = lim;
+  }
+  ws__loop_sweep_for(c->loop, c->lim->handshake_ms);
 }
 
 /* ---- memory ----------------------------------------------------------------- */

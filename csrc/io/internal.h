@@ -2,6 +2,7 @@
 #ifndef LUAWS_IO_INTERNAL_H
 #define LUAWS_IO_INTERNAL_H
 
+#include <stddef.h>
 #include "io.h"
 #include "codec.h"
 
@@ -29,6 +30,8 @@ char *ws__buf_reserve(ws_buf_t *b, size_t len);   /* room for len more; NULL on 
 void ws__buf_consume(ws_buf_t *b, size_t len);
 static inline size_t ws__buf_room(const ws_buf_t *b) { return b->cap - b->start - b->len; }
 void ws__buf_free(ws_buf_t *b);
+
+typedef struct ws__limits ws__limits_t;   /* a conn's timeouts and limits (below) */
 
 /* The loop's topics (topics.c). */
 typedef struct ws__topic ws__topic_t;
@@ -89,6 +92,7 @@ struct ws_loop {
   const char *req_raw;       /* the request's bytes (head and body), for ws_conn_defer */
   size_t req_raw_len;
   struct ws__topics topics;
+  ws__limits_t *limits;      /* the conns' limits in use (ws__limits_get) */
   /* The Redis backplane (backplane.c), told when a topic gets its first subscriber and
    * when it loses its last; NULL: none. The hooks must not change the topics. */
   ws_backplane_t *backplane;
@@ -272,6 +276,22 @@ void ws__conn_fin(ws_conn_t *c);   /* FIN, then the socket closes */
 /* The loop's own libuv handles, which ws_loop_active_handles does not count. */
 int ws__loop_own_handle(const ws_loop_t *l, const uv_handle_t *h);
 
+/* A conn's timeouts (ms, 0: none) and limits. Conns with the same ones share one copy
+ * (ws__limits_get): an idle conn holds a pointer, not 50 bytes of numbers. */
+struct ws__limits {
+  uint32_t handshake_ms, close_ms, ping_ms, idle_ms, pong_ms, message_ms, send_ms;
+  uint16_t max_head, max_headers, max_subscriptions;
+  size_t max_buffered, high_water;
+  /* not compared: */
+  uint32_t refs;
+  ws__limits_t *next;
+};
+#define WS__LIMITS_CMP offsetof(ws__limits_t, refs)
+extern const ws__limits_t ws__no_limits;   /* a fresh conn's: none at all */
+/* A shared copy of *want (refs taken), or NULL on ENOMEM; put gives it back. */
+const ws__limits_t *ws__limits_get(ws_loop_t *l, const ws__limits_t *want);
+void ws__limits_put(ws_loop_t *l, const ws__limits_t *lim);
+
 struct ws_conn {
   const ws__stream_ops_t *io;      /* the socket's calls (ws__sock_ops but in tests) */
   void *io_data;                   /* their own state (a scripted socket's) */
@@ -295,10 +315,9 @@ struct ws_conn {
   ws_buf_t in;                     /* unconsumed input (split header, paused) */
   ws_buf_t msg;                    /* an unfinished message */
   ws_buf_t pending;                /* queued, not yet handed to libuv */
-  size_t max_buffered, high_water;
+  const ws__limits_t *lim;         /* its timeouts and limits, shared with its like */
   size_t acct_in, acct_out;        /* buffered bytes last counted in the loop's totals */
-  /* Timeouts in ms (0: none), checked by the loop's sweep against these times. */
-  uint32_t handshake_ms, close_ms, ping_ms, idle_ms, pong_ms, message_ms, send_ms;
+  /* The times the timeouts (c->lim, checked by the loop's sweep) count from. */
   uint32_t state_at;               /* connecting, accepted, or closing began */
   uint32_t heard_at;               /* bytes last came from the peer */
   uint32_t ping_at;                /* the automatic ping went out */
@@ -306,7 +325,6 @@ struct ws_conn {
   uint32_t out_at;                 /* the peer last took queued bytes (or they queued) */
   uint32_t scanned;                /* bytes of a head already searched for its end */
   uint32_t flags;
-  uint16_t max_head, max_headers;
   uint16_t close_code;             /* for on_close */
   uint8_t state;
   uint8_t version;                 /* 13, 8, 7; 76, 75 for the drafts */
@@ -314,7 +332,6 @@ struct ws_conn {
   uint8_t io_ev;                   /* what the socket waits for (WS__IO_*) */
   int fd;                          /* the socket, or -1 */
   uint8_t msg_binary;
-  uint16_t max_subscriptions;
 };
 
 struct ws_server {

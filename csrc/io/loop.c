@@ -53,6 +53,36 @@ void ws__buf_free(ws_buf_t *b) {
   memset(b, 0, sizeof *b);
 }
 
+const ws__limits_t ws__no_limits;
+
+#define WS__LIMITS_SEARCH 16   /* sets compared before a new one is made */
+
+const ws__limits_t *ws__limits_get(ws_loop_t *l, const ws__limits_t *want) {
+  int k = 0;
+  for (ws__limits_t *p = l->limits; p && k < WS__LIMITS_SEARCH; p = p->next, k++)
+    if (memcmp(p, want, WS__LIMITS_CMP) == 0) {
+      p->refs++;
+      return p;
+    }
+  ws__limits_t *p = malloc(sizeof *p);
+  if (!p) return NULL;
+  memcpy(p, want, WS__LIMITS_CMP);
+  p->refs = 1;
+  p->next = l->limits;   /* the newest first: the next conn likely wants the same */
+  l->limits = p;
+  return p;
+}
+
+void ws__limits_put(ws_loop_t *l, const ws__limits_t *lim) {
+  if (lim == &ws__no_limits || --((ws__limits_t *)lim)->refs) return;
+  for (ws__limits_t **pp = &l->limits; *pp; pp = &(*pp)->next)
+    if (*pp == lim) {
+      *pp = lim->next;
+      break;
+    }
+  free((void *)lim);
+}
+
 #define WS__SWEEP_MAX 1000u   /* ms: the sweep's longest period */
 #define WS__SWEEP_MIN 5u
 

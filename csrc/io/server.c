@@ -424,7 +424,7 @@ int ws_conn_defer(ws_conn_t *c) {
   c->deferred_len = n;
   c->flags |= WS__F_DEFERRED;
   c->state_at = ws__now(l);
-  ws__loop_sweep_for(l, c->handshake_ms);
+  ws__loop_sweep_for(l, c->lim->handshake_ms);
   return 0;
 }
 
