@@ -111,7 +111,6 @@ ws_conn_t *ws__conn_new(ws_loop_t *l) {
   if (!c) return NULL;
   c->loop = l;
   c->fd = -1;
-  c->io = &ws__sock_ops;
   c->lim = &ws__no_limits;
   l->live++;
   c->role = &no_role;
@@ -163,7 +162,7 @@ static void update_io(ws_conn_t *c) {
   unsigned ev = 0;
   if (c->flags & WS__F_READING) ev |= WS__IO_READ;
   if (c->pending.len || c->flags & WS__F_CONNECTING) ev |= WS__IO_WRITE;
-  if (ev != c->io_ev && c->io->want(c, ev) != 0) ws__conn_destroy(c, 1006, 0);
+  if (ev != c->io_ev && ws__io(c)->want(c, ev) != 0) ws__conn_destroy(c, 1006, 0);
 }
 
 static void stop_reading(ws_conn_t *c) {
@@ -199,7 +198,7 @@ void ws__conn_destroy(ws_conn_t *c, unsigned code, int clean) {
   ws__buf_free(&c->pending);
   ws__conn_account(c);
   c->flags &= ~(WS__F_READING | WS__F_CONNECTING);
-  c->io->close(c);
+  ws__io(c)->close(c);
   l->live--;
   ws__loop_reap(c);
 }
@@ -225,7 +224,7 @@ void ws__conn_fin(ws_conn_t *c) {
     c->flags &= ~WS__F_FIN_OWED;
     return;
   }
-  c->io->shutdown(c);
+  ws__io(c)->shutdown(c);
   ws__conn_destroy(c, c->close_code, (c->flags & WS__F_CLEAN) != 0);
 }
 
@@ -259,7 +258,7 @@ static void drained(ws_conn_t *c) {
 static void writable(ws_conn_t *c) {
   while (c->pending.len) {
     ws_iov_t b = {c->pending.base + c->pending.start, c->pending.len};
-    ssize_t n = c->io->write(c, &b, 1);
+    ssize_t n = ws__io(c)->write(c, &b, 1);
     if (n == UV_EAGAIN) return;   /* it still waits for writability */
     if (n < 0) {
       ws__conn_destroy(c, 1006, 0);
@@ -281,7 +280,7 @@ int ws__conn_write_raw(ws_conn_t *c, const ws_iov_t *iov, unsigned n) {
   size_t skip = 0;
   if (!c->pending.len && !(c->flags & WS__F_CONNECTING)) {
     /* Try the syscall first; only an unsent tail is queued. */
-    ssize_t r = n ? c->io->write(c, iov, n) : 0;
+    ssize_t r = n ? ws__io(c)->write(c, iov, n) : 0;
     if (r < 0 && r != UV_EAGAIN) {
       ws__conn_destroy(c, 1006, 0);
       return (int)r;
@@ -537,7 +536,7 @@ void ws__conn_abort(ws_conn_t *c, int err, unsigned code, const char *message) {
       n = c->codec->close(frame, code, NULL, 0, client ? key : NULL);
     if (n) {
       ws_iov_t b = {(const char *)frame, n};
-      c->io->write(c, &b, 1);
+      ws__io(c)->write(c, &b, 1);
     }
   }
   ws__conn_destroy(c, 1006, 0);
@@ -912,7 +911,7 @@ static void readable(ws_conn_t *c) {
     if (!(c->flags & WS__F_READING) || c->state == WS__S_CLOSED) return;
     uv_buf_t b;
     read_place(c, &b);
-    ssize_t n = c->io->read(c, b.base, b.len);
+    ssize_t n = ws__io(c)->read(c, b.base, b.len);
     if (n == UV_EAGAIN) {
       c->loop->rdirect = 0;
       return;
@@ -938,7 +937,7 @@ int ws__conn_start_read(ws_conn_t *c) {
   if (c->flags & (WS__F_READING | WS__BLOCKED) || c->state == WS__S_CLOSED) return 0;
   c->flags |= WS__F_READING;
   unsigned ev = c->io_ev | WS__IO_READ;
-  int r = c->io->want(c, ev);
+  int r = ws__io(c)->want(c, ev);
   if (r) c->flags &= ~WS__F_READING;
   return r;
 }
@@ -1157,7 +1156,7 @@ void ws_conn_set_data(ws_conn_t *c, void *data) { c->data = data; }
 
 int ws_conn_peer(const ws_conn_t *c, char *ip, size_t iplen, int *port) {
   struct sockaddr_storage ss;
-  int r = c->state == WS__S_CLOSED ? UV_ENOTCONN : c->io->peer(c, &ss);
+  int r = c->state == WS__S_CLOSED ? UV_ENOTCONN : ws__io(c)->peer(c, &ss);
   if (r) return r;
   if (ss.ss_family == AF_INET6) {
     struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;

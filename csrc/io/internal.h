@@ -32,6 +32,7 @@ static inline size_t ws__buf_room(const ws_buf_t *b) { return b->cap - b->start 
 void ws__buf_free(ws_buf_t *b);
 
 typedef struct ws__limits ws__limits_t;   /* a conn's timeouts and limits (below) */
+typedef struct ws__stream_ops ws__stream_ops_t;   /* a socket's calls (below) */
 
 /* The loop's topics (topics.c). */
 typedef struct ws__topic ws__topic_t;
@@ -83,6 +84,8 @@ struct ws_loop {
   int spare_fd;              /* given up to shed a backlog when out of fds */
   int live;                  /* conns whose socket is not closed (active handles) */
   uv_idle_t reaper;          /* frees the conns of closed sockets at the next turn */
+  const ws__stream_ops_t *script_io;   /* tests' scripted sockets' calls (scripted.c) */
+  void *scripts;                       /* and their states */
   uintptr_t *reap;           /* conns, the low bit set for ws__loop_defer_fin's */
   size_t nreap, capreap;
   /* The upgrade request being handed up (on_request), for ws_conn_accept. */
@@ -150,7 +153,8 @@ enum {
   WS__F_STREAMING = 1 << 20,        /* the body goes up in pieces (on_request_body) */
   WS__F_BUFFERED = 1 << 21,         /* on_request: the body is whole, in c->msg */
   WS__F_CONNECTING = 1 << 22,       /* a client's TCP connect is under way */
-  WS__F_FIN_OWED = 1 << 23          /* FIN goes at the loop's next turn */
+  WS__F_FIN_OWED = 1 << 23,         /* FIN goes at the loop's next turn */
+  WS__F_SCRIPTED = 1 << 24          /* a test's socket: the loop's script_io calls */
 };
 
 typedef struct ws__client_hs ws__client_hs_t;
@@ -236,7 +240,7 @@ struct ws__transport {
  * write, and read and write never block (UV_EAGAIN: nothing now). */
 enum { WS__IO_READ = 1, WS__IO_WRITE = 2 };
 #define WS__MAX_IOV 16   /* pieces one write takes; the rest is queued */
-typedef struct ws__stream_ops {
+struct ws__stream_ops {
   int (*want)(ws_conn_t *c, unsigned events);
   ssize_t (*read)(ws_conn_t *c, char *buf, size_t len);   /* 0: the peer's FIN */
   ssize_t (*write)(ws_conn_t *c, const ws_iov_t *iov, unsigned n);   /* bytes taken */
@@ -244,7 +248,7 @@ typedef struct ws__stream_ops {
   void (*close)(ws_conn_t *c);     /* no call follows; the conn's memory stays until the
                                       loop's next turn (ws__loop_reap) */
   int (*peer)(const ws_conn_t *c, struct sockaddr_storage *ss);
-} ws__stream_ops_t;
+};
 
 extern const ws__stream_ops_t ws__sock_ops;
 /* The socket is readable or writable (events: WS__IO_*, only what c waits for). */
@@ -293,8 +297,6 @@ const ws__limits_t *ws__limits_get(ws_loop_t *l, const ws__limits_t *want);
 void ws__limits_put(ws_loop_t *l, const ws__limits_t *lim);
 
 struct ws_conn {
-  const ws__stream_ops_t *io;      /* the socket's calls (ws__sock_ops but in tests) */
-  void *io_data;                   /* their own state (a scripted socket's) */
   ws_loop_t *loop;
   ws_server_t *server;
   ws_conn_t *next, *prev;          /* the loop's list of conns */
@@ -333,6 +335,11 @@ struct ws_conn {
   int fd;                          /* the socket, or -1 */
   uint8_t msg_binary;
 };
+
+/* A conn's socket calls: its own fd's, or a test's script. */
+static inline const ws__stream_ops_t *ws__io(const ws_conn_t *c) {
+  return c->flags & WS__F_SCRIPTED ? c->loop->script_io : &ws__sock_ops;
+}
 
 struct ws_server {
   uv_tcp_t tcp;                    /* its socket (bind, address, close) */

@@ -8,6 +8,8 @@
 
 struct ws_script {
   ws_conn_t *conn;
+  ws_loop_t *loop;
+  ws_script_t *next;        /* the loop's scripts */
   ws_buf_t in;              /* pushed, not read yet */
   ws_buf_t out;             /* what the peer read */
   size_t taken;             /* bytes of out handed to the test by the last take */
@@ -17,7 +19,12 @@ struct ws_script {
 
 static const ws__stream_ops_t script_ops;
 
-static ws_script_t *script_of(const ws_conn_t *c) { return c->io_data; }
+/* Tests have a few scripted conns: a walk finds a conn's script. */
+static ws_script_t *script_of(const ws_conn_t *c) {
+  for (ws_script_t *p = c->loop->scripts; p; p = p->next)
+    if (p->conn == c) return p;
+  return NULL;
+}
 
 /* Moves up to len bytes to the peer, as its window allows; returns how many. */
 static size_t peer_reads(ws_script_t *p, const char *data, size_t len) {
@@ -69,7 +76,6 @@ static void s_close(ws_conn_t *c) {
   c->io_ev = 0;
   if (!p) return;
   p->conn = NULL;
-  c->io_data = NULL;
   if (p->orphan) ws_script_free(p);
 }
 
@@ -104,7 +110,10 @@ int ws_script_run(ws_loop_t *l, uv_run_mode mode) {
   /* A conn is freed only at the loop's turn after its close, inside uv_run: the list
    * holds still. */
   for (ws_conn_t *c = l->conns; c; c = c->next)
-    if (c->io == &script_ops && c->io_data) turn(c->io_data);
+    if (c->flags & WS__F_SCRIPTED) {
+      ws_script_t *p = script_of(c);
+      if (p) turn(p);
+    }
   return uv_run(l->uv, mode);
 }
 
@@ -117,8 +126,11 @@ static ws_script_t *attach(ws_conn_t *c) {
   if (!p) return NULL;
   p->conn = c;
   p->window = SIZE_MAX;
-  c->io = &script_ops;
-  c->io_data = p;
+  p->loop = c->loop;
+  p->next = c->loop->scripts;
+  c->loop->scripts = p;
+  c->loop->script_io = &script_ops;
+  c->flags |= WS__F_SCRIPTED;
   return p;
 }
 
@@ -209,5 +221,11 @@ void ws_script_free(ws_script_t *p) {
   }
   ws__buf_free(&p->in);
   ws__buf_free(&p->out);
+  if (p->loop)
+    for (ws_script_t **pp = (ws_script_t **)&p->loop->scripts; *pp; pp = &(*pp)->next)
+      if (*pp == p) {
+        *pp = p->next;
+        break;
+      }
   free(p);
 }

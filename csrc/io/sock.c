@@ -128,7 +128,7 @@ int ws__sock_connect(ws_conn_t *c, const struct sockaddr *a, socklen_t alen) {
   if (r != 0 && errno != EINPROGRESS) return sys_err();
   /* Done or under way: writable says which (SO_ERROR), from the loop, never from here. */
   c->flags |= WS__F_CONNECTING;
-  return c->io->want(c, WS__IO_WRITE);
+  return ws__io(c)->want(c, WS__IO_WRITE);
 }
 
 int ws__sock_connect_result(ws_conn_t *c) {
