@@ -53,6 +53,13 @@ static void no_connected(ws_conn_t *c, int status) { (void)c, (void)status; }
 static const ws__role_t no_role = {no_head, no_ready, no_early, no_early_len, no_account,
                                    no_connected, no_ready, NULL};
 
+const struct ws__rare ws__rare_none;
+
+struct ws__rare *ws__rare(ws_conn_t *c) {
+  if (!c->rare) c->rare = calloc(1, sizeof *c->rare);
+  return c->rare;
+}
+
 static void free_extensions(ws_conn_t *c) {
   struct ws__exts *x = c->ext;
   if (!x) return;
@@ -125,13 +132,16 @@ ws_conn_t *ws__conn_new(ws_loop_t *l) {
 
 static void finalize(ws_conn_t *c) {
   ws_loop_t *l = c->loop;
-  if (c->error && c->flags & WS__F_KNOWN && l->ev->on_error)
-    l->ev->on_error(c, c->error->err, c->error->message);
-  free(c->error);
-  c->error = NULL;
+  struct ws__rare *x = c->rare;
+  if (x && x->error && c->flags & WS__F_KNOWN && l->ev->on_error)
+    l->ev->on_error(c, x->error->err, x->error->message);
+  if (x) {
+    free(x->error);
+    x->error = NULL;
+  }
+  const char *reason = ws__r(c)->close_reason;
   if (c->flags & WS__F_KNOWN && l->ev->on_close)
-    l->ev->on_close(c, c->close_code, c->close_reason ? c->close_reason : "",
-                    c->close_reason ? strlen(c->close_reason) : 0,
+    l->ev->on_close(c, c->close_code, reason ? reason : "", reason ? strlen(reason) : 0,
                     (c->flags & WS__F_CLEAN) != 0);
   if (l->ev->on_free) l->ev->on_free(c);
   if (c->subs) ws__topics_leave(c);   /* (destroy did it; a handler may not re-subscribe) */
@@ -144,9 +154,12 @@ static void finalize(ws_conn_t *c) {
   ws__conn_account(c);
   ws__loop_unlink(c);
   free(c->protocol);
-  free(c->close_reason);
-  free(c->deferred);
-  free(c->body);
+  if ((x = c->rare)) {   /* (a handler above may have made it) */
+    free(x->close_reason);
+    free(x->deferred);
+    free(x->body);
+    free(x);
+  }
   ws__limits_put(c->loop, c->lim);
   free(c);
 }
@@ -491,11 +504,12 @@ size_t ws_conn_buffered(const ws_conn_t *c) {
 static void note_error(ws_conn_t *c, int err, const char *message) {
   c->flags |= WS__F_FAILED;
   c->flags &= ~WS__F_CLEAN;
-  if (!(c->flags & WS__F_KNOWN) || c->error) return;
+  if (!(c->flags & WS__F_KNOWN) || ws__r(c)->error) return;
   size_t n = strlen(message);
-  if ((c->error = malloc(sizeof *c->error + n + 1))) {
-    c->error->err = err;
-    memcpy(c->error->message, message, n + 1);
+  struct ws__rare *x = ws__rare(c);
+  if (x && (x->error = malloc(sizeof *x->error + n + 1))) {
+    x->error->err = err;
+    memcpy(x->error->message, message, n + 1);
   }
 }
 
@@ -689,11 +703,14 @@ static int on_control(void *ud, int opcode, char *data, size_t len) {
   }
   c->flags |= WS__F_CLOSE_RECEIVED;
   c->close_code = (uint16_t)code;
-  free(c->close_reason);
-  c->close_reason = NULL;
-  if (rlen && (c->close_reason = malloc(rlen + 1))) {
-    memcpy(c->close_reason, reason, rlen);
-    c->close_reason[rlen] = 0;
+  struct ws__rare *x = rlen || c->rare ? ws__rare(c) : NULL;
+  if (x) {
+    free(x->close_reason);
+    x->close_reason = NULL;
+  }
+  if (x && rlen && (x->close_reason = malloc(rlen + 1))) {
+    memcpy(x->close_reason, reason, rlen);
+    x->close_reason[rlen] = 0;
   }
   if (!(c->flags & WS__F_CLOSE_SENT)) send_close(c, code == 1005 ? 0 : code, reason, rlen);
   if (c->state == WS__S_CLOSED) return 1;
@@ -755,7 +772,7 @@ void ws__conn_input(ws_conn_t *c, char *buf, size_t len) {
       break;
     case WS__S_REQUEST:
     case WS__S_RESPONDING:
-      if (c->body) {   /* a streamed request body, still coming while it is answered */
+      if (ws__r(c)->body) {   /* a streamed request body, still coming while it is answered */
         n = c->role->on_head(c, buf + off, len - off);
         break;
       }
@@ -1071,7 +1088,7 @@ uint32_t ws__conn_sweep(ws_conn_t *c, uint32_t now) {
     return c->lim->handshake_ms;
   case WS__S_REQUEST:
   case WS__S_RESPONDING:
-    if (c->body && !(c->flags & WS__BLOCKED) && due(now, c->heard_at, c->lim->handshake_ms)) {
+    if (ws__r(c)->body && !(c->flags & WS__BLOCKED) && due(now, c->heard_at, c->lim->handshake_ms)) {
       /* a streamed body stalled (not while the script paused it) */
       ws__conn_destroy(c, 1006, 0);
       return 0;

@@ -305,15 +305,11 @@ struct ws_conn {
   ws__transport_t *tp;             /* the top layer (NULL: plain TCP) */
   ws__client_hs_t *hs;             /* client handshake state, freed at open */
   char *protocol;                  /* negotiated subprotocol, NULL if none */
-  char *close_reason;              /* the peer's close reason, if any */
-  struct ws__error *error;         /* an abort's error, told just before on_close */
   const ws_codec_t *codec;         /* the protocol version's framing (codec.h) */
   ws_codec_parser_t parser;
   struct ws__exts *ext;            /* configured extensions, or NULL */
-  struct ws__body *body;           /* the request whose body is being read, or NULL */
   struct ws__subs *subs;           /* its topics (topics.c), or NULL: none */
-  char *deferred;                  /* a deferred upgrade request's bytes (ws_conn_defer) */
-  size_t deferred_len;
+  struct ws__rare *rare;           /* what few conns need (ws__r, ws__rare), or NULL */
   ws_buf_t in;                     /* unconsumed input (split header, paused) */
   ws_buf_t msg;                    /* an unfinished message */
   ws_buf_t pending;                /* queued, not yet handed to libuv */
@@ -335,6 +331,21 @@ struct ws_conn {
   int fd;                          /* the socket, or -1 */
   uint8_t msg_binary;
 };
+
+/* What few conns need, and most only for a while: a conn makes it when it first needs
+ * it, and it goes with the conn. */
+struct ws__rare {
+  char *close_reason;              /* the peer's close reason, if any */
+  struct ws__error *error;         /* an abort's error, told just before on_close */
+  struct ws__body *body;           /* the request whose body is being read, or NULL */
+  char *deferred;                  /* a deferred upgrade request's bytes (ws_conn_defer) */
+  size_t deferred_len;
+};
+extern const struct ws__rare ws__rare_none;
+static inline const struct ws__rare *ws__r(const ws_conn_t *c) {   /* to read */
+  return c->rare ? c->rare : &ws__rare_none;
+}
+struct ws__rare *ws__rare(ws_conn_t *c);   /* to write: made if need be; NULL: ENOMEM */
 
 /* A conn's socket calls: its own fd's, or a test's script. */
 static inline const ws__stream_ops_t *ws__io(const ws_conn_t *c) {

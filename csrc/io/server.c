@@ -54,7 +54,7 @@ static ssize_t on_head(ws_conn_t *c, char *buf, size_t len) {
     ws__conn_destroy(c, 1006, 0);
     return -1;
   }
-  if (c->body) return on_body(c, buf, len);
+  if (ws__r(c)->body) return on_body(c, buf, len);
   ws_header_t hdrs[WS__MAX_HEADERS_CAP];
   ws_http_head_t h;
   memset(&h, 0, sizeof h);
@@ -111,14 +111,15 @@ static ssize_t on_head(ws_conn_t *c, char *buf, size_t len) {
     keep = framing.keep_alive;
     if (!framing.done) {   /* a body follows: read it whole, then hand the request up */
       struct ws__body *b = malloc(sizeof *b + (size_t)r);
-      if (!b) {
+      if (!b || !ws__rare(c)) {
+        free(b);
         ws__conn_destroy(c, 1006, 0);
         return -1;
       }
       b->framing = framing;
       b->head_len = (size_t)r;
       memcpy(b->head, buf, (size_t)r);
-      c->body = b;
+      c->rare->body = b;
       c->state = WS__S_BODY;
       c->state_at = ws__now(l);
       if (framing.expect_continue) {   /* RFC 9110 10.1.1: go on */
@@ -148,7 +149,7 @@ static int body_data(void *ud, const char *data, size_t len) {
 }
 
 static ssize_t on_body(ws_conn_t *c, char *buf, size_t len) {
-  struct ws__body *b = c->body;
+  struct ws__body *b = c->rare->body;
   ssize_t n = ws_http_body_execute(&b->framing, buf, len, body_data, c);
   if (c->state == WS__S_CLOSED) return -1;
   if (n < 0 && (c->flags & WS__F_STREAMING) && c->state != WS__S_BODY) {
@@ -165,8 +166,8 @@ static ssize_t on_body(ws_conn_t *c, char *buf, size_t len) {
   ws__conn_account(c);
   if (!b->framing.done) return n;
   if (c->flags & WS__F_STREAMING) {   /* the end, then the request waits its answer */
-    free(c->body);
-    c->body = NULL;
+    free(c->rare->body);
+    c->rare->body = NULL;
     c->flags &= ~WS__F_STREAMING;
     if (c->loop->ev->on_request_body) c->loop->ev->on_request_body(c, "", 0, 1);
     if (c->state == WS__S_CLOSED) return -1;
@@ -184,7 +185,7 @@ static ssize_t on_body(ws_conn_t *c, char *buf, size_t len) {
     ws__conn_destroy(c, 1006, 0);
     return -1;
   }
-  c->body = NULL;   /* read whole: the conn is done with it (b lives on for the head) */
+  c->rare->body = NULL;   /* read whole: the conn is done with it (b lives on for the head) */
   c->flags |= WS__F_BUFFERED;
   ssize_t r = hand_up(c, &h, b->head, 0, 0, b->framing.keep_alive);
   c->flags &= ~WS__F_BUFFERED;
@@ -293,19 +294,20 @@ int ws_conn_accept(ws_conn_t *c, const char *protocol, const char *extra_headers
   memset(&h, 0, sizeof h);
   h.headers = hdrs;
   h.num_headers = c->server->opt.max_headers;
-  int n = ws_http_parse_request(c->deferred, c->deferred_len, &h);
+  struct ws__rare *x = c->rare;
+  int n = x && x->deferred ? ws_http_parse_request(x->deferred, x->deferred_len, &h) : 0;
   if (n <= 0) return WS_EINTERNAL;
   l->req_conn = c;
   l->req_head = &h;
-  l->req_body = c->deferred + n;
+  l->req_body = x->deferred + n;
   int r = accept_now(c, protocol, extra_headers, o);
   l->req_conn = NULL;
   l->req_head = NULL;
   l->req_body = NULL;
   if (r) return r;
   c->flags &= ~WS__F_DEFERRED;
-  free(c->deferred);
-  c->deferred = NULL;
+  free(x->deferred);
+  x->deferred = NULL;
   if (!ws_timer_start(l, 0, 0, open_deferred, c)) {
     ws__conn_destroy(c, 1006, 0);
     return WS_ENOMEM;
@@ -410,7 +412,7 @@ void ws_conn_http_end(ws_conn_t *c, int keep) {
 int ws_conn_http_keepable(const ws_conn_t *c) {
   ws_server_t *s = c->server;
   return (c->state == WS__S_REQUEST || c->state == WS__S_RESPONDING) &&
-         !(c->flags & (WS__F_NO_KEEP | WS__F_DEFERRED)) && !c->body && s && !s->closing;
+         !(c->flags & (WS__F_NO_KEEP | WS__F_DEFERRED)) && !ws__r(c)->body && s && !s->closing;
 }
 
 int ws_conn_defer(ws_conn_t *c) {
@@ -419,9 +421,10 @@ int ws_conn_defer(ws_conn_t *c) {
     return WS_EINVAL;
   if (c->flags & WS__F_DEFERRED) return 0;
   size_t n = l->req_raw_len + (l->req_body ? c->codec->handshake_body : 0);
-  if (!(c->deferred = malloc(n))) return WS_ENOMEM;
-  memcpy(c->deferred, l->req_raw, n);
-  c->deferred_len = n;
+  struct ws__rare *x = ws__rare(c);
+  if (!x || !(x->deferred = malloc(n))) return WS_ENOMEM;
+  memcpy(x->deferred, l->req_raw, n);
+  x->deferred_len = n;
   c->flags |= WS__F_DEFERRED;
   c->state_at = ws__now(l);
   ws__loop_sweep_for(l, c->lim->handshake_ms);
@@ -644,7 +647,7 @@ void ws_server_close(ws_server_t *s, void (*on_closed)(ws_server_t *s)) {
     c->server = NULL;   /* its buffers no longer count against the server */
     if (c->state == WS__S_OPEN) {
       ws_conn_close(c, 1001, "server closing", sizeof "server closing" - 1);
-    } else if (c->state == WS__S_REQUEST && !c->body && !(c->flags & WS__F_DEFERRED)) {
+    } else if (c->state == WS__S_REQUEST && !ws__r(c)->body && !(c->flags & WS__F_DEFERRED)) {
       /* A plain request not answered yet may still be (as Node's server.close() lets
        * it); then the connection closes: no next request. */
       c->flags |= WS__F_NO_KEEP;
