@@ -120,7 +120,7 @@ LUAS=$build_luas
 
 FLOOR=$OUT/floor_echo
 if [ "${BENCH_FLOOR:-1}" = 1 ] && [ $SMOKE = 0 ] &&
-   ${CC:-cc} -O2 -Wall -Wextra -Icsrc/core -o "$FLOOR" bench/floor_echo.c csrc/core/*.c -lcrypto >>"$LOG" 2>&1; then
+   ${CC:-cc} -O2 -Wall -Wextra -Icsrc/core -o "$FLOOR" bench/floor_echo.c csrc/core/*.c -lcrypto -lz >>"$LOG" 2>&1; then
   FLOOR_ON=1
 else
   FLOOR_ON=0
