@@ -15,7 +15,8 @@
 #      shared out), luaws both with onmessage and with --ondata (ws.ondata, no event
 #      object); every figure also as a ratio to the floor's in the same run
 #   c  BENCH_IDLE_CONNS (10000) idle connections: server RSS growth per connection,
-#      read from /proc/PID/status after holding them BENCH_IDLE_SECONDS (3)
+#      read from /proc/PID/status after holding them BENCH_IDLE_SECONDS (3); the floor
+#      server too, and the projection for a million idle connections
 #   d  connect + handshake + close, 50 at once               BENCH_CONNECT_SECONDS (5)
 #   e  a and b over wss://, and c over TLS, against the same servers terminating TLS with
 #      a self-signed EC P-256 certificate made for the run with openssl
@@ -586,7 +587,7 @@ has p && for r in $(seq "$REPEAT"); do
     one "$p" pd msgs/s echo -c $p_c -s 16 -m $p_m -d "$SECS"
   done
 done
-has c && for p in $PEERS; do
+has c && for p in $ECHO_PEERS; do
   say "c: $IDLE idle conns, held ${IDLE_SECS}s: $p"
   idle_test "$p"
 done
@@ -788,12 +789,12 @@ if has k && [ -n "${R[$KLUA,k1p]:-}" ]; then
       "${R[$KLUA,${t}_split]:--}" "${R[$KLUA,${t}_gen]:--}" "${R[$KLUA,${t}_workers]:--}")"
   done
 fi
-if { [ "$FLOOR_ON" = 1 ] && [ -n "${R[floor,a]:-}${R[floor,b]:-}${R[floor,p]:-}" ]; } ||
+if { [ "$FLOOR_ON" = 1 ] && [ -n "${R[floor,a]:-}${R[floor,b]:-}${R[floor,p]:-}${R[floor,c]:-}" ]; } ||
    [ -n "${R[floor,g_cost]:-}" ]; then
   # The ceiling: the same generator against a server that does nothing but read, unmask
   # and write. luaws/floor near 1 means what is left is the kernel's and the generator's.
   say ""
-  [ -n "${R[floor,a]:-}${R[floor,b]:-}${R[floor,p]:-}" ] &&
+  [ -n "${R[floor,a]:-}${R[floor,b]:-}${R[floor,p]:-}${R[floor,c]:-}" ] &&
     say "floor: bench/floor_echo.c (C, epoll, no libuv, no Lua), same generator"
   for t in a b; do
     [ -n "${R[floor,$t]:-}" ] || continue
@@ -803,6 +804,17 @@ if { [ "$FLOOR_ON" = 1 ] && [ -n "${R[floor,a]:-}${R[floor,b]:-}${R[floor,p]:-}"
     [ "$NODE" = 1 ] && line="$line, ws $(ratio "${R[ws,$t]:-}" "${R[floor,$t]}")"
     say "  $line"
   done
+  if [ -n "${R[floor,c]:-}" ]; then
+    # memory: the floor's bytes per idle connection over each peer's (1 at best)
+    line="c: ${R[floor,c]} B per idle conn; floor/luaws:"
+    for p in $LUAS; do line="$line $p $(ratio "${R[$p,c]:-}" "${R[floor,c]}" 1)"; done
+    [ "$NODE" = 1 ] && line="$line, ws $(ratio "${R[ws,c]:-}" "${R[floor,c]}" 1)"
+    line="$line; projected for 1M idle conns, GB:"
+    for p in $LUAS floor; do
+      line="$line $p $(awk -v b="${R[$p,c]:-0}" 'BEGIN { printf "%.2f", b * 1e6 / 1e9 }')"
+    done
+    say "  $line"
+  fi
   if [ -n "${R[floor,p]:-}" ]; then
     # both as shares of the floor, 1 at best: msg/s over the floor's, and the floor's
     # server CPU per message over each peer's
