@@ -125,9 +125,8 @@ local function accept(req, protocols, opts)
   end
   local ws, err, name = core.accept(conn, chosen, options.header_lines(o.headers, 3), o.core)
   if not ws then return nil, err, name end
-  local uv = core.uservalue(ws)
-  uv.url = (req.tls and "wss://" or "ws://") .. (req.headers.host or "localhost") .. req.url
-  uv._queue_limits = o.queue
+  ws.url = (req.tls and "wss://" or "ws://") .. (req.headers.host or "localhost") .. req.url
+  if o.queue then ws._queue_limits = o.queue end
   if upgrading.req == req then upgrading.req, upgrading.conn = nil, nil end
   -- (set only when there: a nil stored under a new key grows the table in 5.1 and LuaJIT)
   if req._deferred then req._deferred = nil end
