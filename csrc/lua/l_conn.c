@@ -209,6 +209,29 @@ static void new_event(l_ctx_t *x, lua_State *L, int ud, int type, int extra) {
   lua_rawset(L, -3);
 }
 
+/* Does the socket at ud have a handler (an L_SLOT_*) or listeners for events of type (an
+ * L_K_* key)? An event nobody listens to is not made. */
+static int listened(l_ctx_t *x, lua_State *L, int ud, int handler, int type) {
+  push_slot(x, L, ud, handler);
+  int yes = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  if (yes) return 1;
+  push_fields(L, ud);
+  if (lua_istable(L, -1)) {
+    l_push_key(x, L, L_K_LISTENERS);
+    lua_rawget(L, -2);
+    if (lua_istable(L, -1)) {
+      l_push_key(x, L, type);
+      lua_rawget(L, -2);
+      yes = lua_istable(L, -1) && ws_lua_rawlen(L, -1) > 0;
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return yes;
+}
+
 static void ev_open(ws_conn_t *c, const ws_http_head_t *head) {
   l_ctx_t *x = ctx_of(c);
   lua_State *L = x->L;
@@ -223,31 +246,11 @@ static void ev_open(ws_conn_t *c, const ws_http_head_t *head) {
     lua_setfield(L, -2, "headers");
     lua_pop(L, 1);
   }
-  new_event(x, L, ud, L_K_OPEN, 0);
-  emit(x, L, L_SLOT_ONOPEN, L_K_OPEN);
-  lua_pop(L, 1);
-}
-
-/* Does the socket at ud have an onmessage handler or message listeners? */
-static int wants_events(l_ctx_t *x, lua_State *L, int ud) {
-  push_slot(x, L, ud, L_SLOT_ONMESSAGE);
-  int yes = !lua_isnil(L, -1);
-  lua_pop(L, 1);
-  if (yes) return 1;
-  push_fields(L, ud);
-  if (lua_istable(L, -1)) {
-    l_push_key(x, L, L_K_LISTENERS);
-    lua_rawget(L, -2);
-    if (lua_istable(L, -1)) {
-      l_push_key(x, L, L_K_MESSAGE);
-      lua_rawget(L, -2);
-      yes = lua_istable(L, -1) && ws_lua_rawlen(L, -1) > 0;
-      lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
+  if (listened(x, L, ud, L_SLOT_ONOPEN, L_K_OPEN)) {
+    new_event(x, L, ud, L_K_OPEN, 0);
+    emit(x, L, L_SLOT_ONOPEN, L_K_OPEN);
   }
   lua_pop(L, 1);
-  return yes;
 }
 
 /* A message: ondata(data, binary, ws) first, when set (no event object is made for it,
@@ -268,7 +271,7 @@ static void ev_message(ws_conn_t *c, int binary, const char *data, size_t len) {
     int failed = l_call(x, L, 3, ud + 1, ud);
     lua_pop(L, 1);   /* traceback */
     if (failed && b->p) ws_conn_handler_failed(b->p);
-    if (!b->p || !wants_events(x, L, ud)) {
+    if (!b->p || !listened(x, L, ud, L_SLOT_ONMESSAGE, L_K_MESSAGE)) {
       lua_pop(L, 1);
       return;
     }
@@ -326,6 +329,10 @@ static void ev_error(ws_conn_t *c, int err, const char *message) {
   box_of(c);
   int ud = lua_gettop(L);
   note_status(L, ud, c);
+  if (!listened(x, L, ud, L_SLOT_ONERROR, L_K_ERROR)) {
+    lua_pop(L, 1);
+    return;
+  }
   const char *name = ws_err_name(err);
   new_event(x, L, ud, L_K_ERROR, 2);
   l_push_key(x, L, L_K_MESSAGE_F);
@@ -356,7 +363,7 @@ static void ev_drain(ws_conn_t *c) {
   int ud = lua_gettop(L);
   if (b->kind == L_KIND_REQUEST) {   /* a plain HTTP response (res) */
     request_hook(x, L, "_onrequestdrain", ud);
-  } else {
+  } else if (listened(x, L, ud, L_SLOT_ONDRAIN, L_K_DRAIN)) {
     new_event(x, L, ud, L_K_DRAIN, 0);
     emit(x, L, L_SLOT_ONDRAIN, L_K_DRAIN);
   }
@@ -370,7 +377,7 @@ static void ev_close(ws_conn_t *c, unsigned code, const char *reason, size_t rle
   int ud = lua_gettop(L);
   if (b->kind == L_KIND_REQUEST) {   /* a plain HTTP exchange ended (res, EventSource) */
     request_hook(x, L, "_onrequestclose", ud);
-  } else {
+  } else if (listened(x, L, ud, L_SLOT_ONCLOSE, L_K_CLOSE)) {
     new_event(x, L, ud, L_K_CLOSE, 3);
     l_push_key(x, L, L_K_CODE);
     lua_pushinteger(L, code);
