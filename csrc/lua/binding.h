@@ -31,10 +31,12 @@ enum {
 };
 
 /* A socket's box: all an idle connection costs Lua besides its registry anchor. Other
- * fields go to the uservalue table, made on first use (l_conn.c). */
+ * fields go to the uservalue table, made on first use (l_conn.c). 16-bit slots keep it
+ * at 32 bytes, a size class below (a value whose index is over 65535 goes to the
+ * uservalue table). */
 typedef struct l_sock {
   l_box_t box;
-  uint32_t slot[L_SLOT_COUNT];   /* 0: not set here (maybe in the uservalue) */
+  uint16_t slot[L_SLOT_COUNT];   /* 0: not set here (maybe in the uservalue) */
 } l_sock_t;
 
 typedef struct l_ctx l_ctx_t;   /* below */

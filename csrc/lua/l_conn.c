@@ -632,9 +632,14 @@ static int l_conn_newindex(lua_State *L) {
     uint32_t old = s->slot[slot];
     s->slot[slot] = 0;
     if (s->box.p && (t == LUA_TFUNCTION || t == LUA_TSTRING)) {
-      s->slot[slot] = l_shared_hold(x, L, 3);
-      lua_pushnil(L);   /* and none left in the uservalue table to show when unset */
-      lua_replace(L, 3);
+      uint32_t i = l_shared_hold(x, L, 3);
+      if (i <= UINT16_MAX) {
+        s->slot[slot] = (uint16_t)i;
+        lua_pushnil(L);   /* and none left in the uservalue table to show when unset */
+        lua_replace(L, 3);
+      } else {
+        l_shared_drop(x, L, i);
+      }
     }
     l_shared_drop(x, L, old);
   }
