@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # luaws benchmarks (issue 4).
-#   bench/run.sh           `make bench`: tests a-h against examples/echo_server.lua on
+#   bench/run.sh           `make bench`: tests a-h and p against examples/echo_server.lua on
 #                          each Lua in BENCH_LUAS and against Node's ws (when node and
 #                          spec/peers/node_modules/ws exist), i against bench/http_server.lua
 #                          and Node's http module; a table with luaws/Node ratios
@@ -10,6 +10,10 @@
 # The tests (loopback; server pinned to cpu 0, generator to cpu 1 when there are 2 cores):
 #   a  echo, 100 connections, 16-byte text, 1 in flight      BENCH_SECONDS (10)
 #   b  echo, 10 connections, 64 KiB binary, 1 in flight      BENCH_SECONDS (10)
+#   p  a with 16 messages in flight per connection           BENCH_SECONDS (10)
+#      (each read brings several messages: the cost per message with the per-read cost
+#      shared out), luaws both with onmessage and with --ondata (ws.ondata, no event
+#      object); every figure also as a ratio to the floor's in the same run
 #   c  BENCH_IDLE_CONNS (10000) idle connections: server RSS growth per connection,
 #      read from /proc/PID/status after holding them BENCH_IDLE_SECONDS (3)
 #   d  connect + handshake + close, 50 at once               BENCH_CONNECT_SECONDS (5)
@@ -43,11 +47,11 @@
 #      same with g's load (permessage-deflate, 1 KiB), where the server and not the
 #      generator needs the CPU. Server CPU is the sum over the supervisor and its
 #      workers; each worker's share is given too
-# a, b, d, g, i, j and k run BENCH_REPEAT (3) times per peer, the peers taking turns, and the best
+# a, b, p, d, g, i, j and k run BENCH_REPEAT (3) times per peer, the peers taking turns, and the best
 # run counts; the table also gives the server's CPU time per message, which other load on
 # a shared machine moves much less than throughput.
-# Other knobs: BENCH_TESTS ("a b c d e f g h i j k": the tests to run), BENCH_LUAS ("lua5.4 luajit"),
-# BENCH_NODE (1; 0 skips Node ws and http), BENCH_FLOOR (1; 0 skips the floors: for a and b
+# Other knobs: BENCH_TESTS ("a b c d e f g h i j k p": the tests to run), BENCH_LUAS ("lua5.4 luajit"),
+# BENCH_NODE (1; 0 skips Node ws and http), BENCH_FLOOR (1; 0 skips the floors: for a, b, p
 # bench/floor_echo.c, the thinnest C echo server, whose figures are this machine's ceiling;
 # for g bench/zlib_floor.c, a deflate echo server's inflate and deflate calls alone),
 # BENCH_DEFLATE_IDLE_CONNS (2000: h), BENCH_TOPIC_CONNS (10000: j), BENCH_PUBLISHES (100: j),
@@ -79,8 +83,8 @@ else
   LUAS=${BENCH_LUAS:-lua5.4 luajit}
   NODE=${BENCH_NODE:-1}
 fi
-TESTS=${BENCH_TESTS:-a b c d e f g h i j k}
-[ $SMOKE = 1 ] && TESTS="a b c d e f g h i j k"
+TESTS=${BENCH_TESTS:-a b c d e f g h i j k p}
+[ $SMOKE = 1 ] && TESTS="a b c d e f g h i j k p"
 has() { case " $TESTS " in *" $1 "*) return 0 ;; esac; return 1; }
 TLS=1; has e || TLS=0
 has f || MAXTEST=0
@@ -120,7 +124,7 @@ LUAS=$build_luas
 
 FLOOR=$OUT/floor_echo
 if [ "${BENCH_FLOOR:-1}" = 1 ] && [ $SMOKE = 0 ] &&
-   ${CC:-cc} -O2 -Wall -Wextra -Icsrc/core -o "$FLOOR" bench/floor_echo.c csrc/core/*.c -lcrypto >>"$LOG" 2>&1; then
+   ${CC:-cc} -O2 -Wall -Wextra -Icsrc/core -o "$FLOOR" bench/floor_echo.c csrc/core/*.c -lcrypto -lz >>"$LOG" 2>&1; then
   FLOOR_ON=1
 else
   FLOOR_ON=0
@@ -333,14 +337,16 @@ check() {   # smoke: the run just made must have worked
 # ---- the tests ------------------------------------------------------------------------
 
 # A peer is lua5.4 or luajit (luaws on that Lua), ws (Node) or floor (bench/floor_echo.c,
-# a and b only: the thinnest C echo server, what this machine and generator allow).
-# start_peer PEER [broadcast | tls | deflate | http]; tls: the echo server on wss:// (test
-# e); deflate: with permessage-deflate (tests g and h); http: the plain HTTP servers of i,
+# a, b and p only: the thinnest C echo server, what this machine and generator allow).
+# start_peer PEER [broadcast | tls | deflate | ondata | http]; tls: the echo server on
+# wss:// (test e); deflate: with permessage-deflate (tests g and h); ondata: with ws.ondata
+# instead of onmessage (test p's pd rows); http: the plain HTTP servers of i,
 # bench/http_server.lua and Node's http module (spec/peers/http_server.js) for ws
 start_peer() {
   local flags=()
   [ "${2:-}" = tls ] && flags=(--tls "$TLSDIR/cert.pem" "$TLSDIR/key.pem")
   [ "${2:-}" = deflate ] && flags=(--deflate)
+  [ "${2:-}" = ondata ] && flags=(--ondata)
   case $1,${2:-} in
     ws,http) start_server ws node spec/peers/http_server.js ;;
     ws,topics) start_server ws node bench/topics_server.js ;;
@@ -356,7 +362,8 @@ start_peer() {
 # one PEER TEST KEY LOADGEN-ARGS...: runs a test once on a fresh server; keeps the run with
 # the highest KEY (msgs/s or MB/s) in R[PEER,TEST...]: a busy shared machine only ever
 # makes a run slower, so the best of BENCH_REPEAT is the closest to the real figure.
-# A test whose name starts with e runs over TLS; g, with permessage-deflate; i, over HTTP.
+# A test whose name starts with e runs over TLS; g, with permessage-deflate; i, over HTTP;
+# pd, on the echo server with --ondata.
 one() {
   local peer=$1 t=$2 key=$3 rc v
   shift 3
@@ -365,6 +372,7 @@ one() {
     e*) start_peer "$peer" tls; set -- "$1" -S "${@:2}" ;;
     g) start_peer "$peer" deflate; set -- "$1" -z "${@:2}" ;;
     i*) start_peer "$peer" http ;;
+    pd) start_peer "$peer" ondata ;;
     k1p) start_serve 1 "$peer" "$PIN_SRV" || die "luaws serve did not start" ;;
     k1|k2) PIN_GEN=""; start_serve "${t#k}" "$peer" "" || die "luaws serve did not start" ;;
     kz1|kz2) PIN_GEN=""; start_serve "${t#kz}" "$peer" "" --deflate || die "luaws serve did not start"
@@ -545,9 +553,9 @@ topics_test() {
 PEERS=$LUAS
 [ "$NODE" = 1 ] && PEERS="$PEERS ws"
 REPEAT=${BENCH_REPEAT:-3}
-a_c=100; b_c=10; d_c=50; g_c=100
+a_c=100; b_c=10; d_c=50; g_c=100; p_c=100; p_m=16
 i_c=${BENCH_HTTP_CONNS:-50}; i_depth=${BENCH_HTTP_PIPELINE:-16}
-[ $SMOKE = 1 ] && { a_c=10; b_c=2; d_c=4; g_c=10; i_c=4; i_depth=16; REPEAT=1; }
+[ $SMOKE = 1 ] && { a_c=10; b_c=2; d_c=4; g_c=10; p_c=10; i_c=4; i_depth=16; REPEAT=1; }
 
 say "luaws bench: $(nproc) cpus, server: ${PIN_SRV:-unpinned}, generator: ${PIN_GEN:-unpinned}, $(uname -sr), $(date -u +%FT%TZ)"
 say "peers:$(for p in $PEERS; do case $p in ws) printf ' node %s ws %s' "$(node --version)" \
@@ -566,6 +574,16 @@ has b && for r in $(seq "$REPEAT"); do
   for p in $ECHO_PEERS; do
     say "b: echo $b_c conns, 64 KiB binary, 1 in flight, ${SECS}s: $p (run $r)"
     one "$p" b MB/s echo -c $b_c -s 65536 -b -m 1 -d "$SECS"
+  done
+done
+# p: a's load with p_m messages in flight; luaws runs twice, onmessage (p) and ondata (pd)
+has p && for r in $(seq "$REPEAT"); do
+  for p in $ECHO_PEERS; do
+    say "p: echo $p_c conns, 16 B text, $p_m in flight, ${SECS}s: $p (run $r)"
+    one "$p" p msgs/s echo -c $p_c -s 16 -m $p_m -d "$SECS"
+    case $p in ws|floor) continue ;; esac
+    say "p: echo $p_c conns, 16 B text, $p_m in flight, ${SECS}s, --ondata: $p (run $r)"
+    one "$p" pd msgs/s echo -c $p_c -s 16 -m $p_m -d "$SECS"
   done
 done
 has c && for p in $PEERS; do
@@ -661,7 +679,7 @@ ratio() {   # A B [inverse]: A/B, or B/A when a lower figure is better
     if (a == "" || b == "" || a + 0 == 0 || b + 0 == 0) { print "-"; exit }
     printf "%.2f", inv ? b / a : a / b }'
 }
-row() {   # LABEL KEY [ratio|inverse]; no row for a test that did not run
+row() {   # LABEL KEY [ratio|inverse [WS-KEY]]; no row for a test that did not run
   local line p any=""
   for p in $PEERS; do [ -n "${R[$p,$2]:-}" ] && any=1; done
   [ -n "$any" ] || return 0
@@ -669,7 +687,7 @@ row() {   # LABEL KEY [ratio|inverse]; no row for a test that did not run
   for p in $PEERS; do line="$line$(printf " %17s" "${R[$p,$2]:--}")"; done
   if [ -n "${3:-}" ] && [ "$NODE" = 1 ]; then
     for p in $LUAS; do
-      line="$line$(printf " %10s" "$(ratio "${R[$p,$2]:-}" "${R[ws,$2]:-}" "$([ "$3" = inverse ] && echo 1)")")"
+      line="$line$(printf " %10s" "$(ratio "${R[$p,$2]:-}" "${R[ws,${4:-$2}]:-}" "$([ "$3" = inverse ] && echo 1)")")"
     done
   fi
   say "$line"
@@ -691,6 +709,16 @@ row "b latency p50 / p99 us" b_lat
 row "b server CPU us/msg (ratio: ws/luaws)" b_cost inverse
 row "b  of which user / kernel us" b_split
 row "b cpu% server / generator" b_cpu
+row "p echo ${p_c}x16 B text, ${p_m} in flight: msg/s" p ratio
+row "p latency p50 / p99 us" p_lat
+row "p server CPU us/msg (ratio: ws/luaws)" p_cost inverse
+row "p  of which user / kernel us" p_split
+row "p cpu% server / generator" p_cpu
+row "p --ondata: msg/s (ratio: over ws's p)" pd ratio p
+row "p --ondata latency p50 / p99 us" pd_lat
+row "p --ondata server CPU us/msg" pd_cost inverse p_cost
+row "p --ondata  of which user / kernel us" pd_split
+row "p --ondata cpu% server / generator" pd_cpu
 row "c $IDLE idle: server RSS B/conn" c ratio
 row "d connect+handshake+close: conn/s" d ratio
 row "d latency p50 / p99 us" d_lat
@@ -760,12 +788,12 @@ if has k && [ -n "${R[$KLUA,k1p]:-}" ]; then
       "${R[$KLUA,${t}_split]:--}" "${R[$KLUA,${t}_gen]:--}" "${R[$KLUA,${t}_workers]:--}")"
   done
 fi
-if { [ "$FLOOR_ON" = 1 ] && { [ -n "${R[floor,a]:-}" ] || [ -n "${R[floor,b]:-}" ]; }; } ||
+if { [ "$FLOOR_ON" = 1 ] && [ -n "${R[floor,a]:-}${R[floor,b]:-}${R[floor,p]:-}" ]; } ||
    [ -n "${R[floor,g_cost]:-}" ]; then
   # The ceiling: the same generator against a server that does nothing but read, unmask
   # and write. luaws/floor near 1 means what is left is the kernel's and the generator's.
   say ""
-  [ -n "${R[floor,a]:-}${R[floor,b]:-}" ] &&
+  [ -n "${R[floor,a]:-}${R[floor,b]:-}${R[floor,p]:-}" ] &&
     say "floor: bench/floor_echo.c (C, epoll, no libuv, no Lua), same generator"
   for t in a b; do
     [ -n "${R[floor,$t]:-}" ] || continue
@@ -775,6 +803,22 @@ if { [ "$FLOOR_ON" = 1 ] && { [ -n "${R[floor,a]:-}" ] || [ -n "${R[floor,b]:-}"
     [ "$NODE" = 1 ] && line="$line, ws $(ratio "${R[ws,$t]:-}" "${R[floor,$t]}")"
     say "  $line"
   done
+  if [ -n "${R[floor,p]:-}" ]; then
+    # both as shares of the floor, 1 at best: msg/s over the floor's, and the floor's
+    # server CPU per message over each peer's
+    line="p: ${R[floor,p]} msg/s; server us/msg ${R[floor,p_cost]} (user / kernel ${R[floor,p_split]});"
+    line="$line cpu% server / generator ${R[floor,p_cpu]}; luaws/floor msg/s:"
+    for p in $LUAS; do
+      line="$line $p $(ratio "${R[$p,p]:-}" "${R[floor,p]}") (ondata $(ratio "${R[$p,pd]:-}" "${R[floor,p]}"))"
+    done
+    [ "$NODE" = 1 ] && line="$line, ws $(ratio "${R[ws,p]:-}" "${R[floor,p]}")"
+    line="$line; floor/luaws server us/msg:"
+    for p in $LUAS; do
+      line="$line $p $(ratio "${R[$p,p_cost]:-}" "${R[floor,p_cost]}" 1) (ondata $(ratio "${R[$p,pd_cost]:-}" "${R[floor,p_cost]}" 1))"
+    done
+    [ "$NODE" = 1 ] && line="$line, ws $(ratio "${R[ws,p_cost]:-}" "${R[floor,p_cost]}" 1)"
+    say "  $line"
+  fi
   if [ -n "${R[floor,g_cost]:-}" ]; then
     # server CPU per message over the floor's: 1 would be a server that costs nothing but
     # its zlib calls

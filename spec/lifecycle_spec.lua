@@ -428,6 +428,22 @@ describe("socket fields", function()
     other:close()
   end)
 
+  it("calls a listener that onmessage or ondata added, for the same message", function()
+    local got = {}
+    local ws = pair(function(sws)
+      sws.ondata = function(data) got[#got + 1] = "ondata " .. data end
+      sws.onmessage = function(e)
+        got[#got + 1] = "onmessage " .. e.data
+        if #got == 2 then
+          sws:addEventListener("message", function(e2) got[#got + 1] = "listener " .. e2.data end)
+        end
+      end
+    end)
+    ws:send("a")
+    H.wait(function() return #got == 3 end, 5, "a")
+    assert.same({ "ondata a", "onmessage a", "listener a" }, got)
+  end)
+
   it("costs Lua under 150 bytes per idle socket whose handler is shared", function()
     local N = 300
     local s = H.server()

@@ -18,12 +18,14 @@ void ws_mask(char *data, size_t len, const uint8_t key[4], size_t offset) {
    * there is no byte-wise lead-in: a short message is one or two words and a tail. */
   if (len >= 8) {
     /* The key repeats every 4 bytes, so one 8-byte word of it, started at the current
-     * offset, stays in step for the whole run. */
-    uint8_t kb[8];
+     * offset, stays in step for the whole run: read from the key written out three times
+     * (a byte loop costs a short message more than its unmasking). */
+    uint8_t kb[12];
     uint64_t kw, w0, w1, w2, w3;
-    size_t i;
-    for (i = 0; i < 8; i++) kb[i] = key[(k + i) & 3];
-    memcpy(&kw, kb, 8);
+    memcpy(kb, key, 4);
+    memcpy(kb + 4, key, 4);
+    memcpy(kb + 8, key, 4);
+    memcpy(&kw, kb + k, 8);
     while (len >= 32) {
       memcpy(&w0, d, 8);
       memcpy(&w1, d + 8, 8);

@@ -19,7 +19,6 @@ typedef struct stage {
 
 struct ws__client_hs {
   uv_getaddrinfo_t gai;
-  uv_connect_t connect;
   ws_conn_t *conn;
   const stage_t *stages[WS__MAX_STAGES];   /* the way in, in order */
   int nstages, at;                         /* at: the stage under way; -1 before */
@@ -80,14 +79,12 @@ static const char *stage_name(const ws_conn_t *c) {
   return hs && hs->at >= 0 ? hs->stages[hs->at]->name : NULL;
 }
 
-static void on_connected(uv_connect_t *req, int status) {
-  ws_conn_t *c = req->data;
+static void on_connected(ws_conn_t *c, int status) {
   if (c->state == WS__S_CLOSED) return;
   if (status < 0) {
     fail_uv(c, "connect", status);
     return;
   }
-  uv_tcp_nodelay(&c->tcp, 1);
   int r = ws__conn_start_read(c);
   if (r) {
     fail_uv(c, "read", r);
@@ -111,8 +108,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
       a = p;
       break;
     }
-  c->hs->connect.data = c;
-  int r = uv_tcp_connect(&c->hs->connect, &c->tcp, a->ai_addr, on_connected);
+  int r = ws__sock_connect(c, a->ai_addr, a->ai_addrlen);
   uv_freeaddrinfo(res);
   if (r) fail_uv(c, "connect", r);
   ws__conn_unref(c);
@@ -300,17 +296,17 @@ static ssize_t on_head(ws_conn_t *c, char *buf, size_t len) {
   ws_http_head_t h;
   memset(&h, 0, sizeof h);
   h.headers = hdrs;
-  h.num_headers = c->max_headers > 256 ? 256 : c->max_headers;
+  h.num_headers = c->lim->max_headers > 256 ? 256 : c->lim->max_headers;
   size_t end = ws_http_head_end(buf, len, &c->scanned);
   int r;
   if (!end) {
-    if (len < c->max_head) return 0;
+    if (len < c->lim->max_head) return 0;
     r = WS_EHEADTOOBIG;
   } else {
     c->scanned = 0;
     r = ws_http_parse_response(buf, end, &h);
     if (r == WS_EAGAIN) r = WS_EHTTP;
-    if (r > 0 && (size_t)r > c->max_head) r = WS_EHEADTOOBIG;
+    if (r > 0 && (size_t)r > c->lim->max_head) r = WS_EHEADTOOBIG;
   }
   if (r == WS_EHEADTOOBIG) {
     ws__conn_fail(c, WS_EHANDSHAKE, "handshake response head too large");
@@ -375,5 +371,5 @@ static size_t early_len(const ws_conn_t *c) { return c->hs ? c->hs->early.len : 
 
 static void no_account(ws_conn_t *c, ssize_t delta) { (void)c, (void)delta; }
 
-const ws__role_t ws__client_role = {on_head,    ready,   queue_early, early_len,
-                                    no_account, free_hs, stage_name};
+const ws__role_t ws__client_role = {on_head,    ready,        queue_early, early_len,
+                                    no_account, on_connected, free_hs,     stage_name};

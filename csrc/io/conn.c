@@ -28,13 +28,9 @@ void ws_conn_options_default(ws_conn_options_t *o) {
   o->num_extensions = 0;
 }
 
-/* libuv's own stream calls: the socket of every conn but a test's scripted one. */
-const ws__stream_ops_t ws__tcp_ops = {uv_read_start, uv_read_stop, uv_try_write,
-                                      uv_write,      uv_shutdown,  uv_close};
-
 #define WS__PARK_MS 1000u   /* silence after which a conn's extensions shrink (park) */
+#define WS__READS_PER_TURN 32   /* full reads of one socket per readiness, as libuv's */
 
-static void on_handle_closed(uv_handle_t *h);
 static int send_frame(ws_conn_t *c, int opcode, const char *data, size_t len);
 
 /* A conn with no role (tests' raw conns): no head to read, nothing sent early. */
@@ -53,8 +49,16 @@ static size_t no_early_len(const ws_conn_t *c) {
   return 0;
 }
 static void no_account(ws_conn_t *c, ssize_t delta) { (void)c, (void)delta; }
+static void no_connected(ws_conn_t *c, int status) { (void)c, (void)status; }
 static const ws__role_t no_role = {no_head, no_ready, no_early, no_early_len, no_account,
-                                   no_ready, NULL};
+                                   no_connected, no_ready, NULL};
+
+const struct ws__rare ws__rare_none;
+
+struct ws__rare *ws__rare(ws_conn_t *c) {
+  if (!c->rare) c->rare = calloc(1, sizeof *c->rare);
+  return c->rare;
+}
 
 static void free_extensions(ws_conn_t *c) {
   struct ws__exts *x = c->ext;
@@ -113,12 +117,9 @@ ws_conn_t *ws__conn_new(ws_loop_t *l) {
   ws_conn_t *c = calloc(1, sizeof *c);
   if (!c) return NULL;
   c->loop = l;
-  if (uv_tcp_init(l->uv, &c->tcp) != 0) {
-    free(c);
-    return NULL;
-  }
-  c->tcp.data = c;
-  c->io = &ws__tcp_ops;
+  c->fd = -1;
+  c->lim = &ws__no_limits;
+  l->live++;
   c->role = &no_role;
   c->codec = &ws_codec_rfc6455;
   c->refs = 1;
@@ -131,13 +132,16 @@ ws_conn_t *ws__conn_new(ws_loop_t *l) {
 
 static void finalize(ws_conn_t *c) {
   ws_loop_t *l = c->loop;
-  if (c->error && c->flags & WS__F_KNOWN && l->ev->on_error)
-    l->ev->on_error(c, c->error->err, c->error->message);
-  free(c->error);
-  c->error = NULL;
+  struct ws__rare *x = c->rare;
+  if (x && x->error && c->flags & WS__F_KNOWN && l->ev->on_error)
+    l->ev->on_error(c, x->error->err, x->error->message);
+  if (x) {
+    free(x->error);
+    x->error = NULL;
+  }
+  const char *reason = ws__r(c)->close_reason;
   if (c->flags & WS__F_KNOWN && l->ev->on_close)
-    l->ev->on_close(c, c->close_code, c->close_reason ? c->close_reason : "",
-                    c->close_reason ? strlen(c->close_reason) : 0,
+    l->ev->on_close(c, c->close_code, reason ? reason : "", reason ? strlen(reason) : 0,
                     (c->flags & WS__F_CLEAN) != 0);
   if (l->ev->on_free) l->ev->on_free(c);
   if (c->subs) ws__topics_leave(c);   /* (destroy did it; a handler may not re-subscribe) */
@@ -150,9 +154,13 @@ static void finalize(ws_conn_t *c) {
   ws__conn_account(c);
   ws__loop_unlink(c);
   free(c->protocol);
-  free(c->close_reason);
-  free(c->deferred);
-  free(c->body);
+  if ((x = c->rare)) {   /* (a handler above may have made it) */
+    free(x->close_reason);
+    free(x->deferred);
+    free(x->body);
+    free(x);
+  }
+  ws__limits_put(c->loop, c->lim);
   free(c);
 }
 
@@ -160,7 +168,21 @@ void ws__conn_unref(ws_conn_t *c) {
   if (--c->refs == 0) finalize(c);
 }
 
-static void on_handle_closed(uv_handle_t *h) { ws__conn_unref(h->data); }
+/* What the socket should wait for now: input while reading, and writability while bytes
+ * are queued (or a connect is under way). A socket that cannot be watched is dropped. */
+static void update_io(ws_conn_t *c) {
+  if (c->state == WS__S_CLOSED) return;
+  unsigned ev = 0;
+  if (c->flags & WS__F_READING) ev |= WS__IO_READ;
+  if (c->pending.len || c->flags & WS__F_CONNECTING) ev |= WS__IO_WRITE;
+  if (ev != c->io_ev && ws__io(c)->want(c, ev) != 0) ws__conn_destroy(c, 1006, 0);
+}
+
+static void stop_reading(ws_conn_t *c) {
+  if (!(c->flags & WS__F_READING)) return;
+  c->flags &= ~WS__F_READING;
+  update_io(c);
+}
 
 /* How a connection ends, from the most to the least orderly:
  *   ws_conn_close   the closing handshake (a close frame, then wait for the peer's);
@@ -168,8 +190,8 @@ static void on_handle_closed(uv_handle_t *h) { ws__conn_unref(h->data); }
  *   ws__conn_end    flush what is queued, FIN, then close the handle;
  *   ws__conn_abort  give up on the peer: on_error, a close frame if it fits, destroy;
  *   ws__conn_destroy close the handle now (ws_conn_terminate).
- * Memory is freed only in libuv's close callbacks; on_close fires from there too, so it
- * is never re-entered from inside a handler. */
+ * Memory is freed only at the loop's turn after the socket closed (ws__loop_reap);
+ * on_close fires from there too, so it is never re-entered from inside a handler. */
 void ws__conn_destroy(ws_conn_t *c, unsigned code, int clean) {
   if (c->state == WS__S_CLOSED) return;
   c->state = WS__S_CLOSED;
@@ -188,28 +210,34 @@ void ws__conn_destroy(ws_conn_t *c, unsigned code, int clean) {
   ws__buf_free(&c->msg);
   ws__buf_free(&c->pending);
   ws__conn_account(c);
-  c->io->close((uv_handle_t *)&c->tcp, on_handle_closed);
+  c->flags &= ~(WS__F_READING | WS__F_CONNECTING);
+  ws__io(c)->close(c);
+  l->live--;
+  ws__loop_reap(c);
 }
 
-static void on_shutdown(uv_shutdown_t *req, int status) {
-  (void)status;   /* failed or not, the socket closes next */
-  ws_conn_t *c = req->data;
-  free(req);
-  if (c->state != WS__S_CLOSED) ws__conn_destroy(c, c->close_code, (c->flags & WS__F_CLEAN) != 0);
-  ws__conn_unref(c);
-}
-
+/* The transports say goodbye (TLS's close_notify); once that is written too, FIN, and the
+ * socket closes (failed or not, nothing more is sent). */
 static void do_shutdown(ws_conn_t *c) {
-  if (c->flags & WS__F_SHUTDOWN || c->state == WS__S_CLOSED) return;
-  c->flags |= WS__F_SHUTDOWN;
-  for (ws__transport_t *t = c->tp; t; t = t->below)   /* the innermost TLS first */
-    if (t->ops->shutdown) t->ops->shutdown(c, t);
-  uv_shutdown_t *req = malloc(sizeof *req);
-  if (req && (req->data = c, c->io->shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown)) == 0) {
-    c->refs++;
+  if (c->state == WS__S_CLOSED) return;
+  if (!(c->flags & WS__F_SHUTDOWN)) {
+    c->flags |= WS__F_SHUTDOWN | WS__F_END_AFTER_FLUSH;
+    for (ws__transport_t *t = c->tp; t; t = t->below)   /* the innermost TLS first */
+      if (t->ops->shutdown) t->ops->shutdown(c, t);
+    if (c->state == WS__S_CLOSED) return;
+  }
+  if (c->pending.len || c->flags & WS__F_FIN_OWED) return;   /* drained() comes back */
+  c->flags |= WS__F_FIN_OWED;
+  ws__loop_defer_fin(c);
+}
+
+void ws__conn_fin(ws_conn_t *c) {
+  if (c->state == WS__S_CLOSED) return;
+  if (c->pending.len) {   /* queued since: FIN follows it (drained) */
+    c->flags &= ~WS__F_FIN_OWED;
     return;
   }
-  free(req);
+  ws__io(c)->shutdown(c);
   ws__conn_destroy(c, c->close_code, (c->flags & WS__F_CLEAN) != 0);
 }
 
@@ -218,53 +246,14 @@ void ws__conn_end(ws_conn_t *c) {
   if (c->state == WS__S_CLOSED) return;
   if (!(c->flags & WS__F_END_AFTER_FLUSH)) c->state_at = ws__now(c->loop);
   c->flags |= WS__F_END_AFTER_FLUSH;
-  ws__loop_sweep_for(c->loop, c->close_ms);
+  ws__loop_sweep_for(c->loop, c->lim->close_ms);
   if (c->loop->cork_owner == c) return;     /* the uncork flush gets here again */
-  if (c->pending.len == 0 && !c->inflight) do_shutdown(c);
+  if (c->pending.len == 0) do_shutdown(c);
 }
 
 /* ---- writing -------------------------------------------------------------- */
 
-static void on_write(uv_write_t *req, int status);
 static void reading_unblocked(ws_conn_t *c);
-
-#define WS__WRITE_CHUNK (1u << 20)   /* one uv_write at most: the send timeout measures
-                                        progress per chunk, and uv_buf_t lengths are 32-bit */
-
-/* A write handed to libuv: the queued bytes move here, so sends can queue more. They
- * go out a chunk at a time. */
-struct ws__write {
-  uv_write_t req;
-  ws_buf_t buf;
-  size_t chunk;    /* bytes of buf that libuv has now */
-};
-
-static size_t chunk_of(size_t len) { return len < WS__WRITE_CHUNK ? len : WS__WRITE_CHUNK; }
-
-static int write_chunk(ws_conn_t *c, struct ws__write *w) {
-  w->chunk = chunk_of(w->buf.len);
-  uv_buf_t b = uv_buf_init(w->buf.base + w->buf.start, (unsigned)w->chunk);
-  return c->io->write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
-}
-
-static void kick(ws_conn_t *c) {
-  if (c->inflight || !c->pending.len || c->state == WS__S_CLOSED) return;
-  struct ws__write *w = malloc(sizeof *w);
-  if (!w) {
-    ws__conn_destroy(c, 1006, 0);
-    return;
-  }
-  w->buf = c->pending;
-  memset(&c->pending, 0, sizeof c->pending);
-  w->req.data = c;
-  c->inflight = w;
-  if (write_chunk(c, w) != 0) {
-    c->inflight = NULL;
-    ws__buf_free(&w->buf);
-    free(w);
-    ws__conn_destroy(c, 1006, 0);
-  }
-}
 
 /* The queue is empty: a throttled conn reads again, and whoever waits hears of it. */
 static void drained(ws_conn_t *c) {
@@ -278,52 +267,36 @@ static void drained(ws_conn_t *c) {
   if (c->state != WS__S_CLOSED) reading_unblocked(c);
 }
 
-static void on_write(uv_write_t *req, int status) {
-  ws_conn_t *c = req->data;
-  struct ws__write *w = (struct ws__write *)req;
-  if (status == 0 && c->state != WS__S_CLOSED) {
-    c->out_at = ws__now(c->loop);   /* the peer took a chunk: progress */
-    ws__buf_consume(&w->buf, w->chunk);
-    if (w->buf.len) {
-      if (write_chunk(c, w) == 0) return;
-      status = UV_EPIPE;
+/* The socket is writable: the queue goes out as far as the peer takes it. */
+static void writable(ws_conn_t *c) {
+  while (c->pending.len) {
+    ws_iov_t b = {c->pending.base + c->pending.start, c->pending.len};
+    ssize_t n = ws__io(c)->write(c, &b, 1);
+    if (n == UV_EAGAIN) return;   /* it still waits for writability */
+    if (n < 0) {
+      ws__conn_destroy(c, 1006, 0);
+      return;
     }
+    c->out_at = ws__now(c->loop);   /* the peer took bytes: progress */
+    ws__buf_consume(&c->pending, (size_t)n);
   }
-  ws__buf_free(&w->buf);   /* idle connections keep no write buffers */
-  free(w);
-  c->inflight = NULL;
+  ws__buf_free(&c->pending);   /* idle connections keep no write buffers */
+  update_io(c);
   if (c->state == WS__S_CLOSED) return;
-  if (status < 0) {
-    ws__conn_destroy(c, 1006, 0);
-    return;
-  }
-  if (c->pending.len) kick(c);
-  else drained(c);
+  drained(c);
   if (c->state != WS__S_CLOSED) ws__conn_account(c);
-}
-
-/* bufs -> uv_buf_t pieces of at most WS__WRITE_CHUNK bytes each (uv_buf_t lengths are
- * unsigned int); returns how many, at most max. */
-static unsigned split_bufs(uv_buf_t *out, unsigned max, const ws_iov_t *iov, unsigned n) {
-  unsigned k = 0;
-  for (unsigned i = 0; i < n && k < max; i++)
-    for (size_t off = 0; off < iov[i].len && k < max; off += chunk_of(iov[i].len - off))
-      out[k++] = uv_buf_init((char *)iov[i].base + off, (unsigned)chunk_of(iov[i].len - off));
-  return k;
 }
 
 int ws__conn_write_raw(ws_conn_t *c, const ws_iov_t *iov, unsigned n) {
   if (c->state == WS__S_CLOSED) return WS_ECLOSED;
   unsigned i = 0;
   size_t skip = 0;
-  if (!c->pending.len && !c->inflight) {
+  if (!c->pending.len && !(c->flags & WS__F_CONNECTING)) {
     /* Try the syscall first; only an unsent tail is queued. */
-    uv_buf_t b[8];
-    unsigned nb = split_bufs(b, 8, iov, n);
-    int r = nb ? c->io->try_write((uv_stream_t *)&c->tcp, b, nb) : 0;
-    if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) {
+    ssize_t r = n ? ws__io(c)->write(c, iov, n) : 0;
+    if (r < 0 && r != UV_EAGAIN) {
       ws__conn_destroy(c, 1006, 0);
-      return r;
+      return (int)r;
     }
     size_t sent = r > 0 ? (size_t)r : 0;
     while (i < n && sent >= iov[i].len) sent -= iov[i++].len;
@@ -336,7 +309,7 @@ int ws__conn_write_raw(ws_conn_t *c, const ws_iov_t *iov, unsigned n) {
       ws__conn_destroy(c, 1006, 0);
       return WS_ENOMEM;
     }
-  kick(c);
+  update_io(c);
   return 0;
 }
 
@@ -354,8 +327,7 @@ void ws__conn_flush_cork(ws_loop_t *l) {
     l->cork.len = l->cork.start = 0;
     ws__conn_write(c, &b, 1);
   }
-  if (c->flags & WS__F_END_AFTER_FLUSH && !c->pending.len && !c->inflight &&
-      c->state != WS__S_CLOSED)
+  if (c->flags & WS__F_END_AFTER_FLUSH && !c->pending.len && c->state != WS__S_CLOSED)
     do_shutdown(c);
 }
 
@@ -441,12 +413,12 @@ static void send_close(ws_conn_t *c, unsigned code, const char *reason, size_t r
  * otherwise the peer, which is not reading, is dropped, so nothing is lost silently. */
 int ws__conn_admit(ws_conn_t *c, size_t len) {
   size_t queued = ws_conn_buffered(c);
-  if (queued == 0 || len <= c->max_buffered - (queued < c->max_buffered ? queued : c->max_buffered))
+  if (queued == 0 || len <= c->lim->max_buffered - (queued < c->lim->max_buffered ? queued : c->lim->max_buffered))
     return 0;
   if (c->flags & WS__F_BP_ERROR) return WS_EBACKPRESSURE;
   char msg[160];
   snprintf(msg, sizeof msg, "the peer is not reading: %zu bytes queued, max_buffered is %zu",
-           queued, c->max_buffered);
+           queued, c->lim->max_buffered);
   ws__conn_abort(c, WS_EBACKPRESSURE, 1008, msg);
   return WS_EBACKPRESSURE;
 }
@@ -456,12 +428,9 @@ int ws__conn_admit(ws_conn_t *c, size_t len) {
 void ws__conn_after_queue(ws_conn_t *c) {
   if (c->state == WS__S_CLOSED) return;
   size_t queued = ws_conn_buffered(c);
-  if (queued > c->high_water && c->high_water) {
+  if (queued > c->lim->high_water && c->lim->high_water) {
     c->flags |= WS__F_THROTTLED | WS__F_DRAIN;
-    if (c->flags & WS__F_READING) {
-      c->io->read_stop((uv_stream_t *)&c->tcp);
-      c->flags &= ~WS__F_READING;
-    }
+    stop_reading(c);
   }
   if (!(c->flags & WS__F_IN_INPUT)) ws__conn_account(c);
 }
@@ -522,7 +491,7 @@ int ws_conn_write_raw(ws_conn_t *c, const char *data, size_t len) {
 }
 
 size_t ws_conn_buffered(const ws_conn_t *c) {
-  size_t n = c->pending.len + (c->inflight ? c->inflight->buf.len : 0) + c->role->early_len(c);
+  size_t n = c->pending.len + c->role->early_len(c);
   if (c->loop->cork_owner == c) n += c->loop->cork.len;
   return n;
 }
@@ -535,11 +504,12 @@ size_t ws_conn_buffered(const ws_conn_t *c) {
 static void note_error(ws_conn_t *c, int err, const char *message) {
   c->flags |= WS__F_FAILED;
   c->flags &= ~WS__F_CLEAN;
-  if (!(c->flags & WS__F_KNOWN) || c->error) return;
+  if (!(c->flags & WS__F_KNOWN) || ws__r(c)->error) return;
   size_t n = strlen(message);
-  if ((c->error = malloc(sizeof *c->error + n + 1))) {
-    c->error->err = err;
-    memcpy(c->error->message, message, n + 1);
+  struct ws__rare *x = ws__rare(c);
+  if (x && (x->error = malloc(sizeof *x->error + n + 1))) {
+    x->error->err = err;
+    memcpy(x->error->message, message, n + 1);
   }
 }
 
@@ -571,7 +541,7 @@ void ws__conn_abort(ws_conn_t *c, int err, unsigned code, const char *message) {
   if (c->state == WS__S_CLOSED) return;
   note_error(c, err, message);
   if (code && (c->state == WS__S_OPEN || c->state == WS__S_CLOSING) &&
-      !(c->flags & WS__F_CLOSE_SENT) && !c->pending.len && !c->inflight && !c->tp) {
+      !(c->flags & WS__F_CLOSE_SENT) && !c->pending.len && !c->tp) {
     /* Best effort, and only where nothing is queued ahead of it. */
     uint8_t frame[WS_CODEC_MAX_CLOSE], key[4];
     int client = (c->flags & WS__F_CLIENT) != 0;
@@ -579,8 +549,8 @@ void ws__conn_abort(ws_conn_t *c, int err, unsigned code, const char *message) {
     if ((c->codec->caps & WS_CODEC_CLOSE_CODES) && (!client || ws__mask_key(c->loop, key) == 0))
       n = c->codec->close(frame, code, NULL, 0, client ? key : NULL);
     if (n) {
-      uv_buf_t b = uv_buf_init((char *)frame, (unsigned)n);
-      c->io->try_write((uv_stream_t *)&c->tcp, &b, 1);
+      ws_iov_t b = {(const char *)frame, n};
+      ws__io(c)->write(c, &b, 1);
     }
   }
   ws__conn_destroy(c, 1006, 0);
@@ -602,7 +572,7 @@ void ws_conn_close(ws_conn_t *c, unsigned code, const char *reason, size_t reaso
     }
     set_closing(c);
     c->state_at = ws__now(c->loop);
-    ws__loop_sweep_for(c->loop, c->close_ms);
+    ws__loop_sweep_for(c->loop, c->lim->close_ms);
     break;
   case WS__S_CLOSING:
   case WS__S_CLOSED:
@@ -710,7 +680,7 @@ static int on_control(void *ud, int opcode, char *data, size_t len) {
   ws_conn_t *c = ud;
   if (opcode == WS_OP_PING) {
     /* A peer that pings but never reads would grow our queue of pongs without end. */
-    if (ws_conn_buffered(c) > c->max_buffered) {
+    if (ws_conn_buffered(c) > c->lim->max_buffered) {
       ws__conn_abort(c, WS_EBACKPRESSURE, 1008, "peer sends pings but does not read the pongs");
       return 1;
     }
@@ -733,11 +703,14 @@ static int on_control(void *ud, int opcode, char *data, size_t len) {
   }
   c->flags |= WS__F_CLOSE_RECEIVED;
   c->close_code = (uint16_t)code;
-  free(c->close_reason);
-  c->close_reason = NULL;
-  if (rlen && (c->close_reason = malloc(rlen + 1))) {
-    memcpy(c->close_reason, reason, rlen);
-    c->close_reason[rlen] = 0;
+  struct ws__rare *x = rlen || c->rare ? ws__rare(c) : NULL;
+  if (x) {
+    free(x->close_reason);
+    x->close_reason = NULL;
+  }
+  if (x && rlen && (x->close_reason = malloc(rlen + 1))) {
+    memcpy(x->close_reason, reason, rlen);
+    x->close_reason[rlen] = 0;
   }
   if (!(c->flags & WS__F_CLOSE_SENT)) send_close(c, code == 1005 ? 0 : code, reason, rlen);
   if (c->state == WS__S_CLOSED) return 1;
@@ -748,7 +721,7 @@ static int on_control(void *ud, int opcode, char *data, size_t len) {
   c->msg_at = 0;
   if (c->flags & WS__F_CLIENT) {
     /* RFC 6455 7.1.1: the server closes TCP first; the client waits, bounded. */
-    ws__loop_sweep_for(c->loop, c->close_ms);
+    ws__loop_sweep_for(c->loop, c->lim->close_ms);
   } else {
     ws__conn_end(c);
   }
@@ -762,7 +735,7 @@ static void note_message(ws_conn_t *c) {
   if (c->msg_at || c->state != WS__S_OPEN) return;
   if (c->codec->busy(&c->parser) || c->in.len) {
     c->msg_at = ws__now(c->loop) | 1;   /* never 0, which means none */
-    ws__loop_sweep_for(c->loop, c->message_ms);
+    ws__loop_sweep_for(c->loop, c->lim->message_ms);
   }
 }
 
@@ -799,7 +772,7 @@ void ws__conn_input(ws_conn_t *c, char *buf, size_t len) {
       break;
     case WS__S_REQUEST:
     case WS__S_RESPONDING:
-      if (c->body) {   /* a streamed request body, still coming while it is answered */
+      if (ws__r(c)->body) {   /* a streamed request body, still coming while it is answered */
         n = c->role->on_head(c, buf + off, len - off);
         break;
       }
@@ -829,10 +802,8 @@ void ws__conn_input(ws_conn_t *c, char *buf, size_t len) {
   }
   note_message(c);
   if ((c->flags & (WS__F_HELD | WS__F_READING)) == (WS__F_HELD | WS__F_READING) &&
-      c->in.len > WS__HELD_MAX) {
-    c->io->read_stop((uv_stream_t *)&c->tcp);   /* a pipelining client waits its turn */
-    c->flags &= ~WS__F_READING;
-  }
+      c->in.len > WS__HELD_MAX)
+    stop_reading(c);   /* a pipelining client waits its turn */
   ws__conn_account(c);
 }
 
@@ -861,9 +832,8 @@ size_t ws__conn_prefix_room(const ws_conn_t *c, size_t max) {
   return c->in.len;
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  (void)suggested;   /* libuv's 64 KiB guess; the loop's buffer is bigger */
-  ws_conn_t *c = h->data;
+/* Where the next read goes: the loop's buffer, after room for what is kept in front. */
+static void read_place(ws_conn_t *c, uv_buf_t *buf) {
   ws_loop_t *l = c->loop;
   size_t pre = 0;
   l->rdirect = 0;
@@ -879,7 +849,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
       if (room > want) room = want;
       l->rdirect = 1;
       l->rprefix = 0;
-      *buf = uv_buf_init(p, (unsigned)chunk_of(room));
+      *buf = uv_buf_init(p, (unsigned)(room < WS__READ_BUF ? room : WS__READ_BUF));
       return;
     }
   }
@@ -928,11 +898,11 @@ void ws__conn_eof(ws_conn_t *c) {
   if (c->state != WS__S_CLOSED) on_eof(c);
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  ws_conn_t *c = s->data;
+static void on_read(ws_conn_t *c, ssize_t nread, const uv_buf_t *buf) {
   ws_loop_t *l = c->loop;
   if (nread == 0) return;
-  if (nread < 0) {
+  if (nread < 0) {   /* the peer's FIN, or a reset: nothing more comes */
+    stop_reading(c);
     if (c->state != WS__S_CLOSED) on_eof(c);
     return;
   }
@@ -951,19 +921,48 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   ws_loop_uncork(l);
 }
 
+/* The socket has bytes: read them while it has (a read that fills the buffer may have
+ * left more), at most WS__READS_PER_TURN times, so one busy peer cannot starve the rest. */
+static void readable(ws_conn_t *c) {
+  for (int k = 0; k < WS__READS_PER_TURN; k++) {
+    if (!(c->flags & WS__F_READING) || c->state == WS__S_CLOSED) return;
+    uv_buf_t b;
+    read_place(c, &b);
+    ssize_t n = ws__io(c)->read(c, b.base, b.len);
+    if (n == UV_EAGAIN) {
+      c->loop->rdirect = 0;
+      return;
+    }
+    on_read(c, n ? n : UV_EOF, &b);
+    if (n <= 0 || (size_t)n < b.len) return;
+  }
+}
+
+void ws__conn_io(ws_conn_t *c, unsigned events) {
+  if (events & WS__IO_WRITE && c->flags & WS__F_CONNECTING) {
+    c->flags &= ~WS__F_CONNECTING;
+    int r = ws__sock_connect_result(c);
+    update_io(c);
+    if (c->state != WS__S_CLOSED) c->role->connected(c, r);
+    return;
+  }
+  if (events & WS__IO_READ) readable(c);
+  if (events & WS__IO_WRITE && c->state != WS__S_CLOSED && c->pending.len) writable(c);
+}
+
 int ws__conn_start_read(ws_conn_t *c) {
   if (c->flags & (WS__F_READING | WS__BLOCKED) || c->state == WS__S_CLOSED) return 0;
   c->flags |= WS__F_READING;
-  return c->io->read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  unsigned ev = c->io_ev | WS__IO_READ;
+  int r = ws__io(c)->want(c, ev);
+  if (r) c->flags &= ~WS__F_READING;
+  return r;
 }
 
 void ws_conn_pause(ws_conn_t *c) {
   if (c->state == WS__S_CLOSED || c->flags & WS__F_PAUSED) return;
   c->flags |= WS__F_PAUSED;
-  if (c->flags & WS__F_READING) {
-    c->io->read_stop((uv_stream_t *)&c->tcp);
-    c->flags &= ~WS__F_READING;
-  }
+  stop_reading(c);
 }
 
 /* Neither paused nor throttled any more: what arrived meanwhile comes first, then
@@ -1006,9 +1005,9 @@ void ws__conn_set_open(ws_conn_t *c, const ws_http_head_t *head) {
   c->state = WS__S_OPEN;
   c->flags |= WS__F_KNOWN;
   c->heard_at = c->ping_at = ws__now(l);
-  ws__loop_sweep_for(l, c->ping_ms);
-  ws__loop_sweep_for(l, c->idle_ms);
-  ws__loop_sweep_for(l, c->send_ms);
+  ws__loop_sweep_for(l, c->lim->ping_ms);
+  ws__loop_sweep_for(l, c->lim->idle_ms);
+  ws__loop_sweep_for(l, c->lim->send_ms);
   if (l->ev->on_open) l->ev->on_open(c, head);
 }
 
@@ -1028,8 +1027,8 @@ static void keepalive(ws_conn_t *c, uint32_t now) {
     c->flags |= WS__F_HEARD;
     return;
   }
-  if (c->ping_ms) {
-    if (!due(now, c->ping_at, c->ping_ms)) return;
+  if (c->lim->ping_ms) {
+    if (!due(now, c->ping_at, c->lim->ping_ms)) return;
     if ((c->flags & (WS__F_PINGED | WS__F_HEARD)) == WS__F_PINGED) {
       ws__conn_abort(c, WS_ETIMEDOUT, 1001, "no pong within the ping interval");
       return;
@@ -1037,16 +1036,16 @@ static void keepalive(ws_conn_t *c, uint32_t now) {
   } else if (c->flags & WS__F_PINGED) {
     if (c->flags & WS__F_HEARD) {
       c->flags &= ~WS__F_PINGED;
-    } else if (due(now, c->ping_at, c->pong_ms)) {
+    } else if (due(now, c->ping_at, c->lim->pong_ms)) {
       ws__conn_abort(c, WS_ETIMEDOUT, 1001, "the peer was silent and did not answer a ping");
     }
     return;
-  } else if (!due(now, c->heard_at, c->idle_ms)) {
+  } else if (!due(now, c->heard_at, c->lim->idle_ms)) {
     return;
   }
   c->flags = (c->flags & ~WS__F_HEARD) | WS__F_PINGED;
   c->ping_at = now;
-  ws__loop_sweep_for(c->loop, c->pong_ms);
+  ws__loop_sweep_for(c->loop, c->lim->pong_ms);
   send_frame(c, WS_OP_PING, NULL, 0);
 }
 
@@ -1080,22 +1079,22 @@ uint32_t ws__conn_sweep(ws_conn_t *c, uint32_t now) {
   case WS__S_HTTP: {
     /* Between the requests of a keep-alive connection, its idle wait (idle_ms); once
      * a request head has begun, or for the first one, the handshake timeout. */
-    uint32_t ms = (c->flags & WS__F_KEPT) && !c->in.len ? c->idle_ms : c->handshake_ms;
+    uint32_t ms = (c->flags & WS__F_KEPT) && !c->in.len ? c->lim->idle_ms : c->lim->handshake_ms;
     if (due(now, c->state_at, ms)) ws__conn_destroy(c, 1006, 0);
     return ms;
   }
   case WS__S_BODY:   /* the body must come within the handshake timeout too */
-    if (due(now, c->state_at, c->handshake_ms)) ws__conn_destroy(c, 1006, 0);
-    return c->handshake_ms;
+    if (due(now, c->state_at, c->lim->handshake_ms)) ws__conn_destroy(c, 1006, 0);
+    return c->lim->handshake_ms;
   case WS__S_REQUEST:
   case WS__S_RESPONDING:
-    if (c->body && !(c->flags & WS__BLOCKED) && due(now, c->heard_at, c->handshake_ms)) {
+    if (ws__r(c)->body && !(c->flags & WS__BLOCKED) && due(now, c->heard_at, c->lim->handshake_ms)) {
       /* a streamed body stalled (not while the script paused it) */
       ws__conn_destroy(c, 1006, 0);
       return 0;
     }
     if (c->state == WS__S_RESPONDING) break;
-    if ((c->flags & WS__F_DEFERRED) && due(now, c->state_at, c->handshake_ms)) {
+    if ((c->flags & WS__F_DEFERRED) && due(now, c->state_at, c->lim->handshake_ms)) {
       static const char timeout[] = "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n"
                                     "Connection: close\r\n\r\n";
       ws_iov_t b = {timeout, sizeof timeout - 1};
@@ -1103,50 +1102,50 @@ uint32_t ws__conn_sweep(ws_conn_t *c, uint32_t now) {
       c->flags &= ~WS__F_DEFERRED;
       ws__conn_write(c, &b, 1);
       ws__conn_end(c);
-      return c->close_ms;
+      return c->lim->close_ms;
     }
-    if (c->flags & WS__F_DEFERRED) return c->handshake_ms;
+    if (c->flags & WS__F_DEFERRED) return c->lim->handshake_ms;
     break;
   case WS__S_CONNECTING:
   case WS__S_HANDSHAKE:
-    if (due(now, c->state_at, c->handshake_ms))
+    if (due(now, c->state_at, c->lim->handshake_ms))
       fail_opening(c, WS_ETIMEDOUT, "opening handshake timed out");
-    return c->handshake_ms;
+    return c->lim->handshake_ms;
   case WS__S_CLOSED:
     return 0;
   default:
     break;
   }
   int closing = c->state == WS__S_CLOSING || (c->flags & WS__F_END_AFTER_FLUSH);
-  if (closing && due(now, c->state_at, c->close_ms)) {
+  if (closing && due(now, c->state_at, c->lim->close_ms)) {
     /* The peer did not answer our close, or did not close TCP. */
     int clean = (c->flags & WS__F_CLEAN) &&
                 ((c->flags & WS__F_CLOSE_RECEIVED) || !(c->codec->caps & WS_CODEC_CLOSE_CODES));
     ws__conn_destroy(c, clean ? c->close_code : 1006, clean);
     return 0;
   }
-  if (c->send_ms && ws_conn_buffered(c) && due(now, c->out_at, c->send_ms)) {
+  if (c->lim->send_ms && ws_conn_buffered(c) && due(now, c->out_at, c->lim->send_ms)) {
     char msg[128];
     snprintf(msg, sizeof msg, "the peer took none of %zu queued bytes in %u ms",
-             ws_conn_buffered(c), (unsigned)c->send_ms);
+             ws_conn_buffered(c), (unsigned)c->lim->send_ms);
     ws__conn_abort(c, WS_ETIMEDOUT, 1008, msg);
     return 0;
   }
-  if (c->state != WS__S_OPEN || closing) return c->close_ms;
+  if (c->state != WS__S_OPEN || closing) return c->lim->close_ms;
   if (c->msg_at && (c->flags & WS__BLOCKED)) {
     /* We are not reading (paused, or throttled by our own queue): what waits unread is
      * ours to hold, not the peer's delay. Its clock restarts when reading does. */
     c->msg_at = now | 1;
-  } else if (c->msg_at && due(now, c->msg_at, c->message_ms)) {
+  } else if (c->msg_at && due(now, c->msg_at, c->lim->message_ms)) {
     ws__conn_fail(c, WS_ETIMEDOUT, "a message was not completed within message_timeout");
-    return c->close_ms;
+    return c->lim->close_ms;
   }
   park(c, now);
   keepalive(c, now);
-  uint32_t m = c->ping_ms ? c->ping_ms : c->idle_ms;
-  if (c->flags & WS__F_PINGED && c->pong_ms && (!m || c->pong_ms < m)) m = c->pong_ms;
-  if (c->msg_at && c->message_ms && (!m || c->message_ms < m)) m = c->message_ms;
-  if (c->send_ms && (!m || c->send_ms < m)) m = c->send_ms;
+  uint32_t m = c->lim->ping_ms ? c->lim->ping_ms : c->lim->idle_ms;
+  if (c->flags & WS__F_PINGED && c->lim->pong_ms && (!m || c->lim->pong_ms < m)) m = c->lim->pong_ms;
+  if (c->msg_at && c->lim->message_ms && (!m || c->lim->message_ms < m)) m = c->lim->message_ms;
+  if (c->lim->send_ms && (!m || c->lim->send_ms < m)) m = c->lim->send_ms;
   return m;
 }
 
@@ -1174,8 +1173,7 @@ void ws_conn_set_data(ws_conn_t *c, void *data) { c->data = data; }
 
 int ws_conn_peer(const ws_conn_t *c, char *ip, size_t iplen, int *port) {
   struct sockaddr_storage ss;
-  int n = sizeof ss;
-  int r = uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &n);
+  int r = c->state == WS__S_CLOSED ? UV_ENOTCONN : ws__io(c)->peer(c, &ss);
   if (r) return r;
   if (ss.ss_family == AF_INET6) {
     struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
@@ -1191,21 +1189,28 @@ static uint32_t timeout_ms(uint32_t ms) { return ms > WS_TIMEOUT_MAX ? WS_TIMEOU
 
 void ws__conn_apply_options(ws_conn_t *c, const ws_conn_options_t *o, int role) {
   c->codec->init(&c->parser, role, c->version, o->max_length, o->max_fragments);
-  c->max_buffered = o->max_buffered ? o->max_buffered : SIZE_MAX;
-  c->high_water = o->high_water;
+  ws__limits_t want;
+  memset(&want, 0, sizeof want);
+  want.max_buffered = o->max_buffered ? o->max_buffered : SIZE_MAX;
+  want.high_water = o->high_water;
   if (o->backpressure_error) c->flags |= WS__F_BP_ERROR;
   else c->flags &= ~WS__F_BP_ERROR;
-  c->ping_ms = timeout_ms(o->ping_ms);
-  c->close_ms = timeout_ms(o->close_timeout_ms);
-  c->handshake_ms = timeout_ms(o->handshake_timeout_ms);
-  c->idle_ms = timeout_ms(o->idle_timeout_ms);
-  c->pong_ms = timeout_ms(o->pong_timeout_ms);
-  c->message_ms = timeout_ms(o->message_timeout_ms);
-  c->send_ms = timeout_ms(o->send_timeout_ms);
-  c->max_head = o->max_head > 65535 ? 65535 : (uint16_t)o->max_head;
-  c->max_headers = o->max_headers;
-  c->max_subscriptions = o->max_subscriptions;
-  ws__loop_sweep_for(c->loop, c->handshake_ms);
+  want.ping_ms = timeout_ms(o->ping_ms);
+  want.close_ms = timeout_ms(o->close_timeout_ms);
+  want.handshake_ms = timeout_ms(o->handshake_timeout_ms);
+  want.idle_ms = timeout_ms(o->idle_timeout_ms);
+  want.pong_ms = timeout_ms(o->pong_timeout_ms);
+  want.message_ms = timeout_ms(o->message_timeout_ms);
+  want.send_ms = timeout_ms(o->send_timeout_ms);
+  want.max_head = o->max_head > 65535 ? 65535 : (uint16_t)o->max_head;
+  want.max_headers = o->max_headers;
+  want.max_subscriptions = o->max_subscriptions;
+  const ws__limits_t *lim = ws__limits_get(c->loop, &want);
+  if (lim) {   /* (out of memory: the conn keeps what it had) */
+    ws__limits_put(c->loop, c->lim);
+    c->lim = lim;
+  }
+  ws__loop_sweep_for(c->loop, c->lim->handshake_ms);
 }
 
 /* ---- memory ----------------------------------------------------------------- */
@@ -1220,7 +1225,7 @@ void ws__conn_account(ws_conn_t *c) {
    * callback, and counting it until then would make a budget drop conn after conn for
    * bytes that are already on their way out of memory. */
   size_t out = c->state == WS__S_CLOSED ? 0
-               : c->pending.cap + (c->inflight ? c->inflight->buf.cap : 0) + c->role->early_len(c);
+               : c->pending.cap + c->role->early_len(c);
   l->mem_in += in - c->acct_in;     /* unsigned: a decrease wraps back correctly */
   l->mem_out += out - c->acct_out;
   ssize_t delta = (ssize_t)(in + out) - (ssize_t)(c->acct_in + c->acct_out);

@@ -2,6 +2,7 @@
 #ifndef LUAWS_IO_INTERNAL_H
 #define LUAWS_IO_INTERNAL_H
 
+#include <stddef.h>
 #include "io.h"
 #include "codec.h"
 
@@ -29,6 +30,9 @@ char *ws__buf_reserve(ws_buf_t *b, size_t len);   /* room for len more; NULL on 
 void ws__buf_consume(ws_buf_t *b, size_t len);
 static inline size_t ws__buf_room(const ws_buf_t *b) { return b->cap - b->start - b->len; }
 void ws__buf_free(ws_buf_t *b);
+
+typedef struct ws__limits ws__limits_t;   /* a conn's timeouts and limits (below) */
+typedef struct ws__stream_ops ws__stream_ops_t;   /* a socket's calls (below) */
 
 /* The loop's topics (topics.c). */
 typedef struct ws__topic ws__topic_t;
@@ -73,6 +77,17 @@ struct ws_loop {
   int keys_wiped;            /* their page is wiped in a forked child (MADV_WIPEONFORK);
                                 else the pid is checked on every key */
   pid_t keys_pid;            /* the process that drew them */
+  /* Sockets (sock.c): the loop's epoll set, watched through one poll handle. */
+  int sock_epfd;
+  uv_poll_t sock_poll;
+  int sock_active;           /* sockets in the set: the poll handle is referenced */
+  int spare_fd;              /* given up to shed a backlog when out of fds */
+  int live;                  /* conns whose socket is not closed (active handles) */
+  uv_idle_t reaper;          /* frees the conns of closed sockets at the next turn */
+  const ws__stream_ops_t *script_io;   /* tests' scripted sockets' calls (scripted.c) */
+  void *scripts;                       /* and their states */
+  uintptr_t *reap;           /* conns, the low bit set for ws__loop_defer_fin's */
+  size_t nreap, capreap;
   /* The upgrade request being handed up (on_request), for ws_conn_accept. */
   ws_conn_t *req_conn;
   const ws_http_head_t *req_head;
@@ -80,6 +95,7 @@ struct ws_loop {
   const char *req_raw;       /* the request's bytes (head and body), for ws_conn_defer */
   size_t req_raw_len;
   struct ws__topics topics;
+  ws__limits_t *limits;      /* the conns' limits in use (ws__limits_get) */
   /* The Redis backplane (backplane.c), told when a topic gets its first subscriber and
    * when it loses its last; NULL: none. The hooks must not change the topics. */
   ws_backplane_t *backplane;
@@ -135,7 +151,10 @@ enum {
   WS__F_NO_KEEP = 1 << 18,          /* this request's connection closes after it */
   WS__F_KEPT = 1 << 19,             /* between requests of a keep-alive connection */
   WS__F_STREAMING = 1 << 20,        /* the body goes up in pieces (on_request_body) */
-  WS__F_BUFFERED = 1 << 21          /* on_request: the body is whole, in c->msg */
+  WS__F_BUFFERED = 1 << 21,         /* on_request: the body is whole, in c->msg */
+  WS__F_CONNECTING = 1 << 22,       /* a client's TCP connect is under way */
+  WS__F_FIN_OWED = 1 << 23,         /* FIN goes at the loop's next turn */
+  WS__F_SCRIPTED = 1 << 24          /* a test's socket: the loop's script_io calls */
 };
 
 typedef struct ws__client_hs ws__client_hs_t;
@@ -160,6 +179,7 @@ typedef struct ws__role {
   int (*queue_early)(ws_conn_t *c, const char *frame, size_t len);
   size_t (*early_len)(const ws_conn_t *c);
   void (*account)(ws_conn_t *c, ssize_t delta);   /* c's buffers grew or shrank */
+  void (*connected)(ws_conn_t *c, int status);    /* a client's TCP connect is done */
   void (*free)(ws_conn_t *c);
   /* What a conn that is not open yet is doing, for its errors ("TLS handshake"); NULL:
    * nothing to add. May be NULL itself. */
@@ -214,26 +234,69 @@ struct ws__transport {
   ws__transport_t *above;   /* toward the conn; NULL: the conn */
 };
 
-/* The socket calls a conn makes, with libuv's stream signatures: libuv's own functions
- * for TCP (ws__tcp_ops), scripted ones in tests (scripted.c). Each gets &c->tcp, whose
- * data is c; a scripted conn's tcp is initialized but never connected (no fd), so
- * closing it defers the close callback to the loop as TCP does. */
-typedef struct ws__stream_ops {
-  int (*read_start)(uv_stream_t *s, uv_alloc_cb alloc, uv_read_cb read);
-  int (*read_stop)(uv_stream_t *s);
-  int (*try_write)(uv_stream_t *s, const uv_buf_t bufs[], unsigned n);
-  int (*write)(uv_write_t *req, uv_stream_t *s, const uv_buf_t bufs[], unsigned n,
-               uv_write_cb cb);
-  int (*shutdown)(uv_shutdown_t *req, uv_stream_t *s, uv_shutdown_cb cb);
-  void (*close)(uv_handle_t *h, uv_close_cb cb);
-} ws__stream_ops_t;
+/* The socket calls a conn makes: sock.c's (ws__sock_ops, an fd in the loop's epoll set)
+ * but in tests (scripted.c). Readiness, not completion: the conn says what it waits for
+ * (want: WS__IO_READ, WS__IO_WRITE), the socket calls ws__conn_io when it may read or
+ * write, and read and write never block (UV_EAGAIN: nothing now). */
+enum { WS__IO_READ = 1, WS__IO_WRITE = 2 };
+#define WS__MAX_IOV 16   /* pieces one write takes; the rest is queued */
+struct ws__stream_ops {
+  int (*want)(ws_conn_t *c, unsigned events);
+  ssize_t (*read)(ws_conn_t *c, char *buf, size_t len);   /* 0: the peer's FIN */
+  ssize_t (*write)(ws_conn_t *c, const ws_iov_t *iov, unsigned n);   /* bytes taken */
+  int (*shutdown)(ws_conn_t *c);   /* FIN (nothing is queued by then) */
+  void (*close)(ws_conn_t *c);     /* no call follows; the conn's memory stays until the
+                                      loop's next turn (ws__loop_reap) */
+  int (*peer)(const ws_conn_t *c, struct sockaddr_storage *ss);
+};
 
-extern const ws__stream_ops_t ws__tcp_ops;
+extern const ws__stream_ops_t ws__sock_ops;
+/* The socket is readable or writable (events: WS__IO_*, only what c waits for). */
+void ws__conn_io(ws_conn_t *c, unsigned events);
+
+/* Another socket in the loop's set (a server's listener): cb gets WS__IO_* events. */
+typedef struct ws__pollable ws__pollable_t;
+struct ws__pollable {
+  int fd;
+  unsigned ev;   /* what it waits for now */
+  void (*cb)(ws__pollable_t *p, unsigned events);
+};
+int ws__poll_set(ws_loop_t *l, ws__pollable_t *p, unsigned events);   /* 0: leaves the set */
+
+int ws__sock_loop_init(ws_loop_t *l);
+void ws__sock_loop_close(ws_loop_t *l);
+/* c takes fd (non-blocking, no Nagle); the caller closes it on failure. */
+int ws__sock_open(ws_conn_t *c, int fd);
+/* A socket for c, connecting to a: the role's connected() says how it went. */
+int ws__sock_connect(ws_conn_t *c, const struct sockaddr *a, socklen_t alen);
+int ws__sock_connect_result(ws_conn_t *c);   /* 0 or the connect's error */
+void ws__sock_accept_failed(ws_loop_t *l, int listen_fd);   /* EMFILE: shed the backlog */
+/* c's socket is closed: its reference goes at the loop's next turn. */
+void ws__loop_reap(ws_conn_t *c);
+/* At the loop's next turn, ws__conn_fin(c) (as libuv's shutdown completed at a later turn,
+ * so the conn stays closing meanwhile; it holds a reference till then). */
+void ws__loop_defer_fin(ws_conn_t *c);
+void ws__conn_fin(ws_conn_t *c);   /* FIN, then the socket closes */
+/* The loop's own libuv handles, which ws_loop_active_handles does not count. */
+int ws__loop_own_handle(const ws_loop_t *l, const uv_handle_t *h);
+
+/* A conn's timeouts (ms, 0: none) and limits. Conns with the same ones share one copy
+ * (ws__limits_get): an idle conn holds a pointer, not 50 bytes of numbers. */
+struct ws__limits {
+  uint32_t handshake_ms, close_ms, ping_ms, idle_ms, pong_ms, message_ms, send_ms;
+  uint16_t max_head, max_headers, max_subscriptions;
+  size_t max_buffered, high_water;
+  /* not compared: */
+  uint32_t refs;
+  ws__limits_t *next;
+};
+#define WS__LIMITS_CMP offsetof(ws__limits_t, refs)
+extern const ws__limits_t ws__no_limits;   /* a fresh conn's: none at all */
+/* A shared copy of *want (refs taken), or NULL on ENOMEM; put gives it back. */
+const ws__limits_t *ws__limits_get(ws_loop_t *l, const ws__limits_t *want);
+void ws__limits_put(ws_loop_t *l, const ws__limits_t *lim);
 
 struct ws_conn {
-  uv_tcp_t tcp;
-  const ws__stream_ops_t *io;      /* the socket's calls (ws__tcp_ops but in tests) */
-  void *io_data;                   /* their own state (a scripted socket's) */
   ws_loop_t *loop;
   ws_server_t *server;
   ws_conn_t *next, *prev;          /* the loop's list of conns */
@@ -242,23 +305,17 @@ struct ws_conn {
   ws__transport_t *tp;             /* the top layer (NULL: plain TCP) */
   ws__client_hs_t *hs;             /* client handshake state, freed at open */
   char *protocol;                  /* negotiated subprotocol, NULL if none */
-  char *close_reason;              /* the peer's close reason, if any */
-  struct ws__error *error;         /* an abort's error, told just before on_close */
   const ws_codec_t *codec;         /* the protocol version's framing (codec.h) */
   ws_codec_parser_t parser;
   struct ws__exts *ext;            /* configured extensions, or NULL */
-  struct ws__body *body;           /* the request whose body is being read, or NULL */
   struct ws__subs *subs;           /* its topics (topics.c), or NULL: none */
-  char *deferred;                  /* a deferred upgrade request's bytes (ws_conn_defer) */
-  size_t deferred_len;
+  struct ws__rare *rare;           /* what few conns need (ws__r, ws__rare), or NULL */
   ws_buf_t in;                     /* unconsumed input (split header, paused) */
   ws_buf_t msg;                    /* an unfinished message */
   ws_buf_t pending;                /* queued, not yet handed to libuv */
-  struct ws__write *inflight;      /* the write libuv has, made when one is needed */
-  size_t max_buffered, high_water;
+  const ws__limits_t *lim;         /* its timeouts and limits, shared with its like */
   size_t acct_in, acct_out;        /* buffered bytes last counted in the loop's totals */
-  /* Timeouts in ms (0: none), checked by the loop's sweep against these times. */
-  uint32_t handshake_ms, close_ms, ping_ms, idle_ms, pong_ms, message_ms, send_ms;
+  /* The times the timeouts (c->lim, checked by the loop's sweep) count from. */
   uint32_t state_at;               /* connecting, accepted, or closing began */
   uint32_t heard_at;               /* bytes last came from the peer */
   uint32_t ping_at;                /* the automatic ping went out */
@@ -266,17 +323,38 @@ struct ws_conn {
   uint32_t out_at;                 /* the peer last took queued bytes (or they queued) */
   uint32_t scanned;                /* bytes of a head already searched for its end */
   uint32_t flags;
-  uint16_t max_head, max_headers;
   uint16_t close_code;             /* for on_close */
   uint8_t state;
   uint8_t version;                 /* 13, 8, 7; 76, 75 for the drafts */
-  uint8_t refs;                    /* handles and requests still out */
+  uint8_t refs;                    /* its socket (till reaped) and requests still out */
+  uint8_t io_ev;                   /* what the socket waits for (WS__IO_*) */
+  int fd;                          /* the socket, or -1 */
   uint8_t msg_binary;
-  uint16_t max_subscriptions;
 };
 
+/* What few conns need, and most only for a while: a conn makes it when it first needs
+ * it, and it goes with the conn. */
+struct ws__rare {
+  char *close_reason;              /* the peer's close reason, if any */
+  struct ws__error *error;         /* an abort's error, told just before on_close */
+  struct ws__body *body;           /* the request whose body is being read, or NULL */
+  char *deferred;                  /* a deferred upgrade request's bytes (ws_conn_defer) */
+  size_t deferred_len;
+};
+extern const struct ws__rare ws__rare_none;
+static inline const struct ws__rare *ws__r(const ws_conn_t *c) {   /* to read */
+  return c->rare ? c->rare : &ws__rare_none;
+}
+struct ws__rare *ws__rare(ws_conn_t *c);   /* to write: made if need be; NULL: ENOMEM */
+
+/* A conn's socket calls: its own fd's, or a test's script. */
+static inline const ws__stream_ops_t *ws__io(const ws_conn_t *c) {
+  return c->flags & WS__F_SCRIPTED ? c->loop->script_io : &ws__sock_ops;
+}
+
 struct ws_server {
-  uv_tcp_t tcp;
+  uv_tcp_t tcp;                    /* its socket (bind, address, close) */
+  ws__pollable_t listener;         /* the socket in the loop's set, once listening */
   ws_loop_t *loop;
   void *data;
   ws_tls_ctx_t *tls;

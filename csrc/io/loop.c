@@ -53,6 +53,36 @@ void ws__buf_free(ws_buf_t *b) {
   memset(b, 0, sizeof *b);
 }
 
+const ws__limits_t ws__no_limits;
+
+#define WS__LIMITS_SEARCH 16   /* sets compared before a new one is made */
+
+const ws__limits_t *ws__limits_get(ws_loop_t *l, const ws__limits_t *want) {
+  int k = 0;
+  for (ws__limits_t *p = l->limits; p && k < WS__LIMITS_SEARCH; p = p->next, k++)
+    if (memcmp(p, want, WS__LIMITS_CMP) == 0) {
+      p->refs++;
+      return p;
+    }
+  ws__limits_t *p = malloc(sizeof *p);
+  if (!p) return NULL;
+  memcpy(p, want, WS__LIMITS_CMP);
+  p->refs = 1;
+  p->next = l->limits;   /* the newest first: the next conn likely wants the same */
+  l->limits = p;
+  return p;
+}
+
+void ws__limits_put(ws_loop_t *l, const ws__limits_t *lim) {
+  if (lim == &ws__no_limits || --((ws__limits_t *)lim)->refs) return;
+  for (ws__limits_t **pp = &l->limits; *pp; pp = &(*pp)->next)
+    if (*pp == lim) {
+      *pp = lim->next;
+      break;
+    }
+  free((void *)lim);
+}
+
 #define WS__SWEEP_MAX 1000u   /* ms: the sweep's longest period */
 #define WS__SWEEP_MIN 5u
 
@@ -68,6 +98,11 @@ ws_loop_t *ws_loop_new(uv_loop_t *uv, const ws_io_events_t *events, void *data) 
   l->ev = events;
   l->data = data;
   l->sweep_ms = WS__SWEEP_MAX;
+  if (ws__sock_loop_init(l) != 0) {
+    free(l->rbuf);
+    free(l);
+    return NULL;
+  }
   uv_timer_init(uv, &l->sweep);
   l->sweep.data = l;
   uv_unref((uv_handle_t *)&l->sweep);   /* deadlines alone keep no loop running */
@@ -113,6 +148,7 @@ ws_loop_t *ws_server_loop(const ws_server_t *s) { return s->loop; }
 int ws_loop_free(ws_loop_t *l) {
   if (l->nconns > 0) return UV_EBUSY;   /* conns still point at it: leave it be */
   uv_close((uv_handle_t *)&l->sweep, NULL);
+  ws__sock_loop_close(l);
   uv_run(l->uv, UV_RUN_NOWAIT);          /* pending close callbacks (the uv loop is the
                                             caller's: it closes it, if it owns it) */
   ws__buf_free(&l->cork);
@@ -206,12 +242,13 @@ struct ws__count {
 
 static void count_handle(uv_handle_t *h, void *arg) {
   struct ws__count *k = arg;
-  if (!uv_is_closing(h) && h != (uv_handle_t *)&k->l->sweep) k->n++;
+  if (!uv_is_closing(h) && !ws__loop_own_handle(k->l, h)) k->n++;
 }
 
-/* The sweep timer is the loop's own, not a handle that anything left open. */
+/* The sweep timer and the sockets' poll are the loop's own, not handles that anything
+ * left open; each conn's socket counts as one, until it closes. */
 int ws_loop_active_handles(ws_loop_t *l) {
-  struct ws__count k = {l, 0};
+  struct ws__count k = {l, l->live};
   uv_walk(l->uv, count_handle, &k);
   return k.n;
 }

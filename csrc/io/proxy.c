@@ -35,16 +35,16 @@ static int parse_answer(ws_conn_t *c, ws__proxy_t *p, size_t *used) {
     char *buf = p->head.base + p->head.start;
     size_t end = ws_http_head_end(buf, p->head.len, &p->scanned);
     if (!end) {
-      if (p->head.len < c->max_head) return 0;
+      if (p->head.len < c->lim->max_head) return 0;
       ws__conn_fail(c, WS_EPROXY, "the proxy's answer to CONNECT is too large");
       return -1;
     }
     p->scanned = 0;
     memset(&h, 0, sizeof h);
     h.headers = hdrs;
-    h.num_headers = c->max_headers < WS__PROXY_HEADERS ? c->max_headers : WS__PROXY_HEADERS;
+    h.num_headers = c->lim->max_headers < WS__PROXY_HEADERS ? c->lim->max_headers : WS__PROXY_HEADERS;
     int r = ws_http_parse_response(buf, end, &h);
-    if (r == WS_EHEADTOOBIG || (r > 0 && (size_t)r > c->max_head)) {
+    if (r == WS_EHEADTOOBIG || (r > 0 && (size_t)r > c->lim->max_head)) {
       ws__conn_fail(c, WS_EPROXY, "the proxy's answer to CONNECT is too large");
       return -1;
     }

@@ -1,7 +1,6 @@
-/* Scripted sockets for tests (scripted.h): libuv's stream calls played against byte
- * buffers. Completions wait for ws_script_run, as libuv's wait for the loop; closing
- * uses the conn's real (never connected) TCP handle, so the close callback, and with it
- * every free, comes from the loop as it does for TCP. */
+/* Scripted sockets for tests (scripted.h): the socket calls played against byte
+ * buffers. Readiness waits for ws_script_run, as a socket's waits for the loop; a closed
+ * conn is freed at the loop's next turn (ws__loop_reap), as a real one is. */
 #include <stdlib.h>
 #include <string.h>
 #include "internal.h"
@@ -9,26 +8,22 @@
 
 struct ws_script {
   ws_conn_t *conn;
+  ws_loop_t *loop;
+  ws_script_t *next;        /* the loop's scripts */
   ws_buf_t in;              /* pushed, not read yet */
   ws_buf_t out;             /* what the peer read */
   size_t taken;             /* bytes of out handed to the test by the last take */
   size_t window;            /* bytes the peer still reads */
-  int reading, eof, fin, orphan;
-  uv_alloc_cb alloc;
-  uv_read_cb read;
-  uv_write_t *wreq;         /* the one write a conn has out at a time */
-  uv_buf_t wbuf;
-  size_t wdone;
-  uv_write_cb wcb;
-  uv_shutdown_t *sreq;
-  uv_shutdown_cb scb;
-  uv_close_cb ccb;
+  int eof, fin, orphan;
 };
 
 static const ws__stream_ops_t script_ops;
 
-static ws_script_t *script_of(void *stream) {
-  return ((ws_conn_t *)((uv_handle_t *)stream)->data)->io_data;
+/* Tests have a few scripted conns: a walk finds a conn's script. */
+static ws_script_t *script_of(const ws_conn_t *c) {
+  for (ws_script_t *p = c->loop->scripts; p; p = p->next)
+    if (p->conn == c) return p;
+  return NULL;
 }
 
 /* Moves up to len bytes to the peer, as its window allows; returns how many. */
@@ -39,120 +34,86 @@ static size_t peer_reads(ws_script_t *p, const char *data, size_t len) {
   return n;
 }
 
-static int s_read_start(uv_stream_t *s, uv_alloc_cb alloc, uv_read_cb read) {
-  ws_script_t *p = script_of(s);
-  p->reading = 1;   /* what waits arrives at the next turn, never inside this call */
-  p->alloc = alloc;
-  p->read = read;
+static int s_want(ws_conn_t *c, unsigned ev) {
+  c->io_ev = (uint8_t)ev;   /* what waits arrives at the next turn, never inside this call */
   return 0;
 }
 
-static int s_read_stop(uv_stream_t *s) {
-  script_of(s)->reading = 0;
-  return 0;
-}
-
-static int s_try_write(uv_stream_t *s, const uv_buf_t bufs[], unsigned n) {
-  ws_script_t *p = script_of(s);
-  size_t took = 0;
-  if (p->wreq || p->fin) return p->fin ? UV_EPIPE : UV_EAGAIN;
-  for (unsigned i = 0; i < n; i++) {
-    size_t k = peer_reads(p, bufs[i].base, bufs[i].len);
-    took += k;
-    if (k < bufs[i].len) break;
+static ssize_t s_read(ws_conn_t *c, char *buf, size_t len) {
+  ws_script_t *p = script_of(c);
+  if (!p->in.len) {
+    if (!p->eof) return UV_EAGAIN;
+    p->eof = 0;
+    return 0;
   }
-  return took ? (int)took : UV_EAGAIN;
+  size_t n = p->in.len < len ? p->in.len : len;
+  memcpy(buf, p->in.base + p->in.start, n);
+  ws__buf_consume(&p->in, n);
+  return (ssize_t)n;
 }
 
-static int s_write(uv_write_t *req, uv_stream_t *s, const uv_buf_t bufs[], unsigned n,
-                   uv_write_cb cb) {
-  ws_script_t *p = script_of(s);
+static ssize_t s_write(ws_conn_t *c, const ws_iov_t *iov, unsigned n) {
+  ws_script_t *p = script_of(c);
+  size_t took = 0;
   if (p->fin) return UV_EPIPE;
-  if (p->wreq || n != 1) return UV_EINVAL;   /* conn.c writes one buffer at a time */
-  p->wreq = req;
-  p->wbuf = bufs[0];
-  p->wdone = 0;
-  p->wcb = cb;
+  for (unsigned i = 0; i < n; i++) {
+    size_t k = iov[i].len ? peer_reads(p, iov[i].base, iov[i].len) : 0;
+    took += k;
+    if (k < iov[i].len) break;
+  }
+  return took ? (ssize_t)took : UV_EAGAIN;
+}
+
+static int s_shutdown(ws_conn_t *c) {
+  ws_script_t *p = script_of(c);
+  if (p->fin) return UV_EINVAL;
+  p->fin = 1;
   return 0;
 }
 
-static int s_shutdown(uv_shutdown_t *req, uv_stream_t *s, uv_shutdown_cb cb) {
-  ws_script_t *p = script_of(s);
-  if (p->sreq || p->fin) return UV_EINVAL;
-  p->sreq = req;
-  p->scb = cb;
-  return 0;
-}
-
-/* libuv cancels a closing stream's requests just before its close callback. */
-static void s_on_closed(uv_handle_t *h) {
-  ws_script_t *p = script_of(h);
-  uv_write_t *w = p->wreq;
-  uv_shutdown_t *sh = p->sreq;
-  p->wreq = NULL;
-  p->sreq = NULL;
-  if (w) p->wcb(w, UV_ECANCELED);
-  if (sh) p->scb(sh, UV_ECANCELED);
+static void s_close(ws_conn_t *c) {
+  ws_script_t *p = script_of(c);
+  c->io_ev = 0;
+  if (!p) return;
   p->conn = NULL;
-  ((ws_conn_t *)h->data)->io_data = NULL;
-  p->ccb(h);   /* may free the conn */
   if (p->orphan) ws_script_free(p);
 }
 
-static void s_close(uv_handle_t *h, uv_close_cb cb) {
-  ws_script_t *p = script_of(h);
-  p->reading = 0;
-  p->ccb = cb;
-  uv_close(h, s_on_closed);
+static int s_peer(const ws_conn_t *c, struct sockaddr_storage *ss) {
+  (void)c, (void)ss;
+  return UV_ENOTCONN;   /* a script has no address */
 }
 
-static const ws__stream_ops_t script_ops = {s_read_start, s_read_stop, s_try_write,
-                                            s_write,      s_shutdown,  s_close};
+static const ws__stream_ops_t script_ops = {s_want, s_read, s_write, s_shutdown, s_close, s_peer};
 
 /* Input waiting for a reading conn arrives, in reads as big as its buffer; then EOF. */
 static void deliver(ws_script_t *p) {
-  while (p->reading && (p->in.len || p->eof)) {
-    uv_stream_t *s = (uv_stream_t *)&p->conn->tcp;
-    uv_buf_t b = uv_buf_init(NULL, 0);
-    if (!p->in.len) {
-      p->eof = 0;
-      p->reading = 0;   /* libuv stops reading at EOF */
-      p->read(s, UV_EOF, &b);
-      return;
-    }
-    p->alloc((uv_handle_t *)s, 64 * 1024, &b);
-    if (!b.len) break;
-    size_t n = p->in.len < b.len ? p->in.len : b.len;
-    memcpy(b.base, p->in.base + p->in.start, n);
-    ws__buf_consume(&p->in, n);
-    p->read(s, (ssize_t)n, &b);
+  while (p->conn && p->conn->io_ev & WS__IO_READ && (p->in.len || p->eof)) {
+    size_t before = p->in.len;
+    int eof = p->eof;
+    ws__conn_io(p->conn, WS__IO_READ);
+    if (p->conn && p->in.len == before && p->eof == eof) break;   /* it read nothing */
   }
   if (!p->in.len) ws__buf_free(&p->in);
 }
 
 static void turn(ws_script_t *p) {
-  while (p->wreq) {
-    size_t n = peer_reads(p, p->wbuf.base + p->wdone, p->wbuf.len - p->wdone);
-    if (!n && p->wbuf.len) break;
-    p->wdone += n;
-    if (p->wdone < p->wbuf.len) break;
-    uv_write_t *w = p->wreq;
-    p->wreq = NULL;
-    p->wcb(w, 0);   /* may write again */
+  while (p->conn && p->conn->io_ev & WS__IO_WRITE && p->window) {
+    size_t before = p->out.len;
+    ws__conn_io(p->conn, WS__IO_WRITE);
+    if (p->out.len == before) break;
   }
   deliver(p);
-  if (p->sreq && !p->wreq) {
-    uv_shutdown_t *sh = p->sreq;
-    p->sreq = NULL;
-    p->fin = 1;
-    p->scb(sh, 0);
-  }
 }
 
 int ws_script_run(ws_loop_t *l, uv_run_mode mode) {
-  /* A conn is freed only from a close callback, inside uv_run: the list holds still. */
+  /* A conn is freed only at the loop's turn after its close, inside uv_run: the list
+   * holds still. */
   for (ws_conn_t *c = l->conns; c; c = c->next)
-    if (c->io == &script_ops && c->io_data) turn(c->io_data);
+    if (c->flags & WS__F_SCRIPTED) {
+      ws_script_t *p = script_of(c);
+      if (p) turn(p);
+    }
   return uv_run(l->uv, mode);
 }
 
@@ -165,8 +126,11 @@ static ws_script_t *attach(ws_conn_t *c) {
   if (!p) return NULL;
   p->conn = c;
   p->window = SIZE_MAX;
-  c->io = &script_ops;
-  c->io_data = p;
+  p->loop = c->loop;
+  p->next = c->loop->scripts;
+  c->loop->scripts = p;
+  c->loop->script_io = &script_ops;
+  c->flags |= WS__F_SCRIPTED;
   return p;
 }
 
@@ -244,7 +208,9 @@ const char *ws_script_take(ws_script_t *p, size_t *len) {
   return p->out.base ? p->out.base + p->out.start : "";
 }
 
-int ws_script_reading(const ws_script_t *p) { return p->reading; }
+int ws_script_reading(const ws_script_t *p) {
+  return p->conn && p->conn->io_ev & WS__IO_READ;
+}
 int ws_script_fin(const ws_script_t *p) { return p->fin; }
 
 void ws_script_free(ws_script_t *p) {
@@ -255,5 +221,11 @@ void ws_script_free(ws_script_t *p) {
   }
   ws__buf_free(&p->in);
   ws__buf_free(&p->out);
+  if (p->loop)
+    for (ws_script_t **pp = (ws_script_t **)&p->loop->scripts; *pp; pp = &(*pp)->next)
+      if (*pp == p) {
+        *pp = p->next;
+        break;
+      }
   free(p);
 }

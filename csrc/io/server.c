@@ -1,5 +1,7 @@
 /* The listener, the request head and the server side of the opening handshake. */
+#define _GNU_SOURCE   /* accept4 */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,7 +54,7 @@ static ssize_t on_head(ws_conn_t *c, char *buf, size_t len) {
     ws__conn_destroy(c, 1006, 0);
     return -1;
   }
-  if (c->body) return on_body(c, buf, len);
+  if (ws__r(c)->body) return on_body(c, buf, len);
   ws_header_t hdrs[WS__MAX_HEADERS_CAP];
   ws_http_head_t h;
   memset(&h, 0, sizeof h);
@@ -109,14 +111,15 @@ static ssize_t on_head(ws_conn_t *c, char *buf, size_t len) {
     keep = framing.keep_alive;
     if (!framing.done) {   /* a body follows: read it whole, then hand the request up */
       struct ws__body *b = malloc(sizeof *b + (size_t)r);
-      if (!b) {
+      if (!b || !ws__rare(c)) {
+        free(b);
         ws__conn_destroy(c, 1006, 0);
         return -1;
       }
       b->framing = framing;
       b->head_len = (size_t)r;
       memcpy(b->head, buf, (size_t)r);
-      c->body = b;
+      c->rare->body = b;
       c->state = WS__S_BODY;
       c->state_at = ws__now(l);
       if (framing.expect_continue) {   /* RFC 9110 10.1.1: go on */
@@ -146,7 +149,7 @@ static int body_data(void *ud, const char *data, size_t len) {
 }
 
 static ssize_t on_body(ws_conn_t *c, char *buf, size_t len) {
-  struct ws__body *b = c->body;
+  struct ws__body *b = c->rare->body;
   ssize_t n = ws_http_body_execute(&b->framing, buf, len, body_data, c);
   if (c->state == WS__S_CLOSED) return -1;
   if (n < 0 && (c->flags & WS__F_STREAMING) && c->state != WS__S_BODY) {
@@ -163,8 +166,8 @@ static ssize_t on_body(ws_conn_t *c, char *buf, size_t len) {
   ws__conn_account(c);
   if (!b->framing.done) return n;
   if (c->flags & WS__F_STREAMING) {   /* the end, then the request waits its answer */
-    free(c->body);
-    c->body = NULL;
+    free(c->rare->body);
+    c->rare->body = NULL;
     c->flags &= ~WS__F_STREAMING;
     if (c->loop->ev->on_request_body) c->loop->ev->on_request_body(c, "", 0, 1);
     if (c->state == WS__S_CLOSED) return -1;
@@ -182,7 +185,7 @@ static ssize_t on_body(ws_conn_t *c, char *buf, size_t len) {
     ws__conn_destroy(c, 1006, 0);
     return -1;
   }
-  c->body = NULL;   /* read whole: the conn is done with it (b lives on for the head) */
+  c->rare->body = NULL;   /* read whole: the conn is done with it (b lives on for the head) */
   c->flags |= WS__F_BUFFERED;
   ssize_t r = hand_up(c, &h, b->head, 0, 0, b->framing.keep_alive);
   c->flags &= ~WS__F_BUFFERED;
@@ -291,19 +294,20 @@ int ws_conn_accept(ws_conn_t *c, const char *protocol, const char *extra_headers
   memset(&h, 0, sizeof h);
   h.headers = hdrs;
   h.num_headers = c->server->opt.max_headers;
-  int n = ws_http_parse_request(c->deferred, c->deferred_len, &h);
+  struct ws__rare *x = c->rare;
+  int n = x && x->deferred ? ws_http_parse_request(x->deferred, x->deferred_len, &h) : 0;
   if (n <= 0) return WS_EINTERNAL;
   l->req_conn = c;
   l->req_head = &h;
-  l->req_body = c->deferred + n;
+  l->req_body = x->deferred + n;
   int r = accept_now(c, protocol, extra_headers, o);
   l->req_conn = NULL;
   l->req_head = NULL;
   l->req_body = NULL;
   if (r) return r;
   c->flags &= ~WS__F_DEFERRED;
-  free(c->deferred);
-  c->deferred = NULL;
+  free(x->deferred);
+  x->deferred = NULL;
   if (!ws_timer_start(l, 0, 0, open_deferred, c)) {
     ws__conn_destroy(c, 1006, 0);
     return WS_ENOMEM;
@@ -408,7 +412,7 @@ void ws_conn_http_end(ws_conn_t *c, int keep) {
 int ws_conn_http_keepable(const ws_conn_t *c) {
   ws_server_t *s = c->server;
   return (c->state == WS__S_REQUEST || c->state == WS__S_RESPONDING) &&
-         !(c->flags & (WS__F_NO_KEEP | WS__F_DEFERRED)) && !c->body && s && !s->closing;
+         !(c->flags & (WS__F_NO_KEEP | WS__F_DEFERRED)) && !ws__r(c)->body && s && !s->closing;
 }
 
 int ws_conn_defer(ws_conn_t *c) {
@@ -417,12 +421,13 @@ int ws_conn_defer(ws_conn_t *c) {
     return WS_EINVAL;
   if (c->flags & WS__F_DEFERRED) return 0;
   size_t n = l->req_raw_len + (l->req_body ? c->codec->handshake_body : 0);
-  if (!(c->deferred = malloc(n))) return WS_ENOMEM;
-  memcpy(c->deferred, l->req_raw, n);
-  c->deferred_len = n;
+  struct ws__rare *x = ws__rare(c);
+  if (!x || !(x->deferred = malloc(n))) return WS_ENOMEM;
+  memcpy(x->deferred, l->req_raw, n);
+  x->deferred_len = n;
   c->flags |= WS__F_DEFERRED;
   c->state_at = ws__now(l);
-  ws__loop_sweep_for(l, c->handshake_ms);
+  ws__loop_sweep_for(l, c->lim->handshake_ms);
   return 0;
 }
 
@@ -451,17 +456,31 @@ static void account(ws_conn_t *c, ssize_t delta) {
 
 size_t ws_server_buffered(ws_server_t *s) { return s->mem; }
 
-static void on_connection(uv_stream_t *ls, int status) {
-  ws_server_t *s = ls->data;
-  if (status < 0 || s->closing) return;
-  ws_conn_t *c = ws__conn_new(s->loop);
-  if (!c) return;
-  if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
-    ws__conn_destroy(c, 1006, 0);
-    return;
+#define WS__ACCEPTS_PER_TURN 128   /* then the other sockets get their turn */
+
+/* The listener is readable: the peers waiting in its backlog become conns. */
+static void on_connection(ws__pollable_t *p, unsigned events) {
+  (void)events;
+  ws_server_t *s = (ws_server_t *)((char *)p - offsetof(ws_server_t, listener));
+  for (int i = 0; i < WS__ACCEPTS_PER_TURN && !s->closing; i++) {
+    int fd = accept4(p->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE) ws__sock_accept_failed(s->loop, p->fd);
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      return;   /* EAGAIN: the backlog is empty */
+    }
+    ws_conn_t *c = ws__conn_new(s->loop);
+    if (!c) {
+      close(fd);
+      continue;
+    }
+    if (ws__sock_open(c, fd) != 0) {
+      close(fd);
+      ws__conn_destroy(c, 1006, 0);
+      continue;
+    }
+    ws__server_start(s, c);
   }
-  uv_tcp_nodelay(&c->tcp, 1);
-  ws__server_start(s, c);
 }
 
 static void no_secure(ws_conn_t *c) { (void)c; }
@@ -474,8 +493,10 @@ static size_t no_early_len(const ws_conn_t *c) {
   return 0;
 }
 
+static void no_connect(ws_conn_t *c, int status) { (void)c, (void)status; }
+
 const ws__role_t ws__server_role = {on_head, no_secure, no_early, no_early_len, account,
-                                    no_secure, NULL};
+                                    no_connect, no_secure, NULL};
 
 void ws__server_start(ws_server_t *s, ws_conn_t *c) {
   c->server = s;
@@ -532,6 +553,8 @@ ws_server_t *ws__server_new(ws_loop_t *l, const ws_server_options_t *o, ws_tls_c
     return NULL;
   }
   s->tcp.data = s;
+  s->listener.fd = -1;
+  s->listener.cb = on_connection;
   return s;
 }
 
@@ -559,9 +582,16 @@ int ws_server_listen(ws_loop_t *l, ws_server_t **out, const char *host, int port
   if (r) return r;
   ws_server_t *s = ws__server_new(l, o, tls, data, ss.ss_family);
   if (!s) return WS_ENOMEM;
+  uv_os_fd_t fd = -1;
+  int one = 1;
+  socklen_t alen = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+  /* The socket is libuv's handle's; the listening and the accepting are ours (sock.c). */
   if ((o->reuseport && (r = set_reuseport(&s->tcp)) != 0) ||
-      (r = uv_tcp_bind(&s->tcp, (struct sockaddr *)&ss, 0)) != 0 ||
-      (r = uv_listen((uv_stream_t *)&s->tcp, o->backlog, on_connection)) != 0) {
+      (r = uv_fileno((uv_handle_t *)&s->tcp, &fd)) != 0 ||
+      (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 && (r = uv_translate_sys_error(errno))) ||
+      (bind(fd, (struct sockaddr *)&ss, alen) != 0 && (r = uv_translate_sys_error(errno))) ||
+      (listen(fd, o->backlog) != 0 && (r = uv_translate_sys_error(errno))) ||
+      (s->listener.fd = fd, r = ws__poll_set(l, &s->listener, WS__IO_READ)) != 0) {
     uv_close((uv_handle_t *)&s->tcp, (uv_close_cb)free);
     return r;
   }
@@ -573,7 +603,7 @@ int ws_server_adopt(ws_server_t *s, uv_os_sock_t fd, const char *data, size_t le
   if (s->tls || s->closing || s->opt.raw) return WS_EINVAL;
   ws_conn_t *c = ws__conn_new(s->loop);
   if (!c) return WS_ENOMEM;
-  int r = uv_tcp_open(&c->tcp, fd);
+  int r = ws__sock_open(c, fd);
   if (r) {
     close(fd);   /* s owns fd whatever happens */
     ws__conn_destroy(c, 1006, 0);
@@ -583,7 +613,6 @@ int ws_server_adopt(ws_server_t *s, uv_os_sock_t fd, const char *data, size_t le
     ws__conn_destroy(c, 1006, 0);   /* closes fd with the handle */
     return WS_ENOMEM;
   }
-  uv_tcp_nodelay(&c->tcp, 1);
   ws__server_start(s, c);
   if (c->state != WS__S_CLOSED && c->in.len) {   /* what the other server read, first */
     ws_loop_cork(s->loop);
@@ -618,7 +647,7 @@ void ws_server_close(ws_server_t *s, void (*on_closed)(ws_server_t *s)) {
     c->server = NULL;   /* its buffers no longer count against the server */
     if (c->state == WS__S_OPEN) {
       ws_conn_close(c, 1001, "server closing", sizeof "server closing" - 1);
-    } else if (c->state == WS__S_REQUEST && !c->body && !(c->flags & WS__F_DEFERRED)) {
+    } else if (c->state == WS__S_REQUEST && !ws__r(c)->body && !(c->flags & WS__F_DEFERRED)) {
       /* A plain request not answered yet may still be (as Node's server.close() lets
        * it); then the connection closes: no next request. */
       c->flags |= WS__F_NO_KEEP;
@@ -628,5 +657,6 @@ void ws_server_close(ws_server_t *s, void (*on_closed)(ws_server_t *s)) {
       ws__conn_destroy(c, 1006, 0);
     }
   }
+  if (s->listener.fd >= 0) ws__poll_set(s->loop, &s->listener, 0);
   uv_close((uv_handle_t *)&s->tcp, on_listener_closed);
 }

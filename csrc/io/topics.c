@@ -230,7 +230,7 @@ int ws_conn_subscribe(ws_conn_t *c, const char *topic, size_t len) {
   ws_loop_t *l = c->loop;
   ws__topic_t *t = find(l, topic, len);
   if (index_of(c, t) >= 0) return 0;
-  if ((c->subs ? c->subs->n : 0) >= c->max_subscriptions) return WS_ELIMIT;
+  if ((c->subs ? c->subs->n : 0) >= c->lim->max_subscriptions) return WS_ELIMIT;
   if (!t && !(t = create(l, topic, len))) return WS_ENOMEM;
   if ((t->n == t->cap && topic_room(l, t, t->cap ? t->cap * 2 : 1)) ||
       ((!c->subs || c->subs->n == c->subs->cap) && subs_room(c, c->subs ? c->subs->cap * 2 : 1))) {

@@ -6,11 +6,12 @@
 /* luaL_checkudata without its registry look-up by name on every method call: the
  * methods (and __index) have the socket metatable as upvalue 1. Anything that is not
  * plainly a socket, or a call from a function without that upvalue, takes the full
- * check, and its error. */
+ * check, and its error. Two tables are the same when their pointers are, and comparing
+ * those costs less than lua_rawequal's generic comparison (no upvalue: NULL). */
 static l_box_t *check_box(lua_State *L) {
   l_box_t *b = lua_touserdata(L, 1);
   if (b && lua_getmetatable(L, 1)) {
-    int same = lua_rawequal(L, -1, lua_upvalueindex(1));
+    int same = lua_topointer(L, -1) == lua_topointer(L, lua_upvalueindex(1));
     lua_pop(L, 1);
     if (same) return b;
   }
@@ -154,20 +155,20 @@ void l_conn_options(lua_State *L, int t, ws_conn_options_t *o) {
 
 /* ---- events --------------------------------------------------------------- */
 
-/* Calls ud's on<type> handler and its listeners with the event at the top; pops it.
- * Stack: ..., ud, event. handler is an L_SLOT_*, type an L_K_* key. An error in a
- * handler closes the socket with 1011. The uservalue and listener tables are plain: raw
- * access. */
-static void emit(l_ctx_t *x, lua_State *L, int handler, int type) {
-  int ud = lua_gettop(L) - 1, ev = ud + 1, tb = ud + 2, uv = ud + 3;
+/* Calls ud's on<type> handler and its listeners with the event at index ev; pops
+ * everything above ud. uv: ud's uservalue (push_fields), tb: the traceback
+ * (l_push_traceback). handler is an L_SLOT_*, type an L_K_* key. An error in a handler
+ * closes the socket with 1011. The uservalue and listener tables are plain: raw access. */
+static void emit_at(l_ctx_t *x, lua_State *L, int ud, int uv, int tb, int ev, int handler,
+                    int type) {
   l_box_t *b = lua_touserdata(L, ud);
   int failed = 0;
-  l_push_traceback(x, L);
-  push_fields(L, ud);
   push_slot(x, L, ud, handler);
   if (lua_isfunction(L, -1)) {
     lua_pushvalue(L, ev);
     failed |= l_call(x, L, 1, tb, ud);
+    push_fields(L, ud);   /* the handler may have made the uservalue table (a listener) */
+    lua_replace(L, uv);
   } else {
     lua_pop(L, 1);
   }
@@ -192,10 +193,17 @@ static void emit(l_ctx_t *x, lua_State *L, int handler, int type) {
       }
       lua_pop(L, n);
     }
-    lua_pop(L, 1);
   }
-  lua_pop(L, 4);   /* listeners, uv, traceback, event */
+  lua_settop(L, ud);
   if (failed && b->p && type != L_K_CLOSE) ws_conn_handler_failed(b->p);
+}
+
+/* emit_at for the event at the top, above ud: stack ..., ud, event. */
+static void emit(l_ctx_t *x, lua_State *L, int handler, int type) {
+  int ud = lua_gettop(L) - 1;
+  l_push_traceback(x, L);
+  push_fields(L, ud);
+  emit_at(x, L, ud, ud + 3, ud + 2, ud + 1, handler, type);
 }
 
 /* Pushes a new event table {type=..., target=ud}; ud at index ud, type an L_K_* key. */
@@ -254,27 +262,27 @@ static void ev_open(ws_conn_t *c, const ws_http_head_t *head) {
 }
 
 /* A message: ondata(data, binary, ws) first, when set (no event object is made for it,
- * the cheapest way in); then, if anyone listens for them, the message event. */
+ * the cheapest way in); then, if anyone listens for them, the message event. The
+ * uservalue and the traceback are pushed once for both. */
 static void ev_message(ws_conn_t *c, int binary, const char *data, size_t len) {
   l_ctx_t *x = ctx_of(c);
   lua_State *L = x->L;
-  box_of(c);
-  int ud = lua_gettop(L);
+  l_box_t *b = box_of(c);
+  int ud = lua_gettop(L), uv = ud + 1, tb = ud + 2;
+  push_fields(L, ud);
+  l_push_traceback(x, L);
   push_slot(x, L, ud, L_SLOT_ONDATA);
   if (lua_isfunction(L, -1)) {
-    l_box_t *b = lua_touserdata(L, ud);
-    l_push_traceback(x, L);
-    lua_insert(L, -2);
     lua_pushlstring(L, data, len);
     lua_pushboolean(L, binary);
     lua_pushvalue(L, ud);
-    int failed = l_call(x, L, 3, ud + 1, ud);
-    lua_pop(L, 1);   /* traceback */
-    if (failed && b->p) ws_conn_handler_failed(b->p);
+    if (l_call(x, L, 3, tb, ud) && b->p) ws_conn_handler_failed(b->p);
     if (!b->p || !listened(x, L, ud, L_SLOT_ONMESSAGE, L_K_MESSAGE)) {
-      lua_pop(L, 1);
+      lua_settop(L, ud - 1);
       return;
     }
+    push_fields(L, ud);   /* ondata may have made the uservalue table (a listener) */
+    lua_replace(L, uv);
   } else {
     lua_pop(L, 1);
   }
@@ -285,8 +293,8 @@ static void ev_message(ws_conn_t *c, int binary, const char *data, size_t len) {
   l_push_key(x, L, L_K_BINARY);
   lua_pushboolean(L, binary);
   lua_rawset(L, -3);
-  emit(x, L, L_SLOT_ONMESSAGE, L_K_MESSAGE);
-  lua_pop(L, 1);
+  emit_at(x, L, ud, uv, tb, tb + 1, L_SLOT_ONMESSAGE, L_K_MESSAGE);
+  lua_settop(L, ud - 1);
 }
 
 /* Calls the Lua hook `name`(ws, data [, flag]) for c (flag < 0: none); a hook that
