@@ -375,6 +375,108 @@ describe("socket surface", function()
   end)
 end)
 
+describe("socket fields", function()
+  after_each(H.cleanup)
+
+  it("keeps handlers and fields of its own per socket, and after the close", function()
+    local calls = {}
+    local function first(e) calls[#calls + 1] = "first " .. e.data end
+    local function second(e) calls[#calls + 1] = "second " .. e.data end
+    local ws, rec, first_sws = pair(function(sws)
+      sws.onmessage = first
+      sws.user = "ann"
+      sws[1] = true
+    end)
+    local srv = first_sws()
+    local function sws() return srv end
+    local other, orec = H.client(ws.url)
+    H.wait(function() return orec.opens == 1 end, 5, "the second socket")
+    ws:send("a")
+    H.wait(function() return #calls == 1 end, 5, "a")
+    sws().onmessage = second   -- replaced: only the new one runs
+    ws:send("b")
+    H.wait(function() return #calls == 2 end, 5, "b")
+    sws().onmessage = nil
+    sws():addEventListener("message", first)
+    ws:send("c")
+    H.wait(function() return #calls == 3 end, 5, "c")
+    assert.same({ "first a", "second b", "first c" }, calls)
+    local handler = {}   -- not a function: kept, read back, never called
+    sws().onopen = handler
+    assert.equal(handler, sws().onopen)
+    assert.is_nil(sws().onmessage)
+    assert.equal("ann", sws().user)
+    assert.is_true(sws()[1])
+    assert.is_nil(ws.user)                  -- fields are per socket
+    local url = sws().url
+    local closes = 0
+    local function onclose() closes = closes + 1 end
+    sws().onclose = onclose
+    ws:close()
+    H.wait(function() return sws().readyState == WebSocket.CLOSED end, 5, "the close")
+    H.drain()
+    collectgarbage()
+    assert.equal(1, closes)
+    assert.equal(onclose, sws().onclose)   -- still there once the conn is freed
+    assert.equal(handler, sws().onopen)
+    assert.equal(url, sws().url)
+    assert.equal("ann", sws().user)
+    sws().onclose = first                    -- and settable
+    assert.equal(first, sws().onclose)
+    sws().onclose = nil
+    assert.is_nil(sws().onclose)
+    other:close()
+  end)
+
+  it("calls a listener that onmessage or ondata added, for the same message", function()
+    local got = {}
+    local ws = pair(function(sws)
+      sws.ondata = function(data) got[#got + 1] = "ondata " .. data end
+      sws.onmessage = function(e)
+        got[#got + 1] = "onmessage " .. e.data
+        if #got == 2 then
+          sws:addEventListener("message", function(e2) got[#got + 1] = "listener " .. e2.data end)
+        end
+      end
+    end)
+    ws:send("a")
+    H.wait(function() return #got == 3 end, 5, "a")
+    assert.same({ "ondata a", "onmessage a", "listener a" }, got)
+  end)
+
+  it("costs Lua under 150 bytes per idle socket whose handler is shared", function()
+    local N = 300
+    local s = H.server()
+    local function echo(e) e.target:send(e.data) end
+    local opened = 0
+    s.onupgrade = function(req)
+      WebSocket(req).onmessage = echo   -- the socket kept by the core alone
+      opened = opened + 1
+    end
+    local function upgrade(e) e.target:_raw_write(H.upgrade_request) end
+    local client = require "luaws.client"
+    local peers = {}
+    for i = 1, N do peers[i] = false end   -- made before the count, not in it
+    collectgarbage()
+    collectgarbage()
+    local before = collectgarbage("count")
+    for i = 1, N do
+      local c = assert(client.raw("127.0.0.1", s.port))
+      c.onopen = upgrade
+      peers[i] = c
+    end
+    H.wait(function() return opened == N end, 10, "every upgrade")
+    H.drain()
+    collectgarbage()
+    collectgarbage()
+    -- a raw peer is the same box as the server's socket: half of it is the server's
+    local per_socket = (collectgarbage("count") - before) * 1024 / (2 * N)
+    for i = 1, N do peers[i]:close() end
+    H.wait(function() return WebSocket.stats().connections == 0 end, 10, "every close")
+    assert.is_true(per_socket < 150, ("%.0f bytes per socket"):format(per_socket))
+  end)
+end)
+
 describe("URL parsing", function()
   local parse = require("luaws.client").parse_url
   it("splits ws and wss URLs, with defaults", function()

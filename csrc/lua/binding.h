@@ -21,6 +21,24 @@ typedef struct l_box {   /* a userdata: the C object is separately owned by libu
 
 enum { L_KIND_REQUEST = 0, L_KIND_SOCKET = 1, L_KIND_RAW = 2 };
 
+/* The fields a socket keeps in its box rather than in its uservalue table, as indexes
+ * into the state's shared values (l_shared.c): the handlers and the url, which every
+ * socket of a server usually has alike. */
+enum {
+  L_SLOT_ONOPEN, L_SLOT_ONMESSAGE, L_SLOT_ONERROR, L_SLOT_ONCLOSE, L_SLOT_ONDATA,
+  L_SLOT_ONDRAIN, L_SLOT_URL,
+  L_SLOT_COUNT
+};
+
+/* A socket's box: all an idle connection costs Lua besides its registry anchor. Other
+ * fields go to the uservalue table, made on first use (l_conn.c). 16-bit slots keep it
+ * at 32 bytes, a size class below (a value whose index is over 65535 goes to the
+ * uservalue table). */
+typedef struct l_sock {
+  l_box_t box;
+  uint16_t slot[L_SLOT_COUNT];   /* 0: not set here (maybe in the uservalue) */
+} l_sock_t;
+
 typedef struct l_ctx l_ctx_t;   /* below */
 
 
@@ -43,7 +61,7 @@ enum {
   L_K_OPEN, L_K_MESSAGE, L_K_ERROR, L_K_CLOSE, L_K_DATA_EV,
   L_K_ONOPEN, L_K_ONMESSAGE, L_K_ONERROR, L_K_ONCLOSE, L_K_ONDATA,
   L_K_MESSAGE_F, L_K_CODE, L_K_REASON, L_K_WASCLEAN,
-  L_K_NAME, L_K_DRAIN, L_K_ONDRAIN,
+  L_K_NAME, L_K_DRAIN, L_K_ONDRAIN, L_K_URL,
   L_K_COUNT
 };
 
@@ -60,6 +78,9 @@ struct l_ctx {
   int traceback_ref;         /* debug.traceback, the message handler */
   int hooks_ref;             /* the Lua module table: onhandlererror, hooks */
   int pending_error_ref;     /* raised by onhandlererror: run() re-raises */
+  int shared_ref;            /* l_shared.c: index -> value, value -> index */
+  int shared_count_ref;      /* l_shared.c: index -> how many slots hold it */
+  int empty_ref;             /* Lua 5.1: the env of a socket without fields of its own */
   int key_refs[L_K_COUNT];
 };
 
@@ -80,6 +101,14 @@ void l_push_headers(lua_State *L, const ws_http_head_t *h);   /* l_util.c */
 int l_uservalue_newindex(lua_State *L);
 void l_class_open(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CFunction index);
 void l_box_release(l_ctx_t *x, l_box_t *b);
+
+/* Values many boxes hold alike, stored once per state and counted (l_shared.c).
+ * hold: the index of the function or string at idx, counted once more; drop: one count
+ * less (index 0: nothing); push: the value (nil for 0). */
+uint32_t l_shared_hold(l_ctx_t *x, lua_State *L, int idx);
+void l_shared_drop(l_ctx_t *x, lua_State *L, uint32_t i);
+void l_shared_push(l_ctx_t *x, lua_State *L, uint32_t i);
+void l_shared_open(l_ctx_t *x, lua_State *L);
 
 void l_conn_open(lua_State *L);      /* metatable + methods */
 /* The socket box at argument 1 (raises if it is not one). */

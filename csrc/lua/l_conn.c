@@ -31,11 +31,97 @@ static l_box_t *box_of(ws_conn_t *c) {
   return lua_touserdata(L, -1);
 }
 
-int l_conn_push_new(lua_State *L, ws_conn_t *c) {
-  l_box_t *b = l_box_new(L, L_CONN_MT, c);
+/* The key of each slot (L_SLOT_*), for the uservalue table a released box uses. */
+static const int slot_keys[L_SLOT_COUNT] = {
+  L_K_ONOPEN, L_K_ONMESSAGE, L_K_ONERROR, L_K_ONCLOSE, L_K_ONDATA, L_K_ONDRAIN, L_K_URL,
+};
+
+/* A new socket box, anchored, without a uservalue table: an idle socket whose handlers
+ * and url other sockets share costs Lua this box and its anchor alone. */
+static l_sock_t *sock_new(lua_State *L, ws_conn_t *c) {
+  l_sock_t *s = lua_newuserdata(L, sizeof *s);
+  memset(s, 0, sizeof *s);
+  s->box.p = c;
+  s->box.ref = LUA_NOREF;
+  luaL_getmetatable(L, L_CONN_MT);
+  lua_setmetatable(L, -2);
+#if LUA_VERSION_NUM == 501
+  l_push_ref(L, l_ctx(L)->empty_ref);
+  ws_lua_setuv(L, -2);
+#endif
   lua_pushvalue(L, -1);
-  b->ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  ws_conn_set_data(c, (void *)(intptr_t)b->ref);
+  s->box.ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return s;
+}
+
+/* Pushes the socket's uservalue table, or nil when it has none yet (Lua 5.1: the shared
+ * empty table, which reads the same). */
+static void push_fields(lua_State *L, int ud) { ws_lua_getuv(L, ud); }
+
+/* Pushes the socket's uservalue table and returns 1, or pushes nothing and returns 0
+ * when it has none yet. */
+static int push_own_fields(lua_State *L, int ud) {
+  ws_lua_getuv(L, ud);
+#if LUA_VERSION_NUM == 501
+  l_push_ref(L, l_ctx(L)->empty_ref);
+  int none = lua_rawequal(L, -1, -2);
+  lua_pop(L, 1);
+#else
+  int none = lua_isnil(L, -1);
+#endif
+  if (!none) return 1;
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* Pushes the socket's uservalue table, made on first use. */
+static void push_fields_made(lua_State *L, int ud) {
+  if (push_own_fields(L, ud)) return;
+  lua_newtable(L);
+  lua_pushvalue(L, -1);
+  ws_lua_setuv(L, ud < 0 ? ud - 2 : ud);
+}
+
+/* Pushes a slot's value: from the shared values while the box holds it, else from the
+ * uservalue table (a value that cannot be shared, or a box released). */
+static void push_slot(l_ctx_t *x, lua_State *L, int ud, int slot) {
+  l_sock_t *s = lua_touserdata(L, ud);
+  if (s->slot[slot]) {
+    l_shared_push(x, L, s->slot[slot]);
+    return;
+  }
+  push_fields(L, ud);
+  if (lua_istable(L, -1)) {
+    l_push_key(x, L, slot_keys[slot]);
+    lua_rawget(L, -2);
+  } else {
+    lua_pushnil(L);
+  }
+  lua_remove(L, -2);
+}
+
+/* The box lets go of its conn and of its anchor; the slots' values move to the
+ * uservalue table, where a closed socket keeps its fields. */
+static void sock_release(l_ctx_t *x, lua_State *L, int ud) {
+  l_sock_t *s = lua_touserdata(L, ud);
+  for (int i = 0; i < L_SLOT_COUNT; i++) {
+    if (!s->slot[i]) continue;
+    push_fields_made(L, ud);
+    l_push_key(x, L, slot_keys[i]);
+    l_shared_push(x, L, s->slot[i]);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+    l_shared_drop(x, L, s->slot[i]);
+    s->slot[i] = 0;
+  }
+  s->box.p = NULL;
+  luaL_unref(L, LUA_REGISTRYINDEX, s->box.ref);
+  s->box.ref = LUA_NOREF;
+}
+
+int l_conn_push_new(lua_State *L, ws_conn_t *c) {
+  l_sock_t *s = sock_new(L, c);
+  ws_conn_set_data(c, (void *)(intptr_t)s->box.ref);
   return 1;
 }
 
@@ -70,23 +156,28 @@ void l_conn_options(lua_State *L, int t, ws_conn_options_t *o) {
 /* ---- events --------------------------------------------------------------- */
 
 /* Calls ud's on<type> handler and its listeners with the event at index ev; pops
- * everything above ud. uv: ud's uservalue, tb: the traceback (l_push_traceback).
- * handler and type are L_K_* keys. An error in a handler closes the socket with 1011.
- * The uservalue and listener tables are plain: raw access. */
+ * everything above ud. uv: ud's uservalue (push_fields), tb: the traceback
+ * (l_push_traceback). handler is an L_SLOT_*, type an L_K_* key. An error in a handler
+ * closes the socket with 1011. The uservalue and listener tables are plain: raw access. */
 static void emit_at(l_ctx_t *x, lua_State *L, int ud, int uv, int tb, int ev, int handler,
                     int type) {
   l_box_t *b = lua_touserdata(L, ud);
   int failed = 0;
-  l_push_key(x, L, handler);
-  lua_rawget(L, uv);
+  push_slot(x, L, ud, handler);
   if (lua_isfunction(L, -1)) {
     lua_pushvalue(L, ev);
     failed |= l_call(x, L, 1, tb, ud);
+    push_fields(L, ud);   /* the handler may have made the uservalue table (a listener) */
+    lua_replace(L, uv);
   } else {
     lua_pop(L, 1);
   }
-  l_push_key(x, L, L_K_LISTENERS);
-  lua_rawget(L, uv);
+  if (lua_istable(L, uv)) {
+    l_push_key(x, L, L_K_LISTENERS);
+    lua_rawget(L, uv);
+  } else {
+    lua_pushnil(L);
+  }
   if (lua_istable(L, -1)) {
     l_push_key(x, L, type);
     lua_rawget(L, -2);
@@ -111,7 +202,7 @@ static void emit_at(l_ctx_t *x, lua_State *L, int ud, int uv, int tb, int ev, in
 static void emit(l_ctx_t *x, lua_State *L, int handler, int type) {
   int ud = lua_gettop(L) - 1;
   l_push_traceback(x, L);
-  ws_lua_getuv(L, ud);
+  push_fields(L, ud);
   emit_at(x, L, ud, ud + 3, ud + 2, ud + 1, handler, type);
 }
 
@@ -126,6 +217,29 @@ static void new_event(l_ctx_t *x, lua_State *L, int ud, int type, int extra) {
   lua_rawset(L, -3);
 }
 
+/* Does the socket at ud have a handler (an L_SLOT_*) or listeners for events of type (an
+ * L_K_* key)? An event nobody listens to is not made. */
+static int listened(l_ctx_t *x, lua_State *L, int ud, int handler, int type) {
+  push_slot(x, L, ud, handler);
+  int yes = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  if (yes) return 1;
+  push_fields(L, ud);
+  if (lua_istable(L, -1)) {
+    l_push_key(x, L, L_K_LISTENERS);
+    lua_rawget(L, -2);
+    if (lua_istable(L, -1)) {
+      l_push_key(x, L, type);
+      lua_rawget(L, -2);
+      yes = lua_istable(L, -1) && ws_lua_rawlen(L, -1) > 0;
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return yes;
+}
+
 static void ev_open(ws_conn_t *c, const ws_http_head_t *head) {
   l_ctx_t *x = ctx_of(c);
   lua_State *L = x->L;
@@ -133,36 +247,18 @@ static void ev_open(ws_conn_t *c, const ws_http_head_t *head) {
   int ud = lua_gettop(L);
   if (b->kind == L_KIND_REQUEST) b->kind = L_KIND_SOCKET;
   if (head) {   /* client: the server's answer, as faye's statusCode and headers */
-    ws_lua_getuv(L, ud);
+    push_fields_made(L, ud);
     lua_pushinteger(L, head->status);
     lua_setfield(L, -2, "statusCode");
     l_push_headers(L, head);
     lua_setfield(L, -2, "headers");
     lua_pop(L, 1);
   }
-  new_event(x, L, ud, L_K_OPEN, 0);
-  emit(x, L, L_K_ONOPEN, L_K_OPEN);
-  lua_pop(L, 1);
-}
-
-/* Does the socket whose uservalue is at uv have an onmessage handler or message
- * listeners? Leaves the stack as it was. */
-static int wants_events(l_ctx_t *x, lua_State *L, int uv) {
-  int top = lua_gettop(L), yes;
-  l_push_key(x, L, L_K_ONMESSAGE);
-  lua_rawget(L, uv);
-  yes = !lua_isnil(L, -1);
-  if (!yes) {
-    l_push_key(x, L, L_K_LISTENERS);
-    lua_rawget(L, uv);
-    if (lua_istable(L, -1)) {
-      l_push_key(x, L, L_K_MESSAGE);
-      lua_rawget(L, -2);
-      yes = lua_istable(L, -1) && ws_lua_rawlen(L, -1) > 0;
-    }
+  if (listened(x, L, ud, L_SLOT_ONOPEN, L_K_OPEN)) {
+    new_event(x, L, ud, L_K_OPEN, 0);
+    emit(x, L, L_SLOT_ONOPEN, L_K_OPEN);
   }
-  lua_settop(L, top);
-  return yes;
+  lua_pop(L, 1);
 }
 
 /* A message: ondata(data, binary, ws) first, when set (no event object is made for it,
@@ -173,19 +269,20 @@ static void ev_message(ws_conn_t *c, int binary, const char *data, size_t len) {
   lua_State *L = x->L;
   l_box_t *b = box_of(c);
   int ud = lua_gettop(L), uv = ud + 1, tb = ud + 2;
-  ws_lua_getuv(L, ud);
+  push_fields(L, ud);
   l_push_traceback(x, L);
-  l_push_key(x, L, L_K_ONDATA);
-  lua_rawget(L, uv);
+  push_slot(x, L, ud, L_SLOT_ONDATA);
   if (lua_isfunction(L, -1)) {
     lua_pushlstring(L, data, len);
     lua_pushboolean(L, binary);
     lua_pushvalue(L, ud);
     if (l_call(x, L, 3, tb, ud) && b->p) ws_conn_handler_failed(b->p);
-    if (!b->p || !wants_events(x, L, uv)) {
+    if (!b->p || !listened(x, L, ud, L_SLOT_ONMESSAGE, L_K_MESSAGE)) {
       lua_settop(L, ud - 1);
       return;
     }
+    push_fields(L, ud);   /* ondata may have made the uservalue table (a listener) */
+    lua_replace(L, uv);
   } else {
     lua_pop(L, 1);
   }
@@ -196,7 +293,7 @@ static void ev_message(ws_conn_t *c, int binary, const char *data, size_t len) {
   l_push_key(x, L, L_K_BINARY);
   lua_pushboolean(L, binary);
   lua_rawset(L, -3);
-  emit_at(x, L, ud, uv, tb, tb + 1, L_K_ONMESSAGE, L_K_MESSAGE);
+  emit_at(x, L, ud, uv, tb, tb + 1, L_SLOT_ONMESSAGE, L_K_MESSAGE);
   lua_settop(L, ud - 1);
 }
 
@@ -228,7 +325,7 @@ static void ev_pong(ws_conn_t *c, const char *data, size_t len) {
 static void note_status(lua_State *L, int ud, ws_conn_t *c) {
   int status = ws_conn_response_status(c);
   if (!status) return;
-  ws_lua_getuv(L, ud);
+  push_fields_made(L, ud);
   lua_pushinteger(L, status);
   lua_setfield(L, -2, "statusCode");
   lua_pop(L, 1);
@@ -240,6 +337,10 @@ static void ev_error(ws_conn_t *c, int err, const char *message) {
   box_of(c);
   int ud = lua_gettop(L);
   note_status(L, ud, c);
+  if (!listened(x, L, ud, L_SLOT_ONERROR, L_K_ERROR)) {
+    lua_pop(L, 1);
+    return;
+  }
   const char *name = ws_err_name(err);
   new_event(x, L, ud, L_K_ERROR, 2);
   l_push_key(x, L, L_K_MESSAGE_F);
@@ -248,7 +349,7 @@ static void ev_error(ws_conn_t *c, int err, const char *message) {
   l_push_key(x, L, L_K_NAME);   /* EPROTOCOL, ETIMEDOUT, EBACKPRESSURE, ECONNREFUSED, ... */
   lua_pushstring(L, name ? name : uv_err_name(err));
   lua_rawset(L, -3);
-  emit(x, L, L_K_ONERROR, L_K_ERROR);
+  emit(x, L, L_SLOT_ONERROR, L_K_ERROR);
   lua_pop(L, 1);
 }
 
@@ -270,9 +371,9 @@ static void ev_drain(ws_conn_t *c) {
   int ud = lua_gettop(L);
   if (b->kind == L_KIND_REQUEST) {   /* a plain HTTP response (res) */
     request_hook(x, L, "_onrequestdrain", ud);
-  } else {
+  } else if (listened(x, L, ud, L_SLOT_ONDRAIN, L_K_DRAIN)) {
     new_event(x, L, ud, L_K_DRAIN, 0);
-    emit(x, L, L_K_ONDRAIN, L_K_DRAIN);
+    emit(x, L, L_SLOT_ONDRAIN, L_K_DRAIN);
   }
   lua_pop(L, 1);
 }
@@ -284,7 +385,7 @@ static void ev_close(ws_conn_t *c, unsigned code, const char *reason, size_t rle
   int ud = lua_gettop(L);
   if (b->kind == L_KIND_REQUEST) {   /* a plain HTTP exchange ended (res, EventSource) */
     request_hook(x, L, "_onrequestclose", ud);
-  } else {
+  } else if (listened(x, L, ud, L_SLOT_ONCLOSE, L_K_CLOSE)) {
     new_event(x, L, ud, L_K_CLOSE, 3);
     l_push_key(x, L, L_K_CODE);
     lua_pushinteger(L, code);
@@ -295,7 +396,7 @@ static void ev_close(ws_conn_t *c, unsigned code, const char *reason, size_t rle
     l_push_key(x, L, L_K_WASCLEAN);
     lua_pushboolean(L, clean);
     lua_rawset(L, -3);
-    emit(x, L, L_K_ONCLOSE, L_K_CLOSE);
+    emit(x, L, L_SLOT_ONCLOSE, L_K_CLOSE);
   }
   lua_pop(L, 1);
 }
@@ -310,7 +411,7 @@ static void ev_raw(ws_conn_t *c, const char *data, size_t len) {
   l_push_key(x, L, L_K_DATA);
   lua_pushlstring(L, data, len);
   lua_rawset(L, -3);
-  emit(x, L, L_K_ONDATA, L_K_DATA_EV);
+  emit(x, L, L_SLOT_ONDATA, L_K_DATA_EV);
   lua_pop(L, 1);
 }
 
@@ -320,7 +421,7 @@ static void ev_free(ws_conn_t *c) {
   if (!ws_conn_data(c)) return;   /* never reached Lua */
   l_box_t *b = box_of(c);
   if (b->kind == L_KIND_SOCKET) {   /* these stay readable after close, as in browsers */
-    ws_lua_getuv(L, -1);
+    push_fields_made(L, -1);
     lua_pushstring(L, ws_conn_protocol(c));
     lua_setfield(L, -2, "protocol");
     lua_pushstring(L, ws_conn_extensions(c));
@@ -329,9 +430,7 @@ static void ev_free(ws_conn_t *c) {
     lua_setfield(L, -2, "version");
     lua_pop(L, 1);
   }
-  b->p = NULL;
-  luaL_unref(L, LUA_REGISTRYINDEX, b->ref);
-  b->ref = LUA_NOREF;
+  sock_release(x, L, lua_gettop(L));
   lua_pop(L, 1);
 }
 
@@ -343,12 +442,10 @@ static void ev_request_done(ws_conn_t *c) {
   l_ctx_t *x = ctx_of(c);
   lua_State *L = x->L;
   if (!ws_conn_data(c)) return;
-  l_box_t *b = box_of(c);
+  box_of(c);
   int ud = lua_gettop(L);
   request_hook(x, L, "_onrequestclose", ud);
-  b->p = NULL;
-  luaL_unref(L, LUA_REGISTRYINDEX, b->ref);
-  b->ref = LUA_NOREF;
+  sock_release(x, L, ud);
   ws_conn_set_data(c, NULL);
   lua_pop(L, 1);
 }
@@ -469,16 +566,26 @@ static int l_conn_peer(lua_State *L) {
   return 2;
 }
 
-/* Fields read live from C; everything else lives in the uservalue table. */
+/* Fields read live from C; the slots' from the shared values; everything else lives in
+ * the uservalue table. */
 static int l_conn_index(lua_State *L) {
   lua_pushvalue(L, 2);
   lua_rawget(L, lua_upvalueindex(2));   /* methods: each checks its own self */
   if (!lua_isnil(L, -1)) return 1;
   lua_pop(L, 1);
   l_box_t *b = check_box(L);
+  lua_pushvalue(L, 2);
+  lua_rawget(L, lua_upvalueindex(3));   /* slot names */
+  int slot = (int)lua_tointeger(L, -1) - 1;
+  lua_pop(L, 1);
+  if (slot >= 0 && ((l_sock_t *)b)->slot[slot]) {
+    l_shared_push(l_ctx(L), L, ((l_sock_t *)b)->slot[slot]);
+    return 1;
+  }
   ws_conn_t *c = b->p;
-  const char *k = lua_tostring(L, 2);
-  if (k && lua_type(L, 2) == LUA_TSTRING) {
+  /* (lua_tostring would turn a number key into a string in place) */
+  const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
+  if (k) {
     if (strcmp(k, "readyState") == 0) {
       lua_pushinteger(L, c ? ws_conn_ready_state(c) : WS_CLOSED);
       return 1;
@@ -500,9 +607,13 @@ static int l_conn_index(lua_State *L) {
       return 1;
     }
   }
-  ws_lua_getuv(L, 1);
-  lua_pushvalue(L, 2);
-  lua_rawget(L, -2);
+  push_fields(L, 1);
+  if (lua_istable(L, -1)) {
+    lua_pushvalue(L, 2);
+    lua_rawget(L, -2);
+  } else {
+    lua_pushnil(L);
+  }
   if (lua_isnil(L, -1) && k && strcmp(k, "extensions") == 0 && b->kind == L_KIND_SOCKET)
     lua_pushliteral(L, "");   /* none negotiated; an extension sets its own */
   return 1;
@@ -514,9 +625,50 @@ static int l_conn_tostring(lua_State *L) {
   return 1;
 }
 
+/* A field set on a socket: a handler function or the url, into a slot while the conn
+ * lives (the box's anchor keeps the count); anything else into the uservalue table. */
+static int l_conn_newindex(lua_State *L) {
+  l_sock_t *s = (l_sock_t *)check_box(L);
+  l_ctx_t *x = l_ctx(L);
+  lua_settop(L, 3);
+  lua_pushvalue(L, 2);
+  lua_rawget(L, lua_upvalueindex(2));   /* slot names */
+  int slot = (int)lua_tointeger(L, -1) - 1;
+  lua_pop(L, 1);
+  int t = lua_type(L, 3);
+  if (slot >= 0) {
+    uint32_t old = s->slot[slot];
+    s->slot[slot] = 0;
+    if (s->box.p && (t == LUA_TFUNCTION || t == LUA_TSTRING)) {
+      uint32_t i = l_shared_hold(x, L, 3);
+      if (i <= UINT16_MAX) {
+        s->slot[slot] = (uint16_t)i;
+        lua_pushnil(L);   /* and none left in the uservalue table to show when unset */
+        lua_replace(L, 3);
+      } else {
+        l_shared_drop(x, L, i);
+      }
+    }
+    l_shared_drop(x, L, old);
+  }
+  if (lua_isnil(L, 3)) {
+    if (!push_own_fields(L, 1)) return 0;   /* nothing to forget */
+  } else {
+    push_fields_made(L, 1);
+  }
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 3);
+  lua_rawset(L, -3);
+  return 0;
+}
+
+/* core.uservalue(ud): the fields table of a userdata (a socket's made on first use). */
 int l_uservalue(lua_State *L) {
   luaL_checktype(L, 1, LUA_TUSERDATA);
-  ws_lua_getuv(L, 1);
+  if (luaL_testudata(L, 1, L_CONN_MT))
+    push_fields_made(L, 1);
+  else
+    ws_lua_getuv(L, 1);
   return 1;
 }
 
@@ -543,12 +695,22 @@ void l_conn_open(lua_State *L) {
   ws_lua_setfuncs(L, methods, 1);   /* each with the metatable (check_box) */
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, "__methods");
-  lua_pushvalue(L, -2);             /* __index: upvalues the metatable, then the methods */
+  lua_createtable(L, 0, L_SLOT_COUNT);   /* slot names: name -> slot + 1 */
+  for (int i = 0; i < L_SLOT_COUNT; i++) {
+    l_push_key(l_ctx(L), L, slot_keys[i]);
+    lua_pushinteger(L, i + 1);
+    lua_rawset(L, -3);
+  }
+  lua_pushvalue(L, -3);             /* __index: upvalues the metatable, the methods, the */
+  lua_pushvalue(L, -3);             /* slot names */
+  lua_pushvalue(L, -3);
+  lua_pushcclosure(L, l_conn_index, 3);
+  lua_setfield(L, -4, "__index");
+  lua_pushvalue(L, -3);             /* __newindex: the metatable, the slot names */
   lua_insert(L, -2);
-  lua_pushcclosure(L, l_conn_index, 2);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_uservalue_newindex);
-  lua_setfield(L, -2, "__newindex");
+  lua_pushcclosure(L, l_conn_newindex, 2);
+  lua_setfield(L, -3, "__newindex");
+  lua_pop(L, 1);                    /* the methods */
   lua_pushcfunction(L, l_conn_tostring);
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
@@ -603,10 +765,8 @@ int l_connect(lua_State *L) {
       return luaL_error(L, "proxy port out of range: %d", proxy.port);
     via = &proxy;
   }
-  l_box_t *b = l_box_new(L, L_CONN_MT, NULL);
+  l_box_t *b = &sock_new(L, NULL)->box;
   b->kind = raw ? L_KIND_RAW : L_KIND_SOCKET;
-  lua_pushvalue(L, -1);
-  b->ref = luaL_ref(L, LUA_REGISTRYINDEX);
   ws_conn_t *c;
   int r = ws_conn_connect(l_loop(L), &c, host, port, path, host_header, protocols, headers, &o,
                           tls, servername, via, raw, (void *)(intptr_t)b->ref);

@@ -70,7 +70,7 @@ static const char *const key_names[L_K_COUNT] = {
   "open", "message", "error", "close", "data",
   "onopen", "onmessage", "onerror", "onclose", "ondata",
   "message", "code", "reason", "wasClean",
-  "name", "drain", "ondrain",
+  "name", "drain", "ondrain", "url",
 };
 
 void l_push_hook(l_ctx_t *x, lua_State *L, const char *name) {
@@ -458,6 +458,7 @@ LUAWS_EXPORT int luaopen_luaws_core(lua_State *L) {
     memset(x, 0, sizeof *x);
     x->L = L;
     x->traceback_ref = x->hooks_ref = x->pending_error_ref = LUA_NOREF;
+    x->shared_ref = x->shared_count_ref = x->empty_ref = LUA_NOREF;
     lua_newtable(L);
     lua_pushcfunction(L, l_ctx_gc);
     lua_setfield(L, -2, "__gc");
@@ -471,6 +472,11 @@ LUAWS_EXPORT int luaopen_luaws_core(lua_State *L) {
       lua_pushstring(L, key_names[i]);
       x->key_refs[i] = luaL_ref(L, LUA_REGISTRYINDEX);
     }
+    l_shared_open(x, L);
+#if LUA_VERSION_NUM == 501   /* a userdata's env must be a table: one empty one for all */
+    lua_newtable(L);
+    x->empty_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+#endif
   }
   luaL_newmetatable(L, L_TIMER_MT);
   lua_pop(L, 1);

@@ -87,9 +87,8 @@ function M.open(url, protocols, opts, level)
     tls = ctx, servername = servername, proxy = proxy,
   }
   if not ws then return nil, err, name end
-  local uv = core.uservalue(ws)
-  uv.url = url
-  uv._queue_limits = o.queue
+  ws.url = url
+  if o.queue then ws._queue_limits = o.queue end
   return ws
 end
 

@@ -136,9 +136,8 @@ end
 
 function listeners.message(e)
   local ws = e.target
-  local uv = core.uservalue(ws)
-  if uv.onmessage ~= nil then return end   -- the callback style takes this socket's messages
-  local st = uv._queue
+  if ws.onmessage ~= nil then return end   -- the callback style takes this socket's messages
+  local st = core.uservalue(ws)._queue
   local data = e.data
   local i = st.tail + 1
   st.tail = i
@@ -190,8 +189,7 @@ local function attach(ws, owner)
 end
 
 local function queue_of(ws, what)
-  local uv = core.uservalue(ws)
-  if uv.onmessage ~= nil then
+  if ws.onmessage ~= nil then
     error(what .. ": this socket has an onmessage handler, which takes its messages " ..
           "(set ws.onmessage = nil to receive them here; addEventListener listeners may stay)", 3)
   end

@@ -76,15 +76,24 @@ end
 local server = require "luaws.server"
 server.init(M, hooks, upgrading)
 
+-- Does the comma-separated list s name token (any case)? string.find, not gmatch: every
+-- handshake passes here, and 5.4's gmatch allocates a match state of over 500 bytes.
+local function lists(s, token)
+  local init = 1
+  while true do
+    local i, j = s:find("[^,%s]+", init)
+    if not i then return false end
+    if j - i + 1 == #token and s:sub(i, j):lower() == token then return true end
+    init = j + 1
+  end
+end
+
 --- WebSocket.isWebSocket(req): is this request a WebSocket upgrade?
 function M.isWebSocket(req)
   if type(req) ~= "table" or req.method ~= "GET" then return false end
   local up = req.headers and req.headers.upgrade
   if type(up) ~= "string" then return false end
-  for token in up:gmatch("[^,%s]+") do
-    if token:lower() == "websocket" then return true end
-  end
-  return false
+  return up == "websocket" or lists(up, "websocket")
 end
 
 --- WebSocket(req, protocols, options): accept an upgrade request inside onupgrade.
@@ -102,19 +111,25 @@ local function accept(req, protocols, opts)
   -- hixie-75 names its one protocol WebSocket-Protocol
   local offered = req.headers["sec-websocket-protocol"] or req.headers["websocket-protocol"]
   if offered and protocols then
-    local supported = {}
-    for _, p in ipairs(options.protocol_list(protocols, 3)) do supported[p] = true end
-    for p in offered:gmatch("[^,%s]+") do
-      if supported[p] then chosen = p; break end
+    local list = options.protocol_list(protocols, 3)
+    local init = 1
+    while not chosen do
+      local i, j = offered:find("[^,%s]+", init)
+      if not i then break end
+      local p = offered:sub(i, j)
+      for k = 1, #list do
+        if list[k] == p then chosen = p; break end
+      end
+      init = j + 1
     end
   end
   local ws, err, name = core.accept(conn, chosen, options.header_lines(o.headers, 3), o.core)
   if not ws then return nil, err, name end
-  local uv = core.uservalue(ws)
-  uv.url = (req.tls and "wss://" or "ws://") .. (req.headers.host or "localhost") .. req.url
-  uv._queue_limits = o.queue
+  ws.url = (req.tls and "wss://" or "ws://") .. (req.headers.host or "localhost") .. req.url
+  if o.queue then ws._queue_limits = o.queue end
   if upgrading.req == req then upgrading.req, upgrading.conn = nil, nil end
-  req._deferred = nil
+  -- (set only when there: a nil stored under a new key grows the table in 5.1 and LuaJIT)
+  if req._deferred then req._deferred = nil end
   return ws
 end
 

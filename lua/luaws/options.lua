@@ -238,11 +238,11 @@ function M.protocol_list(protocols, level)
   if protocols == nil then return {} end
   if type(protocols) == "string" then protocols = { protocols } end
   if type(protocols) ~= "table" then fail(level, "protocols must be a string or a list") end
-  local seen = {}
-  for i, p in ipairs(protocols) do
+  for i, p in ipairs(protocols) do   -- (a short list: no table to find repeats with)
     if not is_token(p) then fail(level, "invalid subprotocol name %q", tostring(p)) end
-    if seen[p] then fail(level, "subprotocol %q given twice", p) end
-    seen[p] = true
+    for k = 1, i - 1 do
+      if protocols[k] == p then fail(level, "subprotocol %q given twice", p) end
+    end
   end
   return protocols
 end

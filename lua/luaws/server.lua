@@ -153,41 +153,49 @@ local requests = setmetatable({}, { __mode = "k" })    -- conn -> req, for a str
 -- Upgrade requests: defer() to answer later, reject() to refuse.
 local Request = {}
 Request.__index = Request
-local request_conn = setmetatable({}, { __mode = "k" })   -- req -> conn
+local upgrading   -- init.lua's: the request onupgrade is handling, and its conn
+
+-- The conn of an upgrade request still to answer: the one onupgrade is handling, or one
+-- deferred (req._deferred is its conn). Nothing per request outlives the request.
+local function conn_of(req)
+  if req == upgrading.req then return upgrading.conn end
+  return req._deferred or nil
+end
 
 --- req:defer(): keep the upgrade request after onupgrade returns; accept it later with
 --- WebSocket(req, ...) or refuse it with req:reject(...). Bounded by handshake_timeout.
 function Request:defer()
-  local conn = request_conn[self]
-  if not conn then error("defer: not an upgrade request", 2) end
+  local conn = conn_of(self)
+  if not conn then error("defer: only an upgrade request, inside onupgrade", 2) end
   local ok, err, name = core.defer(conn)
-  if ok then self._deferred = true end
+  if ok then self._deferred = conn end
   return ok, err, name
 end
 
 --- req:reject(status [, headers [, body]]): answer the upgrade request with a plain HTTP
 --- response; the connection closes after it.
 function Request:reject(status, headers, body)
-  local conn = request_conn[self]
-  if not conn then error("reject: not an upgrade request", 2) end
+  local conn = conn_of(self)
+  if not conn then error("reject: not an upgrade request still to answer", 2) end
   if type(status) ~= "number" or status < 200 or status > 999 or status % 1 ~= 0 or status == 101 then
     error("reject: bad status code", 2)
   end
   body = body and tostring(body) or ""
   local head = string.format("HTTP/1.1 %d %s\r\n%sContent-Length: %d\r\nConnection: close\r\n\r\n",
     status, STATUS[status] or "Status", options.header_lines(headers, 2) or "", #body)
-  request_conn[self] = nil
+  if self._deferred then self._deferred = nil end
+  if upgrading.req == self then upgrading.req, upgrading.conn = nil, nil end
   local ok, err, name = core.http_write(conn, head .. body)
   core.http_end(conn, false)
   return ok, err, name
 end
 
-function M.init(WebSocket, hooks, upgrading)
+function M.init(WebSocket, hooks, upgrading_)
+  upgrading = upgrading_
   function hooks._onrequest(server, conn, req, upgrade)
     if upgrade then
       local h = server.onupgrade
       setmetatable(req, Request)
-      request_conn[req] = conn
       upgrading.req, upgrading.conn = req, conn
       if h then h(req) end   -- not accepted, deferred nor rejected: the C side answers 400
       upgrading.req, upgrading.conn = nil, nil
@@ -217,7 +225,7 @@ function M.init(WebSocket, hooks, upgrading)
 
   --- The conn a deferred request is accepted on, or nil.
   function upgrading.deferred(req)
-    return req and req._deferred and request_conn[req] or nil
+    return req and req._deferred or nil
   end
 
   -- stream_bodies: req.ondata(chunk) for each piece, then req.onend().
