@@ -32,7 +32,7 @@ build = {
         "csrc/core/frame.c", "csrc/core/handshake.c", "csrc/core/hixie.c", "csrc/core/http.c",
         "csrc/core/mask.c", "csrc/core/utf8.c",
         "csrc/io/backplane.c", "csrc/io/client.c", "csrc/io/conn.c", "csrc/io/loop.c", "csrc/io/proxy.c",
-        "csrc/io/scripted.c", "csrc/io/server.c",
+        "csrc/io/scripted.c", "csrc/io/server.c", "csrc/io/sock.c",
         "csrc/io/tls.c", "csrc/io/topics.c", "csrc/io/transport.c",
         "csrc/lua/l_backplane.c", "csrc/lua/l_conn.c", "csrc/lua/l_ext.c", "csrc/lua/l_process.c", "csrc/lua/l_server.c", "csrc/lua/l_shared.c", "csrc/lua/l_signal.c", "csrc/lua/l_stdio.c", "csrc/lua/l_tls.c",
         "csrc/lua/l_topics.c", "csrc/lua/l_util.c",
