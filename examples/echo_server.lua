@@ -44,9 +44,11 @@ local function echo_data(data, binary, ws)
   ws:send(data, binary and "binary" or nil)
 end
 
+local protocols = { "echo" }   -- made once, not per connection
+
 server.onupgrade = function(req)
   if not WebSocket.isWebSocket(req) then return end
-  local ws = WebSocket(req, { "echo" }, opts)
+  local ws = WebSocket(req, protocols, opts)
   if ondata then ws.ondata = echo_data else ws.onmessage = echo end
 end
 
