@@ -40,7 +40,7 @@ static void free_layer(ws__transport_t **t) {
 }
 
 static void free_hs(ws_conn_t *c) {
-  ws__client_hs_t *hs = c->hs;
+  ws__client_hs_t *hs = ws__r(c)->hs;
   if (!hs) return;
   free_layer(&hs->proxy_tls);
   free_layer(&hs->proxy);
@@ -50,7 +50,7 @@ static void free_hs(ws_conn_t *c) {
   free(hs->request);
   ws__buf_free(&hs->early);
   free(hs);
-  c->hs = NULL;
+  c->rare->hs = NULL;
 }
 
 static void fail_uv(ws_conn_t *c, const char *what, int err) {
@@ -63,7 +63,7 @@ static void fail_uv(ws_conn_t *c, const char *what, int err) {
 
 /* Starts the next stage: 0, or the error its start failed with. */
 static int next_stage(ws_conn_t *c) {
-  ws__client_hs_t *hs = c->hs;
+  ws__client_hs_t *hs = ws__r(c)->hs;
   if (!hs || c->state == WS__S_CLOSED || hs->at + 1 >= hs->nstages) return 0;
   return hs->stages[++hs->at]->start(c);
 }
@@ -71,11 +71,11 @@ static int next_stage(ws_conn_t *c) {
 /* The stage under way is done (the transports call this through the role). */
 static void ready(ws_conn_t *c) {
   int r = next_stage(c);
-  if (r && c->state != WS__S_CLOSED) fail_uv(c, c->hs->stages[c->hs->at]->name, r);
+  if (r && c->state != WS__S_CLOSED) fail_uv(c, ws__r(c)->hs->stages[ws__r(c)->hs->at]->name, r);
 }
 
 static const char *stage_name(const ws_conn_t *c) {
-  const ws__client_hs_t *hs = c->hs;
+  const ws__client_hs_t *hs = ws__r(c)->hs;
   return hs && hs->at >= 0 ? hs->stages[hs->at]->name : NULL;
 }
 
@@ -115,7 +115,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 }
 
 static int start_tcp(ws_conn_t *c) {
-  ws__client_hs_t *hs = c->hs;
+  ws__client_hs_t *hs = ws__r(c)->hs;
   char portstr[16];
   snprintf(portstr, sizeof portstr, "%d", hs->dial_port);
   struct addrinfo hints;
@@ -136,23 +136,23 @@ static ws__transport_t *take(ws__transport_t **t) {
 }
 
 static int start_proxy_tls(ws_conn_t *c) {
-  ws__tls_start(c, take(&c->hs->proxy_tls));
+  ws__tls_start(c, take(&ws__r(c)->hs->proxy_tls));
   return 0;
 }
 
 static int start_connect(ws_conn_t *c) {
-  ws__proxy_start(c, take(&c->hs->proxy));
+  ws__proxy_start(c, take(&ws__r(c)->hs->proxy));
   return 0;
 }
 
 static int start_tls(ws_conn_t *c) {
-  ws__tls_start(c, take(&c->hs->tls));
+  ws__tls_start(c, take(&ws__r(c)->hs->tls));
   return 0;
 }
 
 /* The way is open: the request goes (raw test conns: open at once). */
 static int start_upgrade(ws_conn_t *c) {
-  ws__client_hs_t *hs = c->hs;
+  ws__client_hs_t *hs = ws__r(c)->hs;
   if (hs->raw) {
     c->state = WS__S_RAW;
     free_hs(c);
@@ -173,7 +173,7 @@ static const stage_t upgrade_stage = {NULL, start_upgrade};
 
 int ws__client_way_in(ws_conn_t *c, int tcp, const char *host, int port, ws_tls_ctx_t *tls,
                       const char *servername, const ws_proxy_options_t *proxy) {
-  ws__client_hs_t *hs = c->hs;
+  ws__client_hs_t *hs = ws__r(c)->hs;
   int r = 0;
   hs->nstages = 0;
   hs->at = -1;
@@ -214,8 +214,11 @@ int ws__client_new(ws_loop_t *l, ws_conn_t **out, const char *path, const char *
   if (!c) return WS_ENOMEM;
   ws__client_hs_t *hs = calloc(1, sizeof *hs);
   int r = WS_ENOMEM;
-  if (!hs) goto fail;
-  c->hs = hs;
+  if (!hs || !ws__rare(c)) {
+    free(hs);
+    goto fail;
+  }
+  c->rare->hs = hs;
   hs->conn = c;
   hs->raw = raw;
   hs->at = -1;
@@ -227,7 +230,7 @@ int ws__client_new(ws_loop_t *l, ws_conn_t **out, const char *path, const char *
   if ((r = ws__conn_set_extensions(c, o)) != 0) goto fail;
   char offer[512] = "";
   size_t olen = 0;
-  if (c->ext && (r = ws_ext_client_offer(c->ext->use, c->ext->n, offer, sizeof offer, &olen)) != 0)
+  if (ws__r(c)->ext && (r = ws_ext_client_offer(ws__r(c)->ext->use, ws__r(c)->ext->n, offer, sizeof offer, &olen)) != 0)
     goto fail;
   if ((r = ws_handshake_client_key(hs->key)) != 0) goto fail;
   r = WS_ENOMEM;
@@ -272,7 +275,7 @@ static int accept_extensions(ws_conn_t *c, const ws_http_head_t *h) {
   ws_ext_list_init(answer);
   int r = ws_ext_parse_head(answer, h);
   if (r == WS_EHTTP || r == WS_EHEADTOOBIG) r = WS_EEXTENSION;
-  if (r == 0) r = ws_ext_client_accept(c->ext->use, c->ext->n, answer);
+  if (r == 0) r = ws_ext_client_accept(ws__r(c)->ext->use, ws__r(c)->ext->n, answer);
   free(answer);
   if (r) return r;
   /* What ws.extensions tells: the answer's value(s), as the server wrote them. */
@@ -316,7 +319,7 @@ static ssize_t on_head(ws_conn_t *c, char *buf, size_t len) {
     ws__conn_fail(c, WS_EHANDSHAKE, "malformed handshake response");
     return -1;
   }
-  c->hs->status = h.status;   /* told to the layer above even when it fails */
+  ws__r(c)->hs->status = h.status;   /* told to the layer above even when it fails */
   if (h.status != 101) {
     char msg[96];
     snprintf(msg, sizeof msg, "unexpected response code: %d", h.status);
@@ -324,11 +327,11 @@ static ssize_t on_head(ws_conn_t *c, char *buf, size_t len) {
     return -1;
   }
   const char *why = NULL;
-  if (ws_handshake_check_response_ext(&h, c->hs->key, c->hs->offered, c->ext != NULL, &why)) {
+  if (ws_handshake_check_response_ext(&h, ws__r(c)->hs->key, ws__r(c)->hs->offered, ws__r(c)->ext != NULL, &why)) {
     ws__conn_fail(c, WS_EHANDSHAKE, why ? why : "bad handshake response");
     return -1;
   }
-  int er = c->ext ? accept_extensions(c, &h) : 0;
+  int er = ws__r(c)->ext ? accept_extensions(c, &h) : 0;
   if (er) {
     ws__conn_fail(c, er, er == WS_EEXTENSION
                             ? "Sec-WebSocket-Extensions: the server's answer was not one the "
@@ -344,8 +347,8 @@ static ssize_t on_head(ws_conn_t *c, char *buf, size_t len) {
       c->protocol[p->value_len] = 0;
     }
   }
-  ws_buf_t early = c->hs->early;
-  memset(&c->hs->early, 0, sizeof early);
+  ws_buf_t early = ws__r(c)->hs->early;
+  memset(&ws__r(c)->hs->early, 0, sizeof early);
   free_hs(c);
   if (early.len) {
     ws_iov_t b = {early.base + early.start, early.len};
@@ -358,16 +361,16 @@ static ssize_t on_head(ws_conn_t *c, char *buf, size_t len) {
 }
 
 int ws_conn_response_status(const ws_conn_t *c) {
-  return (c->flags & WS__F_CLIENT) && c->hs ? c->hs->status : 0;
+  return (c->flags & WS__F_CLIENT) && ws__r(c)->hs ? ws__r(c)->hs->status : 0;
 }
 
 /* Queues a whole frame made while connecting; it is written right after the 101. */
 static int queue_early(ws_conn_t *c, const char *frame, size_t len) {
-  if (!c->hs) return WS_ECLOSED;
-  return ws__buf_append(&c->hs->early, frame, len);
+  if (!ws__r(c)->hs) return WS_ECLOSED;
+  return ws__buf_append(&ws__r(c)->hs->early, frame, len);
 }
 
-static size_t early_len(const ws_conn_t *c) { return c->hs ? c->hs->early.len : 0; }
+static size_t early_len(const ws_conn_t *c) { return ws__r(c)->hs ? ws__r(c)->hs->early.len : 0; }
 
 static void no_account(ws_conn_t *c, ssize_t delta) { (void)c, (void)delta; }
 

@@ -61,7 +61,7 @@ struct ws__rare *ws__rare(ws_conn_t *c) {
 }
 
 static void free_extensions(ws_conn_t *c) {
-  struct ws__exts *x = c->ext;
+  struct ws__exts *x = ws__r(c)->ext;
   if (!x) return;
   for (unsigned i = 0; i < x->n; i++) {
     if (x->use[i].state) x->use[i].ext->destroy(x->use[i].state);
@@ -69,7 +69,7 @@ static void free_extensions(ws_conn_t *c) {
   }
   free(x->agreed);
   free(x);
-  c->ext = NULL;
+  c->rare->ext = NULL;
 }
 
 int ws__conn_set_extensions(ws_conn_t *c, const ws_conn_options_t *o) {
@@ -77,8 +77,11 @@ int ws__conn_set_extensions(ws_conn_t *c, const ws_conn_options_t *o) {
   unsigned n = o->num_extensions < WS_MAX_EXTENSIONS ? o->num_extensions : WS_MAX_EXTENSIONS;
   if (!n || !(c->codec->caps & WS_CODEC_EXTENSIONS)) return 0;
   struct ws__exts *x = calloc(1, sizeof *x);
-  if (!x) return WS_ENOMEM;
-  c->ext = x;
+  if (!x || !ws__rare(c)) {
+    free(x);
+    return WS_ENOMEM;
+  }
+  c->rare->ext = x;
   for (unsigned i = 0; i < n; i++) {
     const ws_extension_t *e = o->extensions[i];
     void *cfg = malloc(e->config_size ? e->config_size : 1);
@@ -92,7 +95,7 @@ int ws__conn_set_extensions(ws_conn_t *c, const ws_conn_options_t *o) {
 }
 
 int ws__conn_extensions_agreed(ws_conn_t *c, const char *value, size_t len) {
-  struct ws__exts *x = c->ext;
+  struct ws__exts *x = ws__r(c)->ext;
   if (!x) return 0;
   x->rsv = ws_ext_rsv(x->use, x->n);
   if (!x->rsv) {   /* nothing negotiated: an idle conn keeps nothing for it */
@@ -110,7 +113,7 @@ int ws__conn_extensions_agreed(ws_conn_t *c, const char *value, size_t len) {
 }
 
 const char *ws_conn_extensions(const ws_conn_t *c) {
-  return c->ext && c->ext->agreed ? c->ext->agreed : "";
+  return ws__r(c)->ext && ws__r(c)->ext->agreed ? ws__r(c)->ext->agreed : "";
 }
 
 ws_conn_t *ws__conn_new(ws_loop_t *l) {
@@ -452,7 +455,7 @@ static int sendable(const ws_conn_t *c, int opcode, const char *data, size_t len
 /* A data message through the first negotiated extension that encodes it (into the
  * loop's scratch buffer), then framed with the RSV bits it says. */
 static int send_message(ws_conn_t *c, int opcode, const char *data, size_t len) {
-  struct ws__exts *x = c->ext;
+  struct ws__exts *x = ws__r(c)->ext;
   if (x && x->rsv && !(opcode & 8)) {
     ws_bytes_t *out = &c->loop->scratch;
     for (unsigned i = 0; i < x->n; i++) {
@@ -612,7 +615,7 @@ static int in_frame(const ws_conn_t *c) {
 /* An extension's decoded bytes: into the message, UTF-8 checked as they come. */
 static int decoded(void *ud, const char *data, size_t len) {
   ws_conn_t *c = ud;
-  if (c->ext->text && ws_utf8_validate(&c->ext->utf8, (const uint8_t *)data, len) < 0)
+  if (ws__r(c)->ext->text && ws_utf8_validate(&ws__r(c)->ext->utf8, (const uint8_t *)data, len) < 0)
     return WS_EUTF8;
   return ws__buf_append(&c->msg, data, len) == 0 ? 0 : WS_ENOMEM;
 }
@@ -621,7 +624,7 @@ static int decoded(void *ud, const char *data, size_t len) {
  * at a time, bounded by maxLength on the decoded size (the parser bounds the wire size). */
 static int on_extension_data(ws_conn_t *c, int opcode, int rsv, const char *data, size_t len,
                              int fin) {
-  struct ws__exts *x = c->ext;
+  struct ws__exts *x = ws__r(c)->ext;
   unsigned i = 0;
   while (i < x->n && !(x->use[i].state && (x->use[i].ext->rsv & rsv))) i++;
   if (i == x->n) {   /* bits no negotiated extension owns: the parser lets none through */
@@ -653,7 +656,7 @@ static int on_data(void *ud, int opcode, int rsv, char *data, size_t len, int fi
     ws__buf_free(&c->msg);
     return 0;
   }
-  if (rsv && c->ext) return on_extension_data(c, opcode, rsv, data, len, fin);
+  if (rsv && ws__r(c)->ext) return on_extension_data(c, opcode, rsv, data, len, fin);
   if (!fin || c->msg.len) {
     if (c->msg.base && data == c->msg.base + c->msg.start + c->msg.len && len <= ws__buf_room(&c->msg)) {
       c->msg.len += len;   /* read straight into the message (on_alloc) */
@@ -1053,7 +1056,7 @@ static void keepalive(ws_conn_t *c, uint32_t now) {
  * what the next message needs (permessage-deflate frees its zlib streams and keeps
  * their windows), and the loop gives the freed memory back to the system. */
 static void park(ws_conn_t *c, uint32_t now) {
-  struct ws__exts *x = c->ext;
+  struct ws__exts *x = ws__r(c)->ext;
   if (!x || !x->rsv || c->msg.len || c->codec->busy(&c->parser) || ws_conn_buffered(c) ||
       !due(now, c->heard_at, WS__PARK_MS) || !due(now, c->out_at, WS__PARK_MS))
     return;
@@ -1218,9 +1221,9 @@ void ws__conn_apply_options(ws_conn_t *c, const ws_conn_options_t *o, int role) 
 void ws__conn_account(ws_conn_t *c) {
   ws_loop_t *l = c->loop;
   size_t in = c->in.cap + c->msg.cap;
-  if (c->ext && c->state != WS__S_CLOSED)   /* an extension's state (zlib's) */
-    for (unsigned i = 0; i < c->ext->n; i++)
-      if (c->ext->use[i].state) in += c->ext->use[i].ext->memory(c->ext->use[i].state);
+  if (ws__r(c)->ext && c->state != WS__S_CLOSED)   /* an extension's state (zlib's) */
+    for (unsigned i = 0; i < ws__r(c)->ext->n; i++)
+      if (ws__r(c)->ext->use[i].state) in += ws__r(c)->ext->use[i].ext->memory(ws__r(c)->ext->use[i].state);
   /* A closed conn sends nothing more: the write libuv still holds is freed by its
    * callback, and counting it until then would make a budget drop conn after conn for
    * bytes that are already on their way out of memory. */
@@ -1245,9 +1248,9 @@ void ws_loop_stats(ws_loop_t *l, ws_loop_stats_t *st) {
 
 /* The permessage-deflate state of c, when negotiated. */
 static ws_deflate_t *deflate_of(const ws_conn_t *c) {
-  if (!c->ext) return NULL;
-  for (unsigned i = 0; i < c->ext->n; i++)
-    if (c->ext->use[i].ext == &ws_deflate_extension) return c->ext->use[i].state;
+  if (!ws__r(c)->ext) return NULL;
+  for (unsigned i = 0; i < ws__r(c)->ext->n; i++)
+    if (ws__r(c)->ext->use[i].ext == &ws_deflate_extension) return ws__r(c)->ext->use[i].state;
   return NULL;
 }
 

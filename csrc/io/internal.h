@@ -303,11 +303,9 @@ struct ws_conn {
   void *data;
   const ws__role_t *role;
   ws__transport_t *tp;             /* the top layer (NULL: plain TCP) */
-  ws__client_hs_t *hs;             /* client handshake state, freed at open */
   char *protocol;                  /* negotiated subprotocol, NULL if none */
   const ws_codec_t *codec;         /* the protocol version's framing (codec.h) */
   ws_codec_parser_t parser;
-  struct ws__exts *ext;            /* configured extensions, or NULL */
   struct ws__subs *subs;           /* its topics (topics.c), or NULL: none */
   struct ws__rare *rare;           /* what few conns need (ws__r, ws__rare), or NULL */
   ws_buf_t in;                     /* unconsumed input (split header, paused) */
@@ -335,6 +333,8 @@ struct ws_conn {
 /* What few conns need, and most only for a while: a conn makes it when it first needs
  * it, and it goes with the conn. */
 struct ws__rare {
+  ws__client_hs_t *hs;             /* client handshake state, freed at open */
+  struct ws__exts *ext;            /* configured extensions, or NULL */
   char *close_reason;              /* the peer's close reason, if any */
   struct ws__error *error;         /* an abort's error, told just before on_close */
   struct ws__body *body;           /* the request whose body is being read, or NULL */

@@ -256,12 +256,12 @@ static int negotiate_extensions(ws_conn_t *c, const ws_http_head_t *h, char *out
                                 size_t *len) {
   *len = 0;
   out[0] = 0;
-  if (!c->ext) return 0;
+  if (!ws__r(c)->ext) return 0;
   ws_ext_list_t *offers = malloc(sizeof *offers);
   if (!offers) return WS_ENOMEM;
   ws_ext_list_init(offers);
   int r = ws_ext_parse_head(offers, h);
-  if (r == 0) r = ws_ext_server_negotiate(c->ext->use, c->ext->n, offers, out, cap, len);
+  if (r == 0) r = ws_ext_server_negotiate(ws__r(c)->ext->use, ws__r(c)->ext->n, offers, out, cap, len);
   free(offers);
   if (r == 0) r = ws__conn_extensions_agreed(c, out, *len);
   return r;
