@@ -70,13 +70,19 @@ static ssize_t s_read(ws_conn_t *c, char *buf, size_t len) {
 }
 
 static ssize_t s_write(ws_conn_t *c, const ws_iov_t *iov, unsigned n) {
+  ssize_t r;
+  if (n == 1) {   /* the usual case (a corked batch, the queue): write(2) is the cheaper */
+    do r = write(c->fd, iov[0].base, iov[0].len);
+    while (r < 0 && errno == EINTR);
+    if (r >= 0) return r;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? UV_EAGAIN : sys_err();
+  }
   struct iovec v[WS__MAX_IOV];
   if (n > WS__MAX_IOV) n = WS__MAX_IOV;
   for (unsigned i = 0; i < n; i++) {
     v[i].iov_base = (void *)iov[i].base;
     v[i].iov_len = iov[i].len;
   }
-  ssize_t r;
   do r = writev(c->fd, v, (int)n);
   while (r < 0 && errno == EINTR);
   if (r >= 0) return r;
