@@ -83,6 +83,10 @@ struct ws_loop {
   int sock_active;           /* sockets in the set: the poll handle is referenced */
   int spare_fd;              /* given up to shed a backlog when out of fds */
   int live;                  /* conns whose socket is not closed (active handles) */
+  uv_check_t keep;           /* ws_loop_run: keeps libuv's loop alive while a socket
+                                waits (the poll handle is stopped there), and sees a
+                                uv_stop made inside libuv's turn */
+  int stopped;
   uv_idle_t reaper;          /* frees the conns of closed sockets at the next turn */
   const ws__stream_ops_t *script_io;   /* tests' scripted sockets' calls (scripted.c) */
   void *scripts;                       /* and their states */

@@ -105,6 +105,10 @@ typedef struct ws_io_events {
  * no process-wide state), reporting to events; data is the layer above's. */
 ws_loop_t *ws_loop_new(uv_loop_t *uv, const ws_io_events_t *events, void *data);
 uv_loop_t *ws_loop_uv(ws_loop_t *l);
+/* uv_run(uv, UV_RUN_DEFAULT) for this loop: until nothing is left, or uv_stop. The
+ * process sleeps in the sockets' own epoll set, with libuv's inside it, so a socket's
+ * readiness wakes one set rather than two; libuv's handles run as under uv_run. */
+void ws_loop_run(ws_loop_t *l);
 void *ws_loop_data(const ws_loop_t *l);
 ws_loop_t *ws_conn_loop(const ws_conn_t *c);
 ws_loop_t *ws_server_loop(const ws_server_t *s);

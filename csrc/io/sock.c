@@ -25,14 +25,20 @@
 
 static int sys_err(void) { return uv_translate_sys_error(errno); }
 
-/* The poll handle keeps libuv's loop running while some socket waits for something. */
+/* The poll handle (or ws_loop_run's keep handle) keeps libuv's loop running while some
+ * socket waits for something. */
 static void set_active(ws_loop_t *l, int delta) {
   int was = l->sock_active > 0;
   l->sock_active += delta;
   int is = l->sock_active > 0;
   if (was == is) return;
-  if (is) uv_ref((uv_handle_t *)&l->sock_poll);
-  else uv_unref((uv_handle_t *)&l->sock_poll);
+  if (is) {
+    uv_ref((uv_handle_t *)&l->sock_poll);
+    uv_ref((uv_handle_t *)&l->keep);
+  } else {
+    uv_unref((uv_handle_t *)&l->sock_poll);
+    uv_unref((uv_handle_t *)&l->keep);
+  }
 }
 
 /* Registers, changes or removes fd's interest; tag is what the set reports back. */
@@ -155,15 +161,17 @@ int ws__poll_set(ws_loop_t *l, ws__pollable_t *p, unsigned ev) {
 
 /* ---- the loop's set ----------------------------------------------------------------- */
 
-static void on_poll(uv_poll_t *h, int status, int events) {
-  (void)status, (void)events;
-  ws_loop_t *l = h->data;
-  struct epoll_event ev[WS__POLL_BATCH];
-  int n;
-  do n = epoll_wait(l->sock_epfd, ev, WS__POLL_BATCH, 0);
-  while (n < 0 && errno == EINTR);
+#define WS__TAG_UV 2   /* ws_loop_run: libuv's backend fd in the set */
+
+/* Hands n events of the set to their sockets; returns whether libuv's fd was among them. */
+static int dispatch(struct epoll_event *ev, int n) {
+  int uv_ready = 0;
   for (int i = 0; i < n; i++) {
     uint64_t tag = ev[i].data.u64;
+    if (tag == WS__TAG_UV) {
+      uv_ready = 1;
+      continue;
+    }
     unsigned e = ev[i].events, io = 0;
     if (e & (EPOLLIN | EPOLLERR | EPOLLHUP)) io |= WS__IO_READ;
     if (e & (EPOLLOUT | EPOLLERR | EPOLLHUP)) io |= WS__IO_WRITE;
@@ -175,6 +183,66 @@ static void on_poll(uv_poll_t *h, int status, int events) {
       if (c->fd >= 0) ws__conn_io(c, io & c->io_ev);
     }
   }
+  return uv_ready;
+}
+
+static void on_poll(uv_poll_t *h, int status, int events) {
+  (void)status, (void)events;
+  ws_loop_t *l = h->data;
+  struct epoll_event ev[WS__POLL_BATCH];
+  int n;
+  do n = epoll_wait(l->sock_epfd, ev, WS__POLL_BATCH, 0);
+  while (n < 0 && errno == EINTR);
+  if (n > 0) dispatch(ev, n);
+}
+
+/* After libuv's poll phase: a uv_stop made by a libuv callback is noted here, before
+ * uv_run clears it on its way out. */
+static void keep_cb(uv_check_t *h) {
+  ws_loop_t *l = h->data;
+  if (l->uv->stop_flag) l->stopped = 1;
+}
+
+/* The set is where the process sleeps: libuv's backend fd goes into it (so the poll
+ * handle, which put the set into libuv's, stops: epoll sets cannot nest both ways), and
+ * libuv turns (uv_run, without waiting) when its fd is ready or its next timer is due. */
+void ws_loop_run(ws_loop_t *l) {
+  uv_loop_t *uv = l->uv;
+  struct epoll_event e;
+  memset(&e, 0, sizeof e);
+  e.events = EPOLLIN;
+  e.data.u64 = WS__TAG_UV;
+  uv_poll_stop(&l->sock_poll);
+  if (epoll_ctl(l->sock_epfd, EPOLL_CTL_ADD, uv_backend_fd(uv), &e) != 0) {
+    uv_poll_start(&l->sock_poll, UV_READABLE, on_poll);   /* as before, nested */
+    uv_run(uv, UV_RUN_DEFAULT);
+    return;
+  }
+  uv_check_start(&l->keep, keep_cb);
+  l->stopped = 0;
+  struct epoll_event ev[WS__POLL_BATCH];
+  for (;;) {
+    uv_update_time(uv);
+    if (uv->stop_flag || l->stopped) {   /* uv_stop: from a socket's handler, or libuv's */
+      uv->stop_flag = 0;
+      break;
+    }
+    if (!uv_loop_alive(uv)) break;
+    int t = uv_backend_timeout(uv);
+    int n;
+    do n = epoll_wait(l->sock_epfd, ev, WS__POLL_BATCH, t);
+    while (n < 0 && errno == EINTR);
+    int uv_turn = t == 0 || n <= 0;   /* work was due, or the wait ran out: a timer */
+    if (n > 0 && dispatch(ev, n)) uv_turn = 1;
+    if (!uv_turn && t > 0) {   /* a timer may have come due while the sockets ran */
+      uv_update_time(uv);
+      uv_turn = uv_backend_timeout(uv) == 0;
+    }
+    if (uv_turn && !uv->stop_flag) uv_run(uv, UV_RUN_NOWAIT);
+  }
+  epoll_ctl(l->sock_epfd, EPOLL_CTL_DEL, uv_backend_fd(uv), &e);
+  uv_check_stop(&l->keep);
+  uv_poll_start(&l->sock_poll, UV_READABLE, on_poll);
 }
 
 /* At the loop's next turn: the conns whose socket closed lose that reference (and their
@@ -232,12 +300,16 @@ int ws__sock_loop_init(ws_loop_t *l) {
   uv_unref((uv_handle_t *)&l->sock_poll);   /* referenced while a socket waits */
   uv_idle_init(l->uv, &l->reaper);
   l->reaper.data = l;
+  uv_check_init(l->uv, &l->keep);
+  l->keep.data = l;
+  uv_unref((uv_handle_t *)&l->keep);
   return 0;
 }
 
 void ws__sock_loop_close(ws_loop_t *l) {
   uv_close((uv_handle_t *)&l->sock_poll, NULL);
   uv_close((uv_handle_t *)&l->reaper, NULL);
+  uv_close((uv_handle_t *)&l->keep, NULL);
   close(l->sock_epfd);
   if (l->spare_fd >= 0) close(l->spare_fd);
   free(l->reap);
@@ -245,7 +317,7 @@ void ws__sock_loop_close(ws_loop_t *l) {
 
 int ws__loop_own_handle(const ws_loop_t *l, const uv_handle_t *h) {
   return h == (const uv_handle_t *)&l->sweep || h == (const uv_handle_t *)&l->sock_poll ||
-         h == (const uv_handle_t *)&l->reaper;
+         h == (const uv_handle_t *)&l->reaper || h == (const uv_handle_t *)&l->keep;
 }
 
 /* Out of fds (EMFILE): the peers waiting in the backlog would be reported again and

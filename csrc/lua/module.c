@@ -204,7 +204,9 @@ static int run_loop(lua_State *L, uv_run_mode mode, const char *what) {
   lua_State *prev = x->L;
   x->L = L;
   x->running = 1;
-  int more = uv_run(ws_loop_uv(l), mode);
+  int more = 0;
+  if (mode == UV_RUN_DEFAULT) ws_loop_run(l);
+  else more = uv_run(ws_loop_uv(l), mode);
   x->running = 0;
   x->L = prev ? prev : L;
   if (x->pending_error_ref != LUA_NOREF) {
