@@ -37,6 +37,7 @@ enum {
 typedef struct l_sock {
   l_box_t box;
   uint16_t slot[L_SLOT_COUNT];   /* 0: not set here (maybe in the uservalue) */
+  uint8_t fields;                /* 1 once the uservalue table is made */
 } l_sock_t;
 
 typedef struct l_ctx l_ctx_t;   /* below */

@@ -54,29 +54,32 @@ static l_sock_t *sock_new(lua_State *L, ws_conn_t *c) {
   return s;
 }
 
-/* Pushes the socket's uservalue table, or nil when it has none yet (Lua 5.1: the shared
- * empty table, which reads the same). */
-static void push_fields(lua_State *L, int ud) { ws_lua_getuv(L, ud); }
+/* Does the socket at ud have its uservalue table? The box says so (l_sock_t.fields), so
+ * that the events of a socket without one look nothing up. */
+static int has_fields(lua_State *L, int ud) {
+  return ((l_sock_t *)lua_touserdata(L, ud))->fields;
+}
+
+/* Pushes the socket's uservalue table, or nil when it has none yet. */
+static void push_fields(lua_State *L, int ud) {
+  if (has_fields(L, ud))
+    ws_lua_getuv(L, ud);
+  else
+    lua_pushnil(L);
+}
 
 /* Pushes the socket's uservalue table and returns 1, or pushes nothing and returns 0
  * when it has none yet. */
 static int push_own_fields(lua_State *L, int ud) {
+  if (!has_fields(L, ud)) return 0;
   ws_lua_getuv(L, ud);
-#if LUA_VERSION_NUM == 501
-  l_push_ref(L, l_ctx(L)->empty_ref);
-  int none = lua_rawequal(L, -1, -2);
-  lua_pop(L, 1);
-#else
-  int none = lua_isnil(L, -1);
-#endif
-  if (!none) return 1;
-  lua_pop(L, 1);
-  return 0;
+  return 1;
 }
 
 /* Pushes the socket's uservalue table, made on first use. */
 static void push_fields_made(lua_State *L, int ud) {
   if (push_own_fields(L, ud)) return;
+  ((l_sock_t *)lua_touserdata(L, ud))->fields = 1;
   lua_newtable(L);
   lua_pushvalue(L, -1);
   ws_lua_setuv(L, ud < 0 ? ud - 2 : ud);
@@ -218,25 +221,26 @@ static void new_event(l_ctx_t *x, lua_State *L, int ud, int type, int extra) {
 }
 
 /* Does the socket at ud have a handler (an L_SLOT_*) or listeners for events of type (an
- * L_K_* key)? An event nobody listens to is not made. */
+ * L_K_* key)? An event nobody listens to is not made. A slot says so without a look-up;
+ * a socket without a uservalue table has nothing else. */
 static int listened(l_ctx_t *x, lua_State *L, int ud, int handler, int type) {
-  push_slot(x, L, ud, handler);
-  int yes = !lua_isnil(L, -1);
-  lua_pop(L, 1);
-  if (yes) return 1;
-  push_fields(L, ud);
-  if (lua_istable(L, -1)) {
+  l_sock_t *s = lua_touserdata(L, ud);
+  if (s->slot[handler]) return 1;
+  if (!push_own_fields(L, ud)) return 0;
+  int uv = lua_gettop(L), yes;
+  l_push_key(x, L, slot_keys[handler]);
+  lua_rawget(L, uv);
+  yes = !lua_isnil(L, -1);
+  if (!yes) {
     l_push_key(x, L, L_K_LISTENERS);
-    lua_rawget(L, -2);
+    lua_rawget(L, uv);
     if (lua_istable(L, -1)) {
       l_push_key(x, L, type);
       lua_rawget(L, -2);
       yes = lua_istable(L, -1) && ws_lua_rawlen(L, -1) > 0;
-      lua_pop(L, 1);
     }
-    lua_pop(L, 1);
   }
-  lua_pop(L, 1);
+  lua_settop(L, uv - 1);
   return yes;
 }
 
