@@ -95,6 +95,51 @@ describe("lifecycle", function()
     H.wait(function() return #brec.messages == 2 end, 5, "second echo")
   end)
 
+  it("hands onmessage a new event per message: type, target, data, binary", function()
+    -- The socket has no fields of its own, so its events take the way made for that
+    -- (l_conn.c, the event made in Lua); a listener added later takes the other way.
+    local s, server_ws, events, heard = H.server(), nil, {}, {}
+    s.onupgrade = function(req)
+      server_ws = H.track(WebSocket(req))
+      server_ws.onmessage = function(e) events[#events + 1] = e end
+    end
+    local c, rec = H.client("ws://127.0.0.1:" .. s.port .. "/")
+    H.wait(function() return rec.opens == 1 end, 5, "open")
+    c:send("one")
+    c:send("\0\255", "binary")
+    H.wait(function() return #events == 2 end, 5, "two messages")
+    server_ws:addEventListener("message", function(e) heard[#heard + 1] = e end)
+    c:send("three")
+    H.wait(function() return #events == 3 and #heard == 1 end, 5, "a third, to both")
+    for i, want in ipairs({ { "one", false }, { "\0\255", true }, { "three", false } }) do
+      local e = events[i]
+      assert.equal("message", e.type)
+      assert.equal(server_ws, e.target)
+      assert.equal(want[1], e.data)
+      assert.equal(want[2], e.binary)
+    end
+    assert.are_not.equal(events[1], events[2])   -- kept events stay as they were
+    assert.equal(events[3], heard[1])            -- the handler and the listener share one
+  end)
+
+  it("names the raising onmessage handler's line in the traceback", function()
+    local errors = {}
+    WebSocket.onhandlererror = function(err) errors[#errors + 1] = err end
+    local s = H.server()
+    s.onupgrade = function(req)
+      local ws = H.track(WebSocket(req))
+      ws.onmessage = function(e) error("raised by " .. e.data) end
+    end
+    local c, rec = H.client("ws://127.0.0.1:" .. s.port .. "/")
+    c:send("the handler")
+    H.wait(function() return #rec.closes == 1 end, 5, "1011")
+    WebSocket.onhandlererror = nil
+    assert.equal(1011, rec.closes[1].code)
+    assert.equal(1, #errors)
+    assert.truthy(errors[1]:find("lifecycle_spec.lua:%d+: raised by the handler"))
+    assert.truthy(errors[1]:find("stack traceback", 1, true))
+  end)
+
   it("lets onhandlererror stop the loop and re-raise from run()", function()
     WebSocket.onhandlererror = function(err) error("fatal: " .. err, 0) end
     local t = WebSocket.setTimeout(function() error("in a timer") end, 1)

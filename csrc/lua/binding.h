@@ -49,8 +49,10 @@ typedef struct l_ctx l_ctx_t;   /* below */
  * target: stack index of the object the handler belongs to, or 0. */
 int l_dispatch(lua_State *L, int nargs, int target);
 /* The same with debug.traceback (l_push_traceback) already at stack index tb, below the
- * function: for a caller making several calls in a row. Pops the function and args. */
+ * function: for a caller making several calls in a row. Pops the function and args;
+ * l_calln leaves nresults results when the call succeeds, none when it fails. */
 int l_call(l_ctx_t *x, lua_State *L, int nargs, int tb, int target);
+int l_calln(l_ctx_t *x, lua_State *L, int nargs, int nresults, int tb, int target);
 void l_push_traceback(l_ctx_t *x, lua_State *L);
 /* Pushes a registered Lua hook (see core.init) by name; nil if absent. */
 void l_push_hook(l_ctx_t *x, lua_State *L, const char *name);
@@ -82,10 +84,12 @@ struct l_ctx {
   int shared_ref;            /* l_shared.c: index -> value, value -> index */
   int shared_count_ref;      /* l_shared.c: index -> how many slots hold it */
   int empty_ref;             /* Lua 5.1: the env of a socket without fields of its own */
+  int message_ref;           /* calls a handler with a new message event (l_conn.c) */
   int key_refs[L_K_COUNT];
 };
 
 l_ctx_t *l_ctx(lua_State *L);   /* the state's context */
+void l_conn_ctx_open(l_ctx_t *x, lua_State *L);   /* l_conn.c's part of the context */
 static inline l_ctx_t *l_ctx_of(ws_loop_t *l) { return (l_ctx_t *)ws_loop_data(l); }
 /* The state's loop, made on first use: on luv's libuv loop when luv is loaded, so that
  * either's run() drives both; else on a loop of its own. Raises when out of memory. */

@@ -158,15 +158,18 @@ void l_conn_options(lua_State *L, int t, ws_conn_options_t *o) {
 
 /* ---- events --------------------------------------------------------------- */
 
-/* Calls ud's on<type> handler and its listeners with the event at index ev; pops
- * everything above ud. uv: ud's uservalue (push_fields), tb: the traceback
+/* Calls ud's on<type> handler (none when handler < 0) and its listeners with the event
+ * at index ev; pops everything above ud. uv: ud's uservalue (push_fields), tb: the traceback
  * (l_push_traceback). handler is an L_SLOT_*, type an L_K_* key. An error in a handler
  * closes the socket with 1011. The uservalue and listener tables are plain: raw access. */
 static void emit_at(l_ctx_t *x, lua_State *L, int ud, int uv, int tb, int ev, int handler,
                     int type) {
   l_box_t *b = lua_touserdata(L, ud);
   int failed = 0;
-  push_slot(x, L, ud, handler);
+  if (handler < 0)
+    lua_pushnil(L);
+  else
+    push_slot(x, L, ud, handler);
   if (lua_isfunction(L, -1)) {
     lua_pushvalue(L, ev);
     failed |= l_call(x, L, 1, tb, ud);
@@ -265,6 +268,25 @@ static void ev_open(ws_conn_t *c, const ws_http_head_t *head) {
   lua_pop(L, 1);
 }
 
+/* The message event for a socket whose onmessage handler is a function in its slot,
+ * made in Lua: a table constructor costs less than the same table built through the C
+ * API, a push and a lua_rawset per field, and LuaJIT compiles it. It returns the event,
+ * for the listeners the handler may have added. */
+static const char message_event_code[] =
+    "return function(handler, target, data, binary)\n"
+    "  local event = {type = 'message', target = target, data = data, binary = binary}\n"
+    "  handler(event)\n"
+    "  return event\n"
+    "end\n";
+
+void l_conn_ctx_open(l_ctx_t *x, lua_State *L) {
+  if (luaL_loadbuffer(L, message_event_code, sizeof message_event_code - 1,
+                      "=luaws message event") != 0)
+    lua_error(L);
+  lua_call(L, 0, 1);
+  x->message_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
 /* A message: ondata(data, binary, ws) first, when set (no event object is made for it,
  * the cheapest way in); then, if anyone listens for them, the message event. The
  * uservalue and the traceback are pushed once for both. */
@@ -272,6 +294,7 @@ static void ev_message(ws_conn_t *c, int binary, const char *data, size_t len) {
   l_ctx_t *x = ctx_of(c);
   lua_State *L = x->L;
   l_box_t *b = box_of(c);
+  l_sock_t *s = (l_sock_t *)b;
   int ud = lua_gettop(L), uv = ud + 1, tb = ud + 2;
   push_fields(L, ud);
   l_push_traceback(x, L);
@@ -289,6 +312,26 @@ static void ev_message(ws_conn_t *c, int binary, const char *data, size_t len) {
     lua_replace(L, uv);
   } else {
     lua_pop(L, 1);
+  }
+  if (s->slot[L_SLOT_ONMESSAGE] && !has_fields(L, ud)) {   /* no listeners yet */
+    l_push_ref(L, x->message_ref);
+    l_shared_push(x, L, s->slot[L_SLOT_ONMESSAGE]);
+    if (!lua_isfunction(L, -1)) {
+      lua_settop(L, ud - 1);
+      return;
+    }
+    lua_pushvalue(L, ud);
+    lua_pushlstring(L, data, len);   /* the one copy of the payload */
+    lua_pushboolean(L, binary);
+    if (l_calln(x, L, 4, 1, tb, ud)) {
+      if (b->p) ws_conn_handler_failed(b->p);
+    } else if (has_fields(L, ud)) {   /* the handler may have added listeners */
+      push_fields(L, ud);
+      lua_replace(L, uv);
+      emit_at(x, L, ud, uv, tb, tb + 1, -1, L_K_MESSAGE);
+    }
+    lua_settop(L, ud - 1);
+    return;
   }
   new_event(x, L, ud, L_K_MESSAGE, 2);
   l_push_key(x, L, L_K_DATA);

@@ -163,8 +163,12 @@ int l_dispatch(lua_State *L, int nargs, int target) {
 void l_push_traceback(l_ctx_t *x, lua_State *L) { l_push_ref(L, x->traceback_ref); }
 
 int l_call(l_ctx_t *x, lua_State *L, int nargs, int tb, int target) {
+  return l_calln(x, L, nargs, 0, tb, target);
+}
+
+int l_calln(l_ctx_t *x, lua_State *L, int nargs, int nresults, int tb, int target) {
   ws_loop_cork(x->loop);                      /* sends made in the handler leave together */
-  int r = lua_pcall(L, nargs, 0, tb);
+  int r = lua_pcall(L, nargs, nresults, tb);
   if (r != 0) handler_error(x, L, target);
   ws_loop_uncork(x->loop);
   return r ? -1 : 0;
@@ -460,7 +464,7 @@ LUAWS_EXPORT int luaopen_luaws_core(lua_State *L) {
     memset(x, 0, sizeof *x);
     x->L = L;
     x->traceback_ref = x->hooks_ref = x->pending_error_ref = LUA_NOREF;
-    x->shared_ref = x->shared_count_ref = x->empty_ref = LUA_NOREF;
+    x->shared_ref = x->shared_count_ref = x->empty_ref = x->message_ref = LUA_NOREF;
     lua_newtable(L);
     lua_pushcfunction(L, l_ctx_gc);
     lua_setfield(L, -2, "__gc");
@@ -475,6 +479,7 @@ LUAWS_EXPORT int luaopen_luaws_core(lua_State *L) {
       x->key_refs[i] = luaL_ref(L, LUA_REGISTRYINDEX);
     }
     l_shared_open(x, L);
+    l_conn_ctx_open(x, L);
 #if LUA_VERSION_NUM == 501   /* a userdata's env must be a table: one empty one for all */
     lua_newtable(L);
     x->empty_ref = luaL_ref(L, LUA_REGISTRYINDEX);
