@@ -1,5 +1,5 @@
 /* The client side: its way in, a chain of stages each started when the one before says
- * it is ready (c->role->ready): TCP (resolved without blocking), TLS to an https://
+ * it is ready (ws__role(c)->ready): TCP (resolved without blocking), TLS to an https://
  * proxy, the proxy's CONNECT (proxy.c), TLS to the server (tls.c), then the opening
  * handshake, whose answer is checked here. */
 #include <stdio.h>
@@ -225,7 +225,7 @@ int ws__client_new(ws_loop_t *l, ws_conn_t **out, const char *path, const char *
   c->flags |= WS__F_CLIENT | WS__F_KNOWN;
   c->state = WS__S_CONNECTING;
   c->data = data;
-  c->role = &ws__client_role;
+  c->role = WS__ROLE_CLIENT;
   ws__conn_apply_options(c, o, WS_ROLE_CLIENT);
   if ((r = ws__conn_set_extensions(c, o)) != 0) goto fail;
   char offer[512] = "";

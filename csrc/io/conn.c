@@ -52,6 +52,7 @@ static void no_account(ws_conn_t *c, ssize_t delta) { (void)c, (void)delta; }
 static void no_connected(ws_conn_t *c, int status) { (void)c, (void)status; }
 static const ws__role_t no_role = {no_head, no_ready, no_early, no_early_len, no_account,
                                    no_connected, no_ready, NULL};
+const ws__role_t *const ws__roles[3] = {&no_role, &ws__server_role, &ws__client_role};
 
 const struct ws__rare ws__rare_none;
 
@@ -123,7 +124,7 @@ ws_conn_t *ws__conn_new(ws_loop_t *l) {
   c->fd = -1;
   c->lim = &ws__no_limits;
   l->live++;
-  c->role = &no_role;
+  c->role = WS__ROLE_NONE;
   c->codec = &ws_codec_rfc6455;
   c->refs = 1;
   c->version = 13;
@@ -149,7 +150,7 @@ static void finalize(ws_conn_t *c) {
   if (l->ev->on_free) l->ev->on_free(c);
   if (c->subs) ws__topics_leave(c);   /* (destroy did it; a handler may not re-subscribe) */
   ws__tp_free_all(c);
-  c->role->free(c);
+  ws__role(c)->free(c);
   free_extensions(c);
   ws__buf_free(&c->in);
   ws__buf_free(&c->msg);
@@ -360,7 +361,7 @@ static int queue_frame(ws_conn_t *c, const ws_iov_t *iov, unsigned n) {
       p += iov[i].len;
     }
     if (!early) return 0;
-    int r = c->role->queue_early(c, frame, total);
+    int r = ws__role(c)->queue_early(c, frame, total);
     free(frame);
     return r;
   }
@@ -494,7 +495,7 @@ int ws_conn_write_raw(ws_conn_t *c, const char *data, size_t len) {
 }
 
 size_t ws_conn_buffered(const ws_conn_t *c) {
-  size_t n = c->pending.len + c->role->early_len(c);
+  size_t n = c->pending.len + ws__role(c)->early_len(c);
   if (c->loop->cork_owner == c) n += c->loop->cork.len;
   return n;
 }
@@ -755,7 +756,7 @@ void ws__conn_input(ws_conn_t *c, char *buf, size_t len) {
     case WS__S_HTTP:
     case WS__S_BODY:
     case WS__S_HANDSHAKE:
-      n = c->role->on_head(c, buf + off, len - off);
+      n = ws__role(c)->on_head(c, buf + off, len - off);
       break;
     case WS__S_OPEN:
     case WS__S_CLOSING:
@@ -776,7 +777,7 @@ void ws__conn_input(ws_conn_t *c, char *buf, size_t len) {
     case WS__S_REQUEST:
     case WS__S_RESPONDING:
       if (ws__r(c)->body) {   /* a streamed request body, still coming while it is answered */
-        n = c->role->on_head(c, buf + off, len - off);
+        n = ws__role(c)->on_head(c, buf + off, len - off);
         break;
       }
       n = (ssize_t)(len - off);   /* after the last request: dropped */
@@ -874,7 +875,7 @@ static int ended_cleanly(const ws_conn_t *c) {
 
 /* A client's way in failed; the role says in which stage. */
 static void fail_opening(ws_conn_t *c, int err, const char *what) {
-  const char *stage = c->role->stage ? c->role->stage(c) : NULL;
+  const char *stage = ws__role(c)->stage ? ws__role(c)->stage(c) : NULL;
   char msg[160];
   if (stage) snprintf(msg, sizeof msg, "%s (%s)", what, stage);
   else snprintf(msg, sizeof msg, "%s", what);
@@ -946,7 +947,7 @@ void ws__conn_io(ws_conn_t *c, unsigned events) {
     c->flags &= ~WS__F_CONNECTING;
     int r = ws__sock_connect_result(c);
     update_io(c);
-    if (c->state != WS__S_CLOSED) c->role->connected(c, r);
+    if (c->state != WS__S_CLOSED) ws__role(c)->connected(c, r);
     return;
   }
   if (events & WS__IO_READ) readable(c);
@@ -1228,13 +1229,13 @@ void ws__conn_account(ws_conn_t *c) {
    * callback, and counting it until then would make a budget drop conn after conn for
    * bytes that are already on their way out of memory. */
   size_t out = c->state == WS__S_CLOSED ? 0
-               : c->pending.cap + c->role->early_len(c);
+               : c->pending.cap + ws__role(c)->early_len(c);
   l->mem_in += in - c->acct_in;     /* unsigned: a decrease wraps back correctly */
   l->mem_out += out - c->acct_out;
   ssize_t delta = (ssize_t)(in + out) - (ssize_t)(c->acct_in + c->acct_out);
   c->acct_in = in;
   c->acct_out = out;
-  if (delta) c->role->account(c, delta);
+  if (delta) ws__role(c)->account(c, delta);
 }
 
 void ws_loop_stats(ws_loop_t *l, ws_loop_stats_t *st) {

@@ -191,6 +191,9 @@ typedef struct ws__role {
 } ws__role_t;
 
 extern const ws__role_t ws__server_role, ws__client_role;
+/* A conn's role is an index into ws__roles (a byte, not a pointer, in each conn). */
+enum { WS__ROLE_NONE, WS__ROLE_SERVER, WS__ROLE_CLIENT };
+extern const ws__role_t *const ws__roles[3];
 
 /* A plain request whose body is being read (server.c): its framing, and a copy of its
  * head, parsed again when the body (in c->msg) is whole. */
@@ -305,7 +308,6 @@ struct ws_conn {
   ws_server_t *server;
   ws_conn_t *next, *prev;          /* the loop's list of conns */
   void *data;
-  const ws__role_t *role;
   ws__transport_t *tp;             /* the top layer (NULL: plain TCP) */
   char *protocol;                  /* negotiated subprotocol, NULL if none */
   const ws_codec_t *codec;         /* the protocol version's framing (codec.h) */
@@ -330,8 +332,9 @@ struct ws_conn {
   uint8_t version;                 /* 13, 8, 7; 76, 75 for the drafts */
   uint8_t refs;                    /* its socket (till reaped) and requests still out */
   uint8_t io_ev;                   /* what the socket waits for (WS__IO_*) */
-  int fd;                          /* the socket, or -1 */
+  uint8_t role;                    /* WS__ROLE_*: its ws__roles entry */
   uint8_t msg_binary;
+  int fd;                          /* the socket, or -1 */
 };
 
 /* What few conns need, and most only for a while: a conn makes it when it first needs
@@ -350,6 +353,8 @@ static inline const struct ws__rare *ws__r(const ws_conn_t *c) {   /* to read */
   return c->rare ? c->rare : &ws__rare_none;
 }
 struct ws__rare *ws__rare(ws_conn_t *c);   /* to write: made if need be; NULL: ENOMEM */
+
+static inline const ws__role_t *ws__role(const ws_conn_t *c) { return ws__roles[c->role]; }
 
 /* A conn's socket calls: its own fd's, or a test's script. */
 static inline const ws__stream_ops_t *ws__io(const ws_conn_t *c) {
@@ -432,7 +437,7 @@ void ws__tp_free_all(ws_conn_t *c);
 ws__transport_t *ws__proxy_new(const char *host, int port, const ws_proxy_options_t *p,
                                int *err);
 /* Puts it on top of c's layers and sends the request. On a 2xx answer it takes itself
- * out, says c->role->ready, and hands what followed the answer to the next stage. */
+ * out, says ws__role(c)->ready, and hands what followed the answer to the next stage. */
 void ws__proxy_start(ws_conn_t *c, ws__transport_t *t);
 
 /* A client conn with its request head built, not yet connected; freed on failure. */
@@ -442,7 +447,7 @@ int ws__client_new(ws_loop_t *l, ws_conn_t **out, const char *path, const char *
 /* Chooses c's way in: TCP to the proxy or to host:port (tcp 0: the socket is there
  * already, as a scripted one), TLS to an https:// proxy, the proxy's CONNECT, TLS
  * (tls not NULL), the opening handshake. Makes its layers now, so that a bad option
- * fails here; c->role->ready starts the first stage. */
+ * fails here; ws__role(c)->ready starts the first stage. */
 int ws__client_way_in(ws_conn_t *c, int tcp, const char *host, int port, ws_tls_ctx_t *tls,
                       const char *servername, const ws_proxy_options_t *proxy);
 /* A server with its (unbound) TCP handle, whose socket exists already for family

@@ -80,7 +80,7 @@ static void proxy_on_read(ws_conn_t *c, ws__transport_t *tp, char *data, size_t 
    * came after the answer is the first of that stage's input. */
   ws__transport_t *below = tp->below;
   ws__tp_remove(c, tp);
-  c->role->ready(c);
+  ws__role(c)->ready(c);
   size_t rest = p->head.len - used;
   if (rest && c->state != WS__S_CLOSED)
     ws__tp_up(c, below, p->head.base + p->head.start + used, 0, rest);

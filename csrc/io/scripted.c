@@ -175,7 +175,7 @@ ws_script_t *ws_script_connect_proxy(ws_loop_t *l, const char *path, const char 
     return NULL;
   }
   ws__conn_start_read(c);
-  c->role->ready(c);
+  ws__role(c)->ready(c);
   return p;
 }
 

@@ -500,7 +500,7 @@ const ws__role_t ws__server_role = {on_head, no_secure, no_early, no_early_len, 
 
 void ws__server_start(ws_server_t *s, ws_conn_t *c) {
   c->server = s;
-  c->role = &ws__server_role;
+  c->role = WS__ROLE_SERVER;
   ws_conn_options_t o;
   ws_conn_options_default(&o);
   o.handshake_timeout_ms = s->opt.handshake_timeout_ms;

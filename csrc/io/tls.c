@@ -252,7 +252,7 @@ static int handshake(ws_conn_t *c, ws__tls_t *t) {
   if (flush_out(c, t) != 0 || c->state == WS__S_CLOSED) return -1;
   if (e == SSL_ERROR_WANT_READ) return 0;
   t->secure = 1;
-  if (!t->server) c->role->ready(c);   /* the client's next stage */
+  if (!t->server) ws__role(c)->ready(c);   /* the client's next stage */
   return c->state == WS__S_CLOSED ? -1 : 1;
 }
 

@@ -28,7 +28,7 @@ ws__transport_t *ws__tls_new(ws_tls_ctx_t *ctx, int server, const char *serverna
 /* Puts TLS on top of c's layers (a server's, before it reads). 0 or an error. */
 int ws__tls_attach(ws_conn_t *c, ws_tls_ctx_t *ctx, int server, const char *servername);
 /* Client: puts the layer t on top of c's layers and begins the handshake through those
- * below; c->role->ready(c) once it is done. Failures are reported through c. */
+ * below; ws__role(c)->ready(c) once it is done. Failures are reported through c. */
 void ws__tls_start(ws_conn_t *c, ws__transport_t *t);
 
 /* What a TLS connection negotiated, and the peer's certificate (if it sent one). */
