@@ -350,8 +350,8 @@ static ssize_t on_head(ws_conn_t *c, char *buf, size_t len) {
   ws_buf_t early = ws__r(c)->hs->early;
   memset(&ws__r(c)->hs->early, 0, sizeof early);
   free_hs(c);
-  if (early.len) {
-    ws_iov_t b = {early.base + early.start, early.len};
+  if (ws__buf_len(&early)) {
+    ws_iov_t b = {ws__buf_data(&early), ws__buf_len(&early)};
     ws__conn_write(c, &b, 1);
   }
   ws__buf_free(&early);
@@ -370,7 +370,7 @@ static int queue_early(ws_conn_t *c, const char *frame, size_t len) {
   return ws__buf_append(&ws__r(c)->hs->early, frame, len);
 }
 
-static size_t early_len(const ws_conn_t *c) { return ws__r(c)->hs ? ws__r(c)->hs->early.len : 0; }
+static size_t early_len(const ws_conn_t *c) { return ws__r(c)->hs ? ws__buf_len(&ws__r(c)->hs->early) : 0; }
 
 static void no_account(ws_conn_t *c, ssize_t delta) { (void)c, (void)delta; }
 

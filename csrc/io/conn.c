@@ -178,7 +178,7 @@ static void update_io(ws_conn_t *c) {
   if (c->state == WS__S_CLOSED) return;
   unsigned ev = 0;
   if (c->flags & WS__F_READING) ev |= WS__IO_READ;
-  if (c->pending.len || c->flags & WS__F_CONNECTING) ev |= WS__IO_WRITE;
+  if (ws__buf_len(&c->pending) || c->flags & WS__F_CONNECTING) ev |= WS__IO_WRITE;
   if (ev != c->io_ev && ws__io(c)->want(c, ev) != 0) ws__conn_destroy(c, 1006, 0);
 }
 
@@ -204,7 +204,7 @@ void ws__conn_destroy(ws_conn_t *c, unsigned code, int clean) {
   ws_loop_t *l = c->loop;
   if (l->cork_owner == c) {
     l->cork_owner = NULL;
-    l->cork.len = l->cork.start = 0;
+    ws__buf_clear(&l->cork);
   }
   /* Nothing more is read or sent: the buffers go now, so a budget sees them go; and it
    * leaves its topics (its memory stays until the close callback, so a publish that is
@@ -230,14 +230,14 @@ static void do_shutdown(ws_conn_t *c) {
       if (t->ops->shutdown) t->ops->shutdown(c, t);
     if (c->state == WS__S_CLOSED) return;
   }
-  if (c->pending.len || c->flags & WS__F_FIN_OWED) return;   /* drained() comes back */
+  if (ws__buf_len(&c->pending) || c->flags & WS__F_FIN_OWED) return;   /* drained() comes back */
   c->flags |= WS__F_FIN_OWED;
   ws__loop_defer_fin(c);
 }
 
 void ws__conn_fin(ws_conn_t *c) {
   if (c->state == WS__S_CLOSED) return;
-  if (c->pending.len) {   /* queued since: FIN follows it (drained) */
+  if (ws__buf_len(&c->pending)) {   /* queued since: FIN follows it (drained) */
     c->flags &= ~WS__F_FIN_OWED;
     return;
   }
@@ -252,7 +252,7 @@ void ws__conn_end(ws_conn_t *c) {
   c->flags |= WS__F_END_AFTER_FLUSH;
   ws__loop_sweep_for(c->loop, c->lim->close_ms);
   if (c->loop->cork_owner == c) return;     /* the uncork flush gets here again */
-  if (c->pending.len == 0) do_shutdown(c);
+  if (ws__buf_len(&c->pending) == 0) do_shutdown(c);
 }
 
 /* ---- writing -------------------------------------------------------------- */
@@ -273,8 +273,8 @@ static void drained(ws_conn_t *c) {
 
 /* The socket is writable: the queue goes out as far as the peer takes it. */
 static void writable(ws_conn_t *c) {
-  while (c->pending.len) {
-    ws_iov_t b = {c->pending.base + c->pending.start, c->pending.len};
+  while (ws__buf_len(&c->pending)) {
+    ws_iov_t b = {ws__buf_data(&c->pending), ws__buf_len(&c->pending)};
     ssize_t n = ws__io(c)->write(c, &b, 1);
     if (n == UV_EAGAIN) return;   /* it still waits for writability */
     if (n < 0) {
@@ -295,7 +295,7 @@ int ws__conn_write_raw(ws_conn_t *c, const ws_iov_t *iov, unsigned n) {
   if (c->state == WS__S_CLOSED) return WS_ECLOSED;
   unsigned i = 0;
   size_t skip = 0;
-  if (!c->pending.len && !(c->flags & WS__F_CONNECTING)) {
+  if (!ws__buf_len(&c->pending) && !(c->flags & WS__F_CONNECTING)) {
     /* Try the syscall first; only an unsent tail is queued. */
     ssize_t r = n ? ws__io(c)->write(c, iov, n) : 0;
     if (r < 0 && r != UV_EAGAIN) {
@@ -326,12 +326,12 @@ void ws__conn_flush_cork(ws_loop_t *l) {
   ws_conn_t *c = l->cork_owner;
   if (!c) return;
   l->cork_owner = NULL;
-  if (l->cork.len) {
-    ws_iov_t b = {l->cork.base + l->cork.start, l->cork.len};
-    l->cork.len = l->cork.start = 0;
+  if (ws__buf_len(&l->cork)) {
+    ws_iov_t b = {ws__buf_data(&l->cork), ws__buf_len(&l->cork)};
+    ws__buf_clear(&l->cork);
     ws__conn_write(c, &b, 1);
   }
-  if (c->flags & WS__F_END_AFTER_FLUSH && !c->pending.len && c->state != WS__S_CLOSED)
+  if (c->flags & WS__F_END_AFTER_FLUSH && !ws__buf_len(&c->pending) && c->state != WS__S_CLOSED)
     do_shutdown(c);
 }
 
@@ -348,13 +348,13 @@ static int queue_frame(ws_conn_t *c, const ws_iov_t *iov, unsigned n) {
     if (early) {
       if (!(p = frame = malloc(total ? total : 1))) return WS_ENOMEM;
     } else {
-      if (l->cork_owner != c || l->cork.len + total > WS__CORK_BUF) {
+      if (l->cork_owner != c || ws__buf_len(&l->cork) + total > WS__CORK_BUF) {
         ws__conn_flush_cork(l);
         if (c->state == WS__S_CLOSED) return WS_ECLOSED;
         l->cork_owner = c;
       }
       if (!(p = ws__buf_reserve(&l->cork, total))) return WS_ENOMEM;
-      l->cork.len += total;
+      ws__buf_commit(&l->cork, total);
     }
     for (unsigned i = 0; i < n; i++) {
       if (iov[i].len) memcpy(p, iov[i].base, iov[i].len);
@@ -495,8 +495,8 @@ int ws_conn_write_raw(ws_conn_t *c, const char *data, size_t len) {
 }
 
 size_t ws_conn_buffered(const ws_conn_t *c) {
-  size_t n = c->pending.len + ws__role(c)->early_len(c);
-  if (c->loop->cork_owner == c) n += c->loop->cork.len;
+  size_t n = ws__buf_len(&c->pending) + ws__role(c)->early_len(c);
+  if (c->loop->cork_owner == c) n += ws__buf_len(&c->loop->cork);
   return n;
 }
 
@@ -545,7 +545,7 @@ void ws__conn_abort(ws_conn_t *c, int err, unsigned code, const char *message) {
   if (c->state == WS__S_CLOSED) return;
   note_error(c, err, message);
   if (code && (c->state == WS__S_OPEN || c->state == WS__S_CLOSING) &&
-      !(c->flags & WS__F_CLOSE_SENT) && !c->pending.len && !c->tp) {
+      !(c->flags & WS__F_CLOSE_SENT) && !ws__buf_len(&c->pending) && !c->tp) {
     /* Best effort, and only where nothing is queued ahead of it. */
     uint8_t frame[WS_CODEC_MAX_CLOSE], key[4];
     int client = (c->flags & WS__F_CLIENT) != 0;
@@ -632,7 +632,7 @@ static int on_extension_data(ws_conn_t *c, int opcode, int rsv, const char *data
     ws__conn_fail(c, WS_EPROTOCOL, "reserved bits set that no extension owns");
     return 1;
   }
-  if (!c->msg.len) {
+  if (!ws__buf_len(&c->msg)) {
     x->text = opcode == WS_OP_TEXT;
     x->utf8 = WS_UTF8_ACCEPT;
   }
@@ -646,7 +646,8 @@ static int on_extension_data(ws_conn_t *c, int opcode, int rsv, const char *data
   ws__conn_account(c);
   if (!fin) return 0;
   c->msg_at = 0;
-  deliver(c, opcode == WS_OP_BINARY, c->msg.base ? c->msg.base + c->msg.start : "", c->msg.len);
+  const char *whole = ws__buf_data(&c->msg);
+  deliver(c, opcode == WS_OP_BINARY, whole ? whole : "", ws__buf_len(&c->msg));
   ws__buf_free(&c->msg);
   return c->state == WS__S_CLOSED || (c->flags & WS__BLOCKED);
 }
@@ -658,12 +659,13 @@ static int on_data(void *ud, int opcode, int rsv, char *data, size_t len, int fi
     return 0;
   }
   if (rsv && ws__r(c)->ext) return on_extension_data(c, opcode, rsv, data, len, fin);
-  if (!fin || c->msg.len) {
-    if (c->msg.base && data == c->msg.base + c->msg.start + c->msg.len && len <= ws__buf_room(&c->msg)) {
-      c->msg.len += len;   /* read straight into the message (on_alloc) */
+  if (!fin || ws__buf_len(&c->msg)) {
+    const char *so_far = ws__buf_data(&c->msg);
+    if (so_far && data == so_far + ws__buf_len(&c->msg) && len <= ws__buf_room(&c->msg)) {
+      ws__buf_commit(&c->msg, len);   /* read straight into the message (on_alloc) */
     } else {
       /* The first piece of a split frame: room for more of it at once (msg_ahead). */
-      if (!c->msg.len && in_frame(c)) ws__buf_reserve(&c->msg, len + msg_ahead(c, len));
+      if (!ws__buf_len(&c->msg) && in_frame(c)) ws__buf_reserve(&c->msg, len + msg_ahead(c, len));
       if (ws__buf_append(&c->msg, data, len) != 0) {
         ws__conn_fail(c, WS_ENOMEM, "out of memory");
         return 1;
@@ -671,7 +673,7 @@ static int on_data(void *ud, int opcode, int rsv, char *data, size_t len, int fi
     }
     if (!fin) return 0;
     c->msg_at = 0;
-    deliver(c, opcode == WS_OP_BINARY, c->msg.base + c->msg.start, c->msg.len);
+    deliver(c, opcode == WS_OP_BINARY, ws__buf_data(&c->msg), ws__buf_len(&c->msg));
     ws__buf_free(&c->msg);
   } else {
     c->msg_at = 0;
@@ -737,7 +739,7 @@ static const ws_parser_settings_t parser_settings = {on_data, on_control};
 /* A message (or a frame header) has begun and not ended: message_timeout runs. */
 static void note_message(ws_conn_t *c) {
   if (c->msg_at || c->state != WS__S_OPEN) return;
-  if (c->codec->busy(&c->parser) || c->in.len) {
+  if (c->codec->busy(&c->parser) || ws__buf_len(&c->in)) {
     c->msg_at = ws__now(c->loop) | 1;   /* never 0, which means none */
     ws__loop_sweep_for(c->loop, c->lim->message_ms);
   }
@@ -747,7 +749,7 @@ static void note_message(ws_conn_t *c) {
  * Never re-entered for one conn: a resume() from inside a handler only clears the flag,
  * and this loop goes on. */
 void ws__conn_input(ws_conn_t *c, char *buf, size_t len) {
-  int from_in = c->in.len && buf == c->in.base + c->in.start;
+  int from_in = ws__buf_len(&c->in) && buf == ws__buf_data(&c->in);
   size_t off = 0;
   c->flags |= WS__F_IN_INPUT;
   while (off < len && c->state != WS__S_CLOSED && !(c->flags & (WS__BLOCKED | WS__F_HELD))) {
@@ -797,31 +799,31 @@ void ws__conn_input(ws_conn_t *c, char *buf, size_t len) {
   }
   if (from_in) {
     ws__buf_consume(&c->in, off);
-    if (!c->in.len) ws__buf_free(&c->in);
+    if (!ws__buf_len(&c->in)) ws__buf_free(&c->in);
   } else if (off < len) {
-    c->in.len = c->in.start = 0;
+    ws__buf_clear(&c->in);
     if (ws__buf_append(&c->in, buf + off, len - off) != 0) ws__conn_fail(c, WS_ENOMEM, "out of memory");
   } else {
     ws__buf_free(&c->in);
   }
   note_message(c);
   if ((c->flags & (WS__F_HELD | WS__F_READING)) == (WS__F_HELD | WS__F_READING) &&
-      c->in.len > WS__HELD_MAX)
+      ws__buf_len(&c->in) > WS__HELD_MAX)
     stop_reading(c);   /* a pipelining client waits its turn */
   ws__conn_account(c);
 }
 
 /* Hands bytes that just arrived to the conn, after its unconsumed tail: buf has room
- * for `pre` bytes in front of the new ones (pre is 0 or c->in.len, from
+ * for `pre` bytes in front of the new ones (pre is 0 or the tail's length, from
  * ws__conn_prefix_room), where the tail is copied; with no room the new bytes are
  * appended to the tail. */
 void ws__conn_feed(ws_conn_t *c, char *buf, size_t pre, size_t len) {
-  if (pre) memcpy(buf, c->in.base + c->in.start, pre);
-  if (pre || !c->in.len) {
-    c->in.len = c->in.start = 0;   /* its bytes were copied to the front of buf */
+  if (pre) memcpy(buf, ws__buf_data(&c->in), pre);
+  if (pre || !ws__buf_len(&c->in)) {
+    ws__buf_clear(&c->in);   /* its bytes were copied to the front of buf */
     ws__conn_input(c, buf, pre + len);
   } else if (ws__buf_append(&c->in, buf + pre, len) == 0) {
-    ws__conn_input(c, c->in.base + c->in.start, c->in.len);
+    ws__conn_input(c, ws__buf_data(&c->in), ws__buf_len(&c->in));
   } else {
     ws__conn_fail(c, WS_ENOMEM, "out of memory");
   }
@@ -831,9 +833,9 @@ void ws__conn_feed(ws_conn_t *c, char *buf, size_t pre, size_t len) {
  * contiguous; a request head (which grows by appending, and is searched on from where
  * the last search stopped) and a long tail stay in c->in. */
 size_t ws__conn_prefix_room(const ws_conn_t *c, size_t max) {
-  if (!c->in.len || c->in.len > max) return 0;
+  if (!ws__buf_len(&c->in) || ws__buf_len(&c->in) > max) return 0;
   if (c->state != WS__S_OPEN && c->state != WS__S_CLOSING) return 0;
-  return c->in.len;
+  return ws__buf_len(&c->in);
 }
 
 /* Where the next read goes: the loop's buffer, after room for what is kept in front. */
@@ -844,9 +846,9 @@ static void read_place(ws_conn_t *c, uv_buf_t *buf) {
   /* The rest of a big frame whose start is already in the message buffer: read it in
    * there, and the parser unmasks it in place (no copy out of the loop's buffer). The
    * read is no longer than the frame, so it never takes in the next frame's header. */
-  if (!c->tp && c->state == WS__S_OPEN && c->msg.len && !c->in.len && in_frame(c) &&
+  if (!c->tp && c->state == WS__S_OPEN && ws__buf_len(&c->msg) && !ws__buf_len(&c->in) && in_frame(c) &&
       !c->parser.rfc.msg_rsv && c->parser.rfc.remaining >= WS__DIRECT_MIN) {
-    size_t want = msg_ahead(c, c->msg.len);
+    size_t want = msg_ahead(c, ws__buf_len(&c->msg));
     char *p = ws__buf_reserve(&c->msg, want);
     if (p) {
       size_t room = ws__buf_room(&c->msg);
@@ -951,7 +953,7 @@ void ws__conn_io(ws_conn_t *c, unsigned events) {
     return;
   }
   if (events & WS__IO_READ) readable(c);
-  if (events & WS__IO_WRITE && c->state != WS__S_CLOSED && c->pending.len) writable(c);
+  if (events & WS__IO_WRITE && c->state != WS__S_CLOSED && ws__buf_len(&c->pending)) writable(c);
 }
 
 int ws__conn_start_read(ws_conn_t *c) {
@@ -978,9 +980,9 @@ static void reading_unblocked(ws_conn_t *c) {
     ws__conn_start_read(c);
     return;
   }
-  if (c->in.len) {
+  if (ws__buf_len(&c->in)) {
     ws_loop_cork(c->loop);
-    ws__conn_input(c, c->in.base + c->in.start, c->in.len);
+    ws__conn_input(c, ws__buf_data(&c->in), ws__buf_len(&c->in));
     ws_loop_uncork(c->loop);
   }
   ws__conn_start_read(c);
@@ -1058,7 +1060,7 @@ static void keepalive(ws_conn_t *c, uint32_t now) {
  * their windows), and the loop gives the freed memory back to the system. */
 static void park(ws_conn_t *c, uint32_t now) {
   struct ws__exts *x = ws__r(c)->ext;
-  if (!x || !x->rsv || c->msg.len || c->codec->busy(&c->parser) || ws_conn_buffered(c) ||
+  if (!x || !x->rsv || ws__buf_len(&c->msg) || c->codec->busy(&c->parser) || ws_conn_buffered(c) ||
       !due(now, c->heard_at, WS__PARK_MS) || !due(now, c->out_at, WS__PARK_MS))
     return;
   size_t before = 0, after = 0;
@@ -1083,7 +1085,7 @@ uint32_t ws__conn_sweep(ws_conn_t *c, uint32_t now) {
   case WS__S_HTTP: {
     /* Between the requests of a keep-alive connection, its idle wait (idle_ms); once
      * a request head has begun, or for the first one, the handshake timeout. */
-    uint32_t ms = (c->flags & WS__F_KEPT) && !c->in.len ? c->lim->idle_ms : c->lim->handshake_ms;
+    uint32_t ms = (c->flags & WS__F_KEPT) && !ws__buf_len(&c->in) ? c->lim->idle_ms : c->lim->handshake_ms;
     if (due(now, c->state_at, ms)) ws__conn_destroy(c, 1006, 0);
     return ms;
   }
@@ -1221,7 +1223,7 @@ void ws__conn_apply_options(ws_conn_t *c, const ws_conn_options_t *o, int role) 
 
 void ws__conn_account(ws_conn_t *c) {
   ws_loop_t *l = c->loop;
-  size_t in = c->in.cap + c->msg.cap;
+  size_t in = ws__buf_cap(&c->in) + ws__buf_cap(&c->msg);
   if (ws__r(c)->ext && c->state != WS__S_CLOSED)   /* an extension's state (zlib's) */
     for (unsigned i = 0; i < ws__r(c)->ext->n; i++)
       if (ws__r(c)->ext->use[i].state) in += ws__r(c)->ext->use[i].ext->memory(ws__r(c)->ext->use[i].state);
@@ -1229,7 +1231,7 @@ void ws__conn_account(ws_conn_t *c) {
    * callback, and counting it until then would make a budget drop conn after conn for
    * bytes that are already on their way out of memory. */
   size_t out = c->state == WS__S_CLOSED ? 0
-               : c->pending.cap + ws__role(c)->early_len(c);
+               : ws__buf_cap(&c->pending) + ws__role(c)->early_len(c);
   l->mem_in += in - c->acct_in;     /* unsigned: a decrease wraps back correctly */
   l->mem_out += out - c->acct_out;
   ssize_t delta = (ssize_t)(in + out) - (ssize_t)(c->acct_in + c->acct_out);

@@ -19,17 +19,29 @@ typedef struct ws_iov {
   size_t len;
 } ws_iov_t;
 
-/* A byte queue: live bytes are base[start .. start+len). */
-typedef struct ws_buf {
-  char *base;
+/* A byte queue: live bytes are data[start .. start+len) of one heap block, which holds
+ * the counts too, so that an empty queue (most of a conn's, most of the time) costs its
+ * owner one pointer. */
+struct ws__bufmem {
   size_t start, len, cap;
+  char data[];
+};
+typedef struct ws_buf {
+  struct ws__bufmem *m;   /* NULL: empty, nothing allocated */
 } ws_buf_t;
 
 int ws__buf_append(ws_buf_t *b, const char *data, size_t len);
 char *ws__buf_reserve(ws_buf_t *b, size_t len);   /* room for len more; NULL on ENOMEM */
+void ws__buf_commit(ws_buf_t *b, size_t len);     /* len bytes written in that room join */
 void ws__buf_consume(ws_buf_t *b, size_t len);
-static inline size_t ws__buf_room(const ws_buf_t *b) { return b->cap - b->start - b->len; }
+void ws__buf_clear(ws_buf_t *b);                  /* empty, keeping the memory */
 void ws__buf_free(ws_buf_t *b);
+static inline size_t ws__buf_len(const ws_buf_t *b) { return b->m ? b->m->len : 0; }
+static inline size_t ws__buf_cap(const ws_buf_t *b) { return b->m ? b->m->cap : 0; }
+static inline char *ws__buf_data(const ws_buf_t *b) { return b->m ? b->m->data + b->m->start : NULL; }
+static inline size_t ws__buf_room(const ws_buf_t *b) {
+  return b->m ? b->m->cap - b->m->start - b->m->len : 0;
+}
 
 typedef struct ws__limits ws__limits_t;   /* a conn's timeouts and limits (below) */
 typedef struct ws__stream_ops ws__stream_ops_t;   /* a socket's calls (below) */

@@ -11,46 +11,58 @@
 int ws__buf_append(ws_buf_t *b, const char *data, size_t len) {
   char *p = ws__buf_reserve(b, len);
   if (!p) return WS_ENOMEM;
-  memcpy(p, data, len);
-  b->len += len;
+  if (len) memcpy(p, data, len);
+  b->m->len += len;
   return 0;
 }
 
 char *ws__buf_reserve(ws_buf_t *b, size_t len) {
-  if (b->start + b->len + len <= b->cap) return b->base + b->start + b->len;
-  if (b->start > 0 && b->len + len <= b->cap) {   /* slide back before growing */
-    memmove(b->base, b->base + b->start, b->len);
-    b->start = 0;
-    return b->base + b->len;
+  struct ws__bufmem *m = b->m, *nm;
+  if (m && m->start + m->len + len <= m->cap) return m->data + m->start + m->len;
+  if (m && m->start > 0 && m->len + len <= m->cap) {   /* slide back before growing */
+    memmove(m->data, m->data + m->start, m->len);
+    m->start = 0;
+    return m->data + m->len;
   }
-  size_t cap = b->cap ? b->cap : 256;
-  while (cap < b->len + len) {
-    if (cap > SIZE_MAX / 2) return NULL;
+  size_t have = m ? m->len : 0, cap = m ? m->cap : 256;
+  while (cap < have + len) {
+    if (cap > (SIZE_MAX - sizeof *m) / 2) return NULL;
     cap *= 2;
   }
-  char *nb;
-  if (b->start == 0) {   /* realloc may grow in place (or by mremap): no copy then */
-    if (!(nb = realloc(b->base, cap))) return NULL;
+  if (!m || m->start == 0) {   /* realloc may grow in place (or by mremap): no copy then */
+    if (!(nm = realloc(m, sizeof *nm + cap))) return NULL;
+    if (!m) nm->start = nm->len = 0;
   } else {
-    if (!(nb = malloc(cap))) return NULL;
-    if (b->len) memcpy(nb, b->base + b->start, b->len);
-    free(b->base);
+    if (!(nm = malloc(sizeof *nm + cap))) return NULL;
+    memcpy(nm->data, m->data + m->start, m->len);
+    nm->start = 0;
+    nm->len = m->len;
+    free(m);
   }
-  b->base = nb;
-  b->cap = cap;
-  b->start = 0;
-  return nb + b->len;
+  nm->cap = cap;
+  b->m = nm;
+  return nm->data + nm->len;
+}
+
+void ws__buf_commit(ws_buf_t *b, size_t len) {
+  if (len) b->m->len += len;
 }
 
 void ws__buf_consume(ws_buf_t *b, size_t len) {
-  b->start += len;
-  b->len -= len;
-  if (b->len == 0) b->start = 0;
+  struct ws__bufmem *m = b->m;
+  if (!len) return;
+  m->start += len;
+  m->len -= len;
+  if (m->len == 0) m->start = 0;
+}
+
+void ws__buf_clear(ws_buf_t *b) {
+  if (b->m) b->m->start = b->m->len = 0;
 }
 
 void ws__buf_free(ws_buf_t *b) {
-  free(b->base);
-  memset(b, 0, sizeof *b);
+  free(b->m);
+  b->m = NULL;
 }
 
 const ws__limits_t ws__no_limits;

@@ -32,10 +32,10 @@ static int parse_answer(ws_conn_t *c, ws__proxy_t *p, size_t *used) {
   ws_header_t hdrs[WS__PROXY_HEADERS];
   ws_http_head_t h;
   for (;;) {
-    char *buf = p->head.base + p->head.start;
-    size_t end = ws_http_head_end(buf, p->head.len, &p->scanned);
+    char *buf = ws__buf_data(&p->head);
+    size_t end = ws_http_head_end(buf, ws__buf_len(&p->head), &p->scanned);
     if (!end) {
-      if (p->head.len < c->lim->max_head) return 0;
+      if (ws__buf_len(&p->head) < c->lim->max_head) return 0;
       ws__conn_fail(c, WS_EPROXY, "the proxy's answer to CONNECT is too large");
       return -1;
     }
@@ -81,9 +81,9 @@ static void proxy_on_read(ws_conn_t *c, ws__transport_t *tp, char *data, size_t 
   ws__transport_t *below = tp->below;
   ws__tp_remove(c, tp);
   ws__role(c)->ready(c);
-  size_t rest = p->head.len - used;
+  size_t rest = ws__buf_len(&p->head) - used;
   if (rest && c->state != WS__S_CLOSED)
-    ws__tp_up(c, below, p->head.base + p->head.start + used, 0, rest);
+    ws__tp_up(c, below, ws__buf_data(&p->head) + used, 0, rest);
   proxy_free(tp);
 }
 

@@ -41,13 +41,13 @@ static int s_want(ws_conn_t *c, unsigned ev) {
 
 static ssize_t s_read(ws_conn_t *c, char *buf, size_t len) {
   ws_script_t *p = script_of(c);
-  if (!p->in.len) {
+  if (!ws__buf_len(&p->in)) {
     if (!p->eof) return UV_EAGAIN;
     p->eof = 0;
     return 0;
   }
-  size_t n = p->in.len < len ? p->in.len : len;
-  memcpy(buf, p->in.base + p->in.start, n);
+  size_t n = ws__buf_len(&p->in) < len ? ws__buf_len(&p->in) : len;
+  memcpy(buf, ws__buf_data(&p->in), n);
   ws__buf_consume(&p->in, n);
   return (ssize_t)n;
 }
@@ -88,20 +88,20 @@ static const ws__stream_ops_t script_ops = {s_want, s_read, s_write, s_shutdown,
 
 /* Input waiting for a reading conn arrives, in reads as big as its buffer; then EOF. */
 static void deliver(ws_script_t *p) {
-  while (p->conn && p->conn->io_ev & WS__IO_READ && (p->in.len || p->eof)) {
-    size_t before = p->in.len;
+  while (p->conn && p->conn->io_ev & WS__IO_READ && (ws__buf_len(&p->in) || p->eof)) {
+    size_t before = ws__buf_len(&p->in);
     int eof = p->eof;
     ws__conn_io(p->conn, WS__IO_READ);
-    if (p->conn && p->in.len == before && p->eof == eof) break;   /* it read nothing */
+    if (p->conn && ws__buf_len(&p->in) == before && p->eof == eof) break;   /* it read nothing */
   }
-  if (!p->in.len) ws__buf_free(&p->in);
+  if (!ws__buf_len(&p->in)) ws__buf_free(&p->in);
 }
 
 static void turn(ws_script_t *p) {
   while (p->conn && p->conn->io_ev & WS__IO_WRITE && p->window) {
-    size_t before = p->out.len;
+    size_t before = ws__buf_len(&p->out);
     ws__conn_io(p->conn, WS__IO_WRITE);
-    if (p->out.len == before) break;
+    if (ws__buf_len(&p->out) == before) break;
   }
   deliver(p);
 }
@@ -203,9 +203,10 @@ void ws_script_window(ws_script_t *p, size_t bytes) { p->window = bytes; }
 
 const char *ws_script_take(ws_script_t *p, size_t *len) {
   ws__buf_consume(&p->out, p->taken);
-  p->taken = p->out.len;
-  *len = p->out.len;
-  return p->out.base ? p->out.base + p->out.start : "";
+  p->taken = ws__buf_len(&p->out);
+  *len = ws__buf_len(&p->out);
+  const char *out = ws__buf_data(&p->out);
+  return out ? out : "";
 }
 
 int ws_script_reading(const ws_script_t *p) {

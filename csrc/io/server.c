@@ -201,12 +201,12 @@ static ssize_t on_body(ws_conn_t *c, char *buf, size_t len) {
 int ws_conn_request_streaming(const ws_conn_t *c) { return (c->flags & WS__F_STREAMING) != 0; }
 
 const char *ws_conn_request_body(const ws_conn_t *c, size_t *len) {
-  if (c->state != WS__S_REQUEST || !(c->flags & WS__F_BUFFERED) || !c->msg.len) {
+  if (c->state != WS__S_REQUEST || !(c->flags & WS__F_BUFFERED) || !ws__buf_len(&c->msg)) {
     *len = 0;
     return NULL;
   }
-  *len = c->msg.len;
-  return c->msg.base + c->msg.start;
+  *len = ws__buf_len(&c->msg);
+  return ws__buf_data(&c->msg);
 }
 
 /* The request is whole (head, and body if any): to the layer above. r: bytes of buf it
@@ -614,9 +614,9 @@ int ws_server_adopt(ws_server_t *s, uv_os_sock_t fd, const char *data, size_t le
     return WS_ENOMEM;
   }
   ws__server_start(s, c);
-  if (c->state != WS__S_CLOSED && c->in.len) {   /* what the other server read, first */
+  if (c->state != WS__S_CLOSED && ws__buf_len(&c->in)) {   /* what the other server read, first */
     ws_loop_cork(s->loop);
-    ws__conn_input(c, c->in.base + c->in.start, c->in.len);
+    ws__conn_input(c, ws__buf_data(&c->in), ws__buf_len(&c->in));
     ws_loop_uncork(s->loop);
   }
   return 0;
