@@ -288,8 +288,9 @@ void l_conn_ctx_open(l_ctx_t *x, lua_State *L) {
 }
 
 /* A message: ondata(data, binary, ws) first, when set (no event object is made for it,
- * the cheapest way in); then, if anyone listens for them, the message event. The
- * uservalue and the traceback are pushed once for both. */
+ * the cheapest way in); then, if anyone listens for them, the message event: made by
+ * message_event_code when onmessage is its only taker, else here for the handler and
+ * the listeners. The uservalue and the traceback are pushed once for all. */
 static void ev_message(ws_conn_t *c, int binary, const char *data, size_t len) {
   l_ctx_t *x = ctx_of(c);
   lua_State *L = x->L;
