@@ -22,7 +22,7 @@
  *                   on the one port (SO_REUSEPORT), as `luaws serve --workers N`
  *
  * It is not a server to use: it trusts its peer (frames are whole messages of at most
- * BUF_SIZE / 4 bytes, requests have no body, every write completes), and closes the
+ * MAX_MSG bytes, requests have no body, every write completes), and closes the
  * connection on anything else. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -50,6 +50,7 @@
 #include "ws.h"
 
 #define BUF_SIZE (256 * 1024)
+#define MAX_MSG (BUF_SIZE / 2)
 #define MAX_FD 65536
 #define MAX_HEAD 8192        /* a longer request head is dropped */
 #define MAX_WORKERS 64
@@ -74,7 +75,7 @@ static SSL *ssls[MAX_FD];         /* --tls; apart, so a plain connection costs n
 static zpeer_t *zpeers[MAX_FD];   /* --deflate, once the upgrade agreed it */
 static char in[BUF_SIZE], out[BUF_SIZE + 64];
 static size_t olen;               /* bytes in out, sent at the end of a read */
-static Bytef plain[BUF_SIZE / 4 + 1], zbuf[BUF_SIZE / 4 + BUF_SIZE / 32 + 64];
+static Bytef plain[MAX_MSG + 1], zbuf[MAX_MSG + MAX_MSG / 8 + 64];   /* --deflate */
 static int ws_open, max_fd;
 static int *subs;                 /* the subscribers' fds */
 static size_t nsubs, subs_cap;
@@ -264,7 +265,7 @@ static ssize_t frames(int fd, char *p, size_t n) {
       for (int i = 2; i < 10; i++) len = len << 8 | h[i];
       hl = 10;
     }
-    if (!(h[1] & 0x80) || len > BUF_SIZE / 4) return -1;
+    if (!(h[1] & 0x80) || len > MAX_MSG) return -1;
     if (n - pos < hl + 4 + len) break;
     char *d = (char *)h + hl + 4;
     int op = h[0] & 0x0F;
@@ -276,9 +277,9 @@ static ssize_t frames(int fd, char *p, size_t n) {
       if (put_frame(fd, 0, op, d, len < 2 ? 0 : 2) == 0) flush(fd);
       return -1;
     }
-    if ((h[0] & WS_RSV1) && zpeers[fd] ? z_echo(fd, op, d, (size_t)len) < 0
-                                        : put_frame(fd, 0, op, d, (size_t)len) < 0)
-      return -1;
+    int r = (h[0] & WS_RSV1) && zpeers[fd] ? z_echo(fd, op, d, (size_t)len)
+                                            : put_frame(fd, 0, op, d, (size_t)len);
+    if (r < 0) return -1;
   }
   return (ssize_t)pos;
 }
@@ -352,7 +353,7 @@ static int subscribe_all(char *body, size_t cap) {
 /* GET /publish?n=P&size=S: P publishes of S bytes of text, back to back, each framed once
  * and written to every subscriber, timed as bench/topics_server.lua times them. */
 static int publish_all(long p, long size, char *body, size_t cap) {
-  if (p < 1 || p > 100000 || size < 0 || size > BUF_SIZE / 4) return -1;
+  if (p < 1 || p > 100000 || size < 0 || size > MAX_MSG) return -1;
   double *times = malloc((size_t)p * sizeof *times);
   char *frame = malloc(WS_MAX_HEADER + (size_t)size);
   if (!times || !frame) {
@@ -402,23 +403,27 @@ static long param(const char *path, size_t n, const char *name, long dflt) {
   return dflt;
 }
 
+/* Is p[0..n) the path want, with or without a query? */
+static int path_is(const char *p, size_t n, const char *want) {
+  size_t wl = strlen(want);
+  return n >= wl && memcmp(p, want, wl) == 0 && (n == wl || p[wl] == '?');
+}
+
 /* Answers a request that is no upgrade: 1 when the connection is to close after it. */
 static int answer(int fd, const char *h, size_t n) {
   static const char hello[] = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
                               "Content-Length: 13\r\n\r\nHello, world!";
-  const char *path = memchr(h, ' ', n), *end = path ? memchr(path + 1, ' ', n - (size_t)(path - h) - 1) : NULL;
-  size_t pl = end ? (size_t)(end - path - 1) : 0;
+  const char *path = h + 4, *end = NULL;   /* "GET /path HTTP/1.1" */
+  if (n > 4 && memcmp(h, "GET ", 4) == 0) end = memchr(path, ' ', n - 4);
+  size_t pl = end ? (size_t)(end - path) : 0;
   char body[512];
   int bl = 0;
-  if (pl && strncmp(h, "GET ", 4) == 0) {
-    path++;
-    if (pl == sizeof "/subscribe" - 1 && memcmp(path, "/subscribe", pl) == 0)
-      bl = subscribe_all(body, sizeof body);
-    else if (pl >= sizeof "/publish" - 1 && memcmp(path, "/publish", sizeof "/publish" - 1) == 0)
-      bl = publish_all(param(path, pl, "n", 100), param(path, pl, "size", 64), body, sizeof body);
-    else if (pl == sizeof "/count" - 1 && memcmp(path, "/count", pl) == 0)
-      bl = snprintf(body, sizeof body, "count=%d\n", ws_open);
-  }
+  if (path_is(path, pl, "/subscribe"))
+    bl = subscribe_all(body, sizeof body);
+  else if (path_is(path, pl, "/publish"))
+    bl = publish_all(param(path, pl, "n", 100), param(path, pl, "size", 64), body, sizeof body);
+  else if (path_is(path, pl, "/count"))
+    bl = snprintf(body, sizeof body, "count=%d\n", ws_open);
   if (bl < 0) return -1;
   char *o = room(fd, bl ? 128 + (size_t)bl : sizeof hello - 1);
   if (!o) return -1;
@@ -595,9 +600,10 @@ int main(int argc, char **argv) {
   }
   if (cert && tls_setup(cert, key) < 0) return 1;
   /* OpenSSL sets itself up at its first use (2 MB here), which would count as the first
-   * connection's memory: a handshake's SHA-1 now makes that happen before any */
+   * connections' memory: a handshake's SHA-1 now makes that happen before any */
+  static const char sample_key[] = "dGhlIHNhbXBsZSBub25jZQ==";   /* RFC 6455 1.3 */
   char accept[29];
-  ws_handshake_accept("dGhlIHNhbXBsZSBub25jZQ==", sizeof "dGhlIHNhbXBsZSBub25jZQ==" - 1, accept);
+  ws_handshake_accept(sample_key, sizeof sample_key - 1, accept);
   signal(SIGPIPE, SIG_IGN);   /* a write to a peer that left fails, and drops it */
 
   int ls[MAX_WORKERS], nls = workers ? workers : 1;
@@ -621,7 +627,6 @@ int main(int argc, char **argv) {
     }
   }
   for (int i = 0; i < nls; i++) close(ls[i]);
-  while (wait(NULL) > 0) {
-  }
+  while (wait(NULL) > 0) continue;   /* until the last worker has gone */
   return 0;
 }
