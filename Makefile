@@ -135,8 +135,9 @@ fuzz:
 # Benchmarks (bench/run.sh): luaws vs Node ws, tests a-f of issue 4 (e: over wss://) and
 # g-h (permessage-deflate), and vs Node's http module, i (HTTP keep-alive, under wrk), j
 # (topics), for lua5.4 and luajit; k: a and g through luaws serve with 1 and 2 workers
-# (reuseport); p: a with 16 messages in flight per connection, onmessage and ondata, as
-# ratios to the floor. BENCH_TESTS, BENCH_SECONDS, BENCH_LUAS, ... as the script says.
+# (reuseport); p: a with 16 messages in flight per connection, onmessage and ondata. Every
+# test but f also runs against the floor, bench/floor_echo.c, and the report gives each
+# server's share of it. BENCH_TESTS, BENCH_SECONDS, BENCH_LUAS, ... as the script says.
 # bench-smoke: a few seconds, luaws on lua5.4 only; fails when a mode reports no messages
 # or an error (CI runs it).
 bench:

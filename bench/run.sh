@@ -5,7 +5,9 @@
 #                          spec/peers/node_modules/ws exist), i against bench/http_server.lua
 #                          and Node's http module; a table with luaws/Node ratios
 #   bench/run.sh --smoke   `make bench-smoke`: every mode for about a second, luaws on lua5.4
-#                          only; exits 1 if a mode reports no messages or any error
+#                          only, the floor where its way differs from a's (d, e a, g, h, i
+#                          pipelined, j, k2); exits 1 if a mode reports no messages or any
+#                          error
 #
 # The tests (loopback; server pinned to cpu 0, generator to cpu 1 when there are 2 cores):
 #   a  echo, 100 connections, 16-byte text, 1 in flight      BENCH_SECONDS (10)
@@ -13,10 +15,10 @@
 #   p  a with 16 messages in flight per connection           BENCH_SECONDS (10)
 #      (each read brings several messages: the cost per message with the per-read cost
 #      shared out), luaws both with onmessage and with --ondata (ws.ondata, no event
-#      object); every figure also as a ratio to the floor's in the same run
+#      object)
 #   c  BENCH_IDLE_CONNS (10000) idle connections: server RSS growth per connection,
-#      read from /proc/PID/status after holding them BENCH_IDLE_SECONDS (3); the floor
-#      server too, and the projection for a million idle connections
+#      read from /proc/PID/status after holding them BENCH_IDLE_SECONDS (3), and the
+#      projection for a million idle connections
 #   d  connect + handshake + close, 50 at once               BENCH_CONNECT_SECONDS (5)
 #   e  a and b over wss://, and c over TLS, against the same servers terminating TLS with
 #      a self-signed EC P-256 certificate made for the run with openssl
@@ -26,8 +28,7 @@
 #   g  a with permessage-deflate (examples/echo_server.lua --deflate, Node ws with
 #      perMessageDeflate): 100 connections, 1 KiB of JSON-like text, compressed both ways
 #      with context takeover, each echo inflated and checked by the generator (loadgen -z);
-#      both servers' threshold is set to 256 B so both compress every message; its floor
-#      is bench/zlib_floor.c, the zlib work alone of such a server
+#      both servers' threshold is set to 256 B so both compress every message
 #   h  BENCH_DEFLATE_IDLE_CONNS (2000) idle connections as c, with permessage-deflate
 #      agreed and one message each way first, so each side's zlib state exists
 #   i  plain HTTP/1.1 with keep-alive: "Hello, world!" (13 B, text/plain) from
@@ -51,10 +52,16 @@
 # a, b, p, d, g, i, j and k run BENCH_REPEAT (3) times per peer, the peers taking turns, and the best
 # run counts; the table also gives the server's CPU time per message, which other load on
 # a shared machine moves much less than throughput.
+# The floor: every test but f runs against bench/floor_echo.c too, the thinnest C server
+# doing the test's work (one thread, epoll, no libuv, no Lua): this machine's ceiling. The
+# report ends with each floor and each peer as a share of it. a b p c d: the echo (d: a
+# close frame answered, then TCP closed); e: --tls; g: --deflate (a zlib inflater and
+# deflater per connection, luaws's settings), and bench/zlib_floor.c, those zlib calls
+# alone; h: --deflate --park (only the windows kept between messages, as luaws parks an
+# idle connection; also without --park, for scale); i: its fixed 200 answer; j: its
+# /subscribe and /publish; k: --workers N (N processes on one SO_REUSEPORT port).
 # Other knobs: BENCH_TESTS ("a b c d e f g h i j k p": the tests to run), BENCH_LUAS ("lua5.4 luajit"),
-# BENCH_NODE (1; 0 skips Node ws and http), BENCH_FLOOR (1; 0 skips the floors: for a, b, p
-# bench/floor_echo.c, the thinnest C echo server, whose figures are this machine's ceiling;
-# for g bench/zlib_floor.c, a deflate echo server's inflate and deflate calls alone),
+# BENCH_NODE (1; 0 skips Node ws and http), BENCH_FLOOR (1; 0 skips the floors),
 # BENCH_DEFLATE_IDLE_CONNS (2000: h), BENCH_TOPIC_CONNS (10000: j), BENCH_PUBLISHES (100: j),
 # BENCH_OUT (build/bench: the log and the loadgen binary), CC.
 set -u
@@ -124,11 +131,16 @@ LUAS=$build_luas
 [ -n "$LUAS" ] || die "no Lua to run"
 
 FLOOR=$OUT/floor_echo
-if [ "${BENCH_FLOOR:-1}" = 1 ] && [ $SMOKE = 0 ] &&
-   ${CC:-cc} -O2 -Wall -Wextra -Icsrc/core -o "$FLOOR" bench/floor_echo.c csrc/core/*.c -lcrypto -lz >>"$LOG" 2>&1; then
-  FLOOR_ON=1
-else
-  FLOOR_ON=0
+FLOOR_ON=0
+if [ "${BENCH_FLOOR:-1}" = 1 ]; then
+  if ${CC:-cc} -O2 -Wall -Wextra -Icsrc/core -o "$FLOOR" bench/floor_echo.c csrc/core/*.c \
+       -lssl -lcrypto -lz >>"$LOG" 2>&1; then
+    FLOOR_ON=1
+  elif [ $SMOKE = 1 ]; then
+    die "cannot build bench/floor_echo.c (see $LOG)"
+  else
+    say "skip the floor: bench/floor_echo.c did not build (see $LOG)"
+  fi
 fi
 ZFLOOR=$OUT/zlib_floor
 if [ "${BENCH_FLOOR:-1}" = 1 ] && [ $SMOKE = 0 ] &&
@@ -189,7 +201,7 @@ start_server() {
     LUA_CPATH="build/$lua/?.so;;" LUA_PATH="lua/?.lua;lua/?/init.lua;;" \
       $PIN_SRV "$lua" "$script" 0 "$@" >"$out" 2>&1 &
   elif [ "$kind" = floor ]; then
-    $PIN_SRV "$script" >"$out" 2>&1 &
+    $PIN_SRV "$script" "$@" >"$out" 2>&1 &
   else
     $PIN_SRV node "$script" 0 "$@" >"$out" 2>&1 &
   fi
@@ -208,15 +220,19 @@ start_server() {
 
 # start_serve N LUA PIN [FLAGS...]: `luaws serve --workers N` of the echo server with
 # reuseport (and FLAGS), on a port found free first; sets SRV_PID (the supervisor),
-# SRV_WORKERS and SRV_PORT.
+# SRV_WORKERS and SRV_PORT. LUA floor: `floor_echo --workers N`, which finds its port.
 start_serve() {
   local n=$1 lua=$2 pin=$3 out=$OUT/server.out i
   shift 3
   local env=(env "LUA_CPATH=build/$lua/?.so;;" "LUA_PATH=lua/?.lua;lua/?/init.lua;;")
   : >"$out"
-  SRV_PORT=$("${env[@]}" "$lua" -e 'print(require("luaws").listen({ port = 0 }).port)') || return 1
-  $pin "${env[@]}" "$lua" bin/luaws serve --workers "$n" examples/echo_server.lua "$SRV_PORT" \
-    --reuseport "$@" >"$out" 2>&1 &
+  if [ "$lua" = floor ]; then
+    $pin "$FLOOR" --workers "$n" "$@" >"$out" 2>&1 &
+  else
+    SRV_PORT=$("${env[@]}" "$lua" -e 'print(require("luaws").listen({ port = 0 }).port)') || return 1
+    $pin "${env[@]}" "$lua" bin/luaws serve --workers "$n" examples/echo_server.lua "$SRV_PORT" \
+      --reuseport "$@" >"$out" 2>&1 &
+  fi
   SRV_PID=$!
   PIDS="$PIDS $SRV_PID"
   for i in $(seq 100); do
@@ -225,6 +241,7 @@ start_serve() {
     sleep 0.1
   done
   SRV_WORKERS=$(pgrep -P "$SRV_PID" | tr '\n' ' ')
+  [ "$lua" = floor ] && SRV_PORT=$(sed -n 's/^listening on \([0-9][0-9]*\).*/\1/p' "$out" | head -1)
   [ "$(grep -c '^listening on' "$out")" -ge "$n" ] && return 0
   cat "$out" >&2
   return 1
@@ -338,21 +355,24 @@ check() {   # smoke: the run just made must have worked
 # ---- the tests ------------------------------------------------------------------------
 
 # A peer is lua5.4 or luajit (luaws on that Lua), ws (Node) or floor (bench/floor_echo.c,
-# a, b and p only: the thinnest C echo server, what this machine and generator allow).
-# start_peer PEER [broadcast | tls | deflate | ondata | http]; tls: the echo server on
-# wss:// (test e); deflate: with permessage-deflate (tests g and h); ondata: with ws.ondata
-# instead of onmessage (test p's pd rows); http: the plain HTTP servers of i,
+# the thinnest C server, what this machine and generator allow; it answers HTTP and the
+# topics requests itself).
+# start_peer PEER [broadcast | tls | deflate | park | ondata | http | topics]; tls: the
+# echo server on wss:// (test e); deflate: with permessage-deflate (tests g and h); park:
+# the floor with deflate that parks its zlib streams between messages (h); ondata: with
+# ws.ondata instead of onmessage (test p's pd rows); http: the plain HTTP servers of i,
 # bench/http_server.lua and Node's http module (spec/peers/http_server.js) for ws
 start_peer() {
   local flags=()
   [ "${2:-}" = tls ] && flags=(--tls "$TLSDIR/cert.pem" "$TLSDIR/key.pem")
   [ "${2:-}" = deflate ] && flags=(--deflate)
+  [ "${2:-}" = park ] && flags=(--deflate --park)
   [ "${2:-}" = ondata ] && flags=(--ondata)
   case $1,${2:-} in
     ws,http) start_server ws node spec/peers/http_server.js ;;
     ws,topics) start_server ws node bench/topics_server.js ;;
     ws,*) start_server ws node spec/peers/ws_echo_server.js "${flags[@]}" ;;
-    floor,*) start_server floor - "$FLOOR" ;;
+    floor,*) start_server floor - "$FLOOR" "${flags[@]}" ;;
     *,broadcast) start_server luaws "$1" bench/broadcast_server.lua ;;
     *,http) start_server luaws "$1" bench/http_server.lua ;;
     *,topics) start_server luaws "$1" bench/topics_server.lua ;;
@@ -374,9 +394,9 @@ one() {
     g) start_peer "$peer" deflate; set -- "$1" -z "${@:2}" ;;
     i*) start_peer "$peer" http ;;
     pd) start_peer "$peer" ondata ;;
-    k1p) start_serve 1 "$peer" "$PIN_SRV" || die "luaws serve did not start" ;;
-    k1|k2) PIN_GEN=""; start_serve "${t#k}" "$peer" "" || die "luaws serve did not start" ;;
-    kz1|kz2) PIN_GEN=""; start_serve "${t#kz}" "$peer" "" --deflate || die "luaws serve did not start"
+    k1p) start_serve 1 "$peer" "$PIN_SRV" || die "the $peer workers did not start" ;;
+    k1|k2) PIN_GEN=""; start_serve "${t#k}" "$peer" "" || die "the $peer workers did not start" ;;
+    kz1|kz2) PIN_GEN=""; start_serve "${t#kz}" "$peer" "" --deflate || die "the $peer workers did not start"
        set -- "$1" -z "${@:2}" ;;
     *) start_peer "$peer" ;;
   esac
@@ -397,27 +417,26 @@ one() {
 }
 
 # c: RSS growth of a fresh server per idle connection (once: contention does not move it).
-# idle_test PEER [tls | deflate]: over TLS, the result goes to R[PEER,ec] (test e); with
-# permessage-deflate and one message each way first, to R[PEER,h] (test h).
+# idle_test PEER [tls | deflate | kept]: over TLS, the result goes to R[PEER,ec] (test e);
+# with permessage-deflate and one message each way first, to R[PEER,h] (test h; the floor
+# parks its zlib streams, as luaws does); kept: the floor keeping them, to R[floor,h_kept].
 idle_test() {
-  local peer=$1 t=c rc n=$IDLE
-  if [ "${2:-}" = tls ]; then
-    t=ec; start_peer "$peer" tls
-    gen idle -S -c "$IDLE" -d "$IDLE_SECS" -r "$SRV_PID"; rc=$?
-  elif [ "${2:-}" = deflate ]; then
-    t=h; n=$ZIDLE; start_peer "$peer" deflate
-    gen idle -z -c "$ZIDLE" -d "$IDLE_SECS" -r "$SRV_PID"; rc=$?
-  else
-    start_peer "$peer"
-    gen idle -c "$IDLE" -d "$IDLE_SECS" -r "$SRV_PID"; rc=$?
-  fi
+  local peer=$1 t=c rc n=$IDLE kind=${2:-} args
+  case $kind in
+    tls) t=ec; args=(-S -c "$IDLE") ;;
+    deflate) t=h; n=$ZIDLE; args=(-z -c "$ZIDLE"); [ "$peer" = floor ] && kind=park ;;
+    kept) t=h_kept; n=$ZIDLE; args=(-z -c "$ZIDLE"); kind=deflate ;;
+    *) args=(-c "$IDLE") ;;
+  esac
+  start_peer "$peer" "$kind"
+  gen idle "${args[@]}" -d "$IDLE_SECS" -r "$SRV_PID"; rc=$?
   R[$peer,$t]=$(field "$LINE" rss_per_conn_B)
   check "$t $peer" $rc 0
   if [ $SMOKE = 1 ] && [ "$(field "$LINE" open)" != "$n" ]; then
     say "FAIL $t: not all connections open"; FAILED=1
   fi
-  if [ $SMOKE = 1 ] && [ $t = h ] && [ "$(field "$LINE" msgs)" != "$n" ]; then
-    say "FAIL h: not every connection had its message echoed"; FAILED=1
+  if [ $SMOKE = 1 ] && [ "${t#h}" != "$t" ] && [ "$(field "$LINE" msgs)" != "$n" ]; then
+    say "FAIL $t: not every connection had its message echoed"; FAILED=1
   fi
   stop_server
 }
@@ -543,8 +562,8 @@ topics_test() {
     R[$peer,j_got]=$got
   fi
   if [ $SMOKE = 1 ]; then
-    if [ "$opened" = "$TCONNS" ] && [ "$got" = "$((TCONNS * PUBS))" ]; then say "ok   j topics"
-    else say "FAIL j topics: opened $opened, received $got of $((TCONNS * PUBS))"; FAILED=1; fi
+    if [ "$opened" = "$TCONNS" ] && [ "$got" = "$((TCONNS * PUBS))" ]; then say "ok   j $peer"
+    else say "FAIL j $peer: opened $opened, received $got of $((TCONNS * PUBS))"; FAILED=1; fi
   fi
   stop_server
 }
@@ -563,23 +582,32 @@ say "peers:$(for p in $PEERS; do case $p in ws) printf ' node %s ws %s' "$(node 
   "$(node -p 'require("./spec/peers/node_modules/ws/package.json").version')" ;; *) printf ' luaws/%s' "$p" ;; esac; done)"
 say "best of $REPEAT runs per peer, peers interleaved"
 
-ECHO_PEERS=$PEERS
-[ "$FLOOR_ON" = 1 ] && ECHO_PEERS="$PEERS floor"
+# The tests that run the floor too; smoke runs it where its way differs from a's
+FLOOR_TESTS="a b p c d ea eb ec g h h_kept i ip j k1p k1 k2 kz1 kz2"
+[ $SMOKE = 1 ] && FLOOR_TESTS="d ea g h ip j k2"
+floor_runs() {   # TEST
+  [ "$FLOOR_ON" = 1 ] || return 1
+  case " $FLOOR_TESTS " in *" $1 "*) return 0 ;; esac
+  return 1
+}
+peers_of() {   # TEST: PEERS, and the floor when it runs TEST
+  if floor_runs "$1"; then echo "$PEERS floor"; else echo "$PEERS"; fi
+}
 has a && for r in $(seq "$REPEAT"); do
-  for p in $ECHO_PEERS; do
+  for p in $(peers_of a); do
     say "a: echo $a_c conns, 16 B text, 1 in flight, ${SECS}s: $p (run $r)"
     one "$p" a msgs/s echo -c $a_c -s 16 -m 1 -d "$SECS"
   done
 done
 has b && for r in $(seq "$REPEAT"); do
-  for p in $ECHO_PEERS; do
+  for p in $(peers_of b); do
     say "b: echo $b_c conns, 64 KiB binary, 1 in flight, ${SECS}s: $p (run $r)"
     one "$p" b MB/s echo -c $b_c -s 65536 -b -m 1 -d "$SECS"
   done
 done
 # p: a's load with p_m messages in flight; luaws runs twice, onmessage (p) and ondata (pd)
 has p && for r in $(seq "$REPEAT"); do
-  for p in $ECHO_PEERS; do
+  for p in $(peers_of p); do
     say "p: echo $p_c conns, 16 B text, $p_m in flight, ${SECS}s: $p (run $r)"
     one "$p" p msgs/s echo -c $p_c -s 16 -m $p_m -d "$SECS"
     case $p in ws|floor) continue ;; esac
@@ -587,30 +615,30 @@ has p && for r in $(seq "$REPEAT"); do
     one "$p" pd msgs/s echo -c $p_c -s 16 -m $p_m -d "$SECS"
   done
 done
-has c && for p in $ECHO_PEERS; do
+has c && for p in $(peers_of c); do
   say "c: $IDLE idle conns, held ${IDLE_SECS}s: $p"
   idle_test "$p"
 done
 has d && for r in $(seq "$REPEAT"); do
-  for p in $PEERS; do
+  for p in $(peers_of d); do
     say "d: connect + handshake + close, $d_c at once, ${CSECS}s: $p (run $r)"
     one "$p" d msgs/s connect -c $d_c -d "$CSECS"
   done
 done
 if [ "$TLS" = 1 ]; then
   for r in $(seq "$REPEAT"); do
-    for p in $PEERS; do
+    for p in $(peers_of ea); do
       say "e a: wss echo $a_c conns, 16 B text, 1 in flight, ${SECS}s: $p (run $r)"
       one "$p" ea msgs/s echo -c $a_c -s 16 -m 1 -d "$SECS"
     done
   done
   for r in $(seq "$REPEAT"); do
-    for p in $PEERS; do
+    for p in $(peers_of eb); do
       say "e b: wss echo $b_c conns, 64 KiB binary, 1 in flight, ${SECS}s: $p (run $r)"
       one "$p" eb MB/s echo -c $b_c -s 65536 -b -m 1 -d "$SECS"
     done
   done
-  for p in $PEERS; do
+  for p in $(peers_of ec); do
     say "e c: $IDLE idle TLS conns, held ${IDLE_SECS}s: $p"
     idle_test "$p" tls
   done
@@ -619,7 +647,7 @@ if [ "$MAXTEST" = 1 ]; then
   for p in $PEERS; do max_test "$p"; done
 fi
 has g && for r in $(seq "$REPEAT"); do
-  for p in $PEERS; do
+  for p in $(peers_of g); do
     say "g: deflate echo $g_c conns, 1 KiB JSON-like text, 1 in flight, ${SECS}s: $p (run $r)"
     one "$p" g msgs/s echo -c $g_c -s 1024 -m 1 -d "$SECS"
   done
@@ -631,22 +659,26 @@ if has g && [ "$ZFLOOR_ON" = 1 ]; then
   say "g floor: bench/zlib_floor.c, $g_c contexts, ${SECS}s"
   LINE=$($PIN_SRV "$ZFLOOR" -c $g_c -s 1024 -d "$SECS" 2>>"$LOG")
   say "  $LINE"
-  R[floor,g_cost]=$(field "$LINE" us_per_msg)
-  R[floor,g_steps]="$(field "$LINE" inflate_us) / $(field "$LINE" deflate_us)"
+  R[zfloor,g_cost]=$(field "$LINE" us_per_msg)
+  R[zfloor,g_steps]="$(field "$LINE" inflate_us) / $(field "$LINE" deflate_us)"
 fi
-has h && for p in $PEERS; do
+has h && for p in $(peers_of h); do
   say "h: $ZIDLE idle deflate conns after one message each way, held ${IDLE_SECS}s: $p"
   idle_test "$p" deflate
 done
+if has h && floor_runs h_kept; then
+  say "h: the same, the floor keeping its zlib streams"
+  idle_test floor kept
+fi
 # i: wrk's keep-alive connections, then pipelined; Node's peer here is its http module
 [ "$HTTP_ON" = 1 ] && for r in $(seq "$REPEAT"); do
-  for p in $PEERS; do
+  for p in $(peers_of i); do
     say "i: HTTP keep-alive $i_c conns, 13 B answer, 1 in flight, ${SECS}s: $p (run $r)"
     one "$p" i msgs/s wrk -t1 -c "$i_c" -d "${SECS}s"
   done
 done
 [ "$HTTP_ON" = 1 ] && [ "$i_depth" -gt 0 ] && for r in $(seq "$REPEAT"); do
-  for p in $PEERS; do
+  for p in $(peers_of ip); do
     say "i: HTTP keep-alive $i_c conns, $i_depth pipelined, ${SECS}s: $p (run $r)"
     one "$p" ip msgs/s wrk -t1 -c "$i_c" -d "${SECS}s" -s bench/wrk_pipeline.lua -- "$i_depth"
   done
@@ -654,17 +686,22 @@ done
 [ "${FAILED_WRK:-0}" = 1 ] && FAILED=1
 
 has j && for r in $(seq "$REPEAT"); do
-  for p in $PEERS; do topics_test "$p" "$r"; done
+  for p in $(peers_of j); do topics_test "$p" "$r"; done
 done
 KLUA=$(echo $LUAS | cut -d' ' -f1)
+# k: luaws serve on the first Lua; the floor as floor_echo --workers N
 has k && for r in $(seq "$REPEAT"); do
   for t in k1p k1 k2; do
-    say "k: echo $a_c conns, 16 B text, 1 in flight, ${SECS}s, luaws serve, $t: $KLUA (run $r)"
-    one "$KLUA" $t msgs/s echo -c $a_c -s 16 -m 1 -d "$SECS"
+    for p in $(PEERS=$KLUA peers_of $t); do
+      say "k: echo $a_c conns, 16 B text, 1 in flight, ${SECS}s, $t: $p (run $r)"
+      one "$p" $t msgs/s echo -c $a_c -s 16 -m 1 -d "$SECS"
+    done
   done
   for t in kz1 kz2; do
-    say "k: deflate echo $g_c conns, 1 KiB JSON-like text, 1 in flight, ${SECS}s, luaws serve, $t: $KLUA (run $r)"
-    one "$KLUA" $t msgs/s echo -c $g_c -s 1024 -m 1 -d "$SECS"
+    for p in $(PEERS=$KLUA peers_of $t); do
+      say "k: deflate echo $g_c conns, 1 KiB JSON-like text, 1 in flight, ${SECS}s, $t: $p (run $r)"
+      one "$p" $t msgs/s echo -c $g_c -s 1024 -m 1 -d "$SECS"
+    done
   done
 done
 
@@ -789,57 +826,88 @@ if has k && [ -n "${R[$KLUA,k1p]:-}" ]; then
       "${R[$KLUA,${t}_split]:--}" "${R[$KLUA,${t}_gen]:--}" "${R[$KLUA,${t}_workers]:--}")"
   done
 fi
-if { [ "$FLOOR_ON" = 1 ] && [ -n "${R[floor,a]:-}${R[floor,b]:-}${R[floor,p]:-}${R[floor,c]:-}" ]; } ||
-   [ -n "${R[floor,g_cost]:-}" ]; then
-  # The ceiling: the same generator against a server that does nothing but read, unmask
-  # and write. luaws/floor near 1 means what is left is the kernel's and the generator's.
+# ---- the floor ------------------------------------------------------------------------
+# The ceiling: the same generator against the thinnest server doing each test's work.
+# Rates as luaws/floor, the floor's CPU and memory over luaws's: 1 at best, and near 1
+# means what is left is the kernel's and the generator's.
+CMP=$LUAS
+[ "$NODE" = 1 ] && CMP="$CMP ws"
+floor_rate() {   # TEST UNIT NOUN PEERS...: sets line; 1 when the floor did not run TEST
+  local t=$1 unit=$2 noun=$3 p
+  shift 3
+  [ -n "${R[floor,$t]:-}" ] || return 1
+  line="$t: ${R[floor,$t]} $unit; server us/$noun ${R[floor,${t}_cost]} (user / kernel"
+  line="$line ${R[floor,${t}_split]}); cpu% server / generator ${R[floor,${t}_cpu]}; luaws/floor:"
+  for p; do line="$line $p $(ratio "${R[$p,$t]:-}" "${R[floor,$t]}")"; done
+  line="$line; floor/luaws us/$noun:"
+  for p; do line="$line $p $(ratio "${R[$p,${t}_cost]:-}" "${R[floor,${t}_cost]}" 1)"; done
+}
+floor_mem() {   # TEST WHAT PEERS...: RSS per connection, as floor_rate
+  local t=$1 what=$2 p
+  shift 2
+  [ -n "${R[floor,$t]:-}" ] || return 1
+  line="$t: ${R[floor,$t]} B per $what; floor/luaws:"
+  for p; do line="$line $p $(ratio "${R[$p,$t]:-}" "${R[floor,$t]}" 1)"; done
+}
+floor_any=""
+for k in "${!R[@]}"; do case $k in floor,*|zfloor,*) floor_any=1 ;; esac; done
+if [ -n "$floor_any" ]; then
   say ""
-  [ -n "${R[floor,a]:-}${R[floor,b]:-}${R[floor,p]:-}${R[floor,c]:-}" ] &&
-    say "floor: bench/floor_echo.c (C, epoll, no libuv, no Lua), same generator"
-  for t in a b; do
-    [ -n "${R[floor,$t]:-}" ] || continue
-    line="$t: ${R[floor,$t]} $([ $t = a ] && echo msg/s || echo MB/s); server user / kernel us ${R[floor,${t}_split]};"
-    line="$line cpu% server / generator ${R[floor,${t}_cpu]}; luaws/floor:"
-    for p in $LUAS; do line="$line $p $(ratio "${R[$p,$t]:-}" "${R[floor,$t]}")"; done
-    [ "$NODE" = 1 ] && line="$line, ws $(ratio "${R[ws,$t]:-}" "${R[floor,$t]}")"
+  say "floor: bench/floor_echo.c (C, epoll, no libuv, no Lua), same generator; luaws/floor for rates, floor/luaws for CPU and memory"
+  floor_rate a msg/s msg $CMP && say "  $line"
+  floor_rate b MB/s msg $CMP && say "  $line"
+  if [ -n "${R[floor,p]:-}" ]; then
+    line="p: ${R[floor,p]} msg/s; server us/msg ${R[floor,p_cost]} (user / kernel ${R[floor,p_split]});"
+    line="$line cpu% server / generator ${R[floor,p_cpu]}; luaws/floor:"
+    for p in $LUAS; do
+      line="$line $p $(ratio "${R[$p,p]:-}" "${R[floor,p]}") (ondata $(ratio "${R[$p,pd]:-}" "${R[floor,p]}"))"
+    done
+    [ "$NODE" = 1 ] && line="$line ws $(ratio "${R[ws,p]:-}" "${R[floor,p]}")"
+    line="$line; floor/luaws us/msg:"
+    for p in $LUAS; do
+      line="$line $p $(ratio "${R[$p,p_cost]:-}" "${R[floor,p_cost]}" 1) (ondata $(ratio "${R[$p,pd_cost]:-}" "${R[floor,p_cost]}" 1))"
+    done
+    [ "$NODE" = 1 ] && line="$line ws $(ratio "${R[ws,p_cost]:-}" "${R[floor,p_cost]}" 1)"
     say "  $line"
-  done
-  if [ -n "${R[floor,c]:-}" ]; then
-    # memory: the floor's bytes per idle connection over each peer's (1 at best)
-    line="c: ${R[floor,c]} B per idle conn; floor/luaws:"
-    for p in $LUAS; do line="$line $p $(ratio "${R[$p,c]:-}" "${R[floor,c]}" 1)"; done
-    [ "$NODE" = 1 ] && line="$line, ws $(ratio "${R[ws,c]:-}" "${R[floor,c]}" 1)"
+  fi
+  if floor_mem c "idle conn" $CMP; then
     line="$line; projected for 1M idle conns, GB:"
     for p in $LUAS floor; do
       line="$line $p $(awk -v b="${R[$p,c]:-0}" 'BEGIN { printf "%.2f", b * 1e6 / 1e9 }')"
     done
     say "  $line"
   fi
-  if [ -n "${R[floor,p]:-}" ]; then
-    # both as shares of the floor, 1 at best: msg/s over the floor's, and the floor's
-    # server CPU per message over each peer's
-    line="p: ${R[floor,p]} msg/s; server us/msg ${R[floor,p_cost]} (user / kernel ${R[floor,p_split]});"
-    line="$line cpu% server / generator ${R[floor,p_cpu]}; luaws/floor msg/s:"
-    for p in $LUAS; do
-      line="$line $p $(ratio "${R[$p,p]:-}" "${R[floor,p]}") (ondata $(ratio "${R[$p,pd]:-}" "${R[floor,p]}"))"
-    done
-    [ "$NODE" = 1 ] && line="$line, ws $(ratio "${R[ws,p]:-}" "${R[floor,p]}")"
-    line="$line; floor/luaws server us/msg:"
-    for p in $LUAS; do
-      line="$line $p $(ratio "${R[$p,p_cost]:-}" "${R[floor,p_cost]}" 1) (ondata $(ratio "${R[$p,pd_cost]:-}" "${R[floor,p_cost]}" 1))"
-    done
-    [ "$NODE" = 1 ] && line="$line, ws $(ratio "${R[ws,p_cost]:-}" "${R[floor,p_cost]}" 1)"
+  floor_rate d conn/s conn $CMP && say "  $line"
+  floor_rate ea msg/s msg $CMP && say "  $line"
+  floor_rate eb MB/s msg $CMP && say "  $line"
+  floor_mem ec "idle TLS conn" $CMP && say "  $line"
+  floor_rate g msg/s msg $CMP && say "  $line"
+  if [ -n "${R[zfloor,g_cost]:-}" ]; then
+    # server CPU per message over zlib's: 1 would be a server that costs nothing but its
+    # zlib calls
+    line="g: bench/zlib_floor.c, zlib alone: ${R[zfloor,g_cost]} us/msg (inflate / deflate"
+    line="$line ${R[zfloor,g_steps]}); server CPU per message over it:"
+    for p in $CMP floor; do line="$line $p $(ratio "${R[$p,g_cost]:-}" "${R[zfloor,g_cost]}")"; done
     say "  $line"
   fi
-  if [ -n "${R[floor,g_cost]:-}" ]; then
-    # server CPU per message over the floor's: 1 would be a server that costs nothing but
-    # its zlib calls
-    line="g: bench/zlib_floor.c, zlib alone: ${R[floor,g_cost]} us/msg (inflate / deflate"
-    line="$line ${R[floor,g_steps]}); server CPU per message over it:"
-    for p in $LUAS; do line="$line $p $(ratio "${R[$p,g_cost]:-}" "${R[floor,g_cost]}")"; done
-    [ "$NODE" = 1 ] && line="$line, ws $(ratio "${R[ws,g_cost]:-}" "${R[floor,g_cost]}")"
+  # h: the floor parks as luaws does; with its zlib streams kept, what parking saves
+  if floor_mem h "idle deflate conn, windows only" $CMP; then
+    [ -n "${R[floor,h_kept]:-}" ] && line="$line; with both zlib streams kept: ${R[floor,h_kept]} B"
     say "  $line"
   fi
+  floor_rate i req/s req $CMP && say "  $line"
+  floor_rate ip req/s req $CMP && say "  $line"
+  [ "$NODE" = 1 ] && [ -n "${R[floor,i]:-}${R[floor,ip]:-}" ] && say "  (i: ws is Node's http module)"
+  if [ -n "${R[floor,j_p50]:-}" ]; then
+    line="j: median ${R[floor,j_p50]} us/publish (mean ${R[floor,j_us]}); until the generator has"
+    line="$line all ${R[floor,j_e2e]} ms/publish; server CPU ${R[floor,j_cpu]} ms/publish (user / kernel"
+    line="$line ${R[floor,j_split]}); RSS ${R[floor,j_sub]} B/subscription; floor/luaws median:"
+    for p in $CMP; do line="$line $p $(ratio "${R[$p,j_p50]:-}" "${R[floor,j_p50]}" 1)"; done
+    line="$line; server CPU:"
+    for p in $CMP; do line="$line $p $(ratio "${R[$p,j_cpu]:-}" "${R[floor,j_cpu]}" 1)"; done
+    say "  $line"
+  fi
+  for t in k1p k1 k2 kz1 kz2; do floor_rate $t msg/s msg $KLUA && say "  $line"; done
 fi
 say ""
 say "log: $LOG"

@@ -1,5 +1,5 @@
-/* zlib_floor: the zlib work of a permessage-deflate echo server, and nothing else: the
- * floor of test g (bench/run.sh), as bench/floor_echo.c is the floor of a and b.
+/* zlib_floor: the zlib work of a permessage-deflate echo server, and nothing else: test
+ * g's floor (bench/run.sh) without the sockets, next to bench/floor_echo.c --deflate.
  *
  *   zlib_floor [-c CONNS] [-d SECONDS] [-s BYTES] [-l LEVEL] [-m MEMLEVEL]
  *
