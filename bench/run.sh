@@ -11,6 +11,7 @@
 #
 # The tests (loopback; server pinned to cpu 0, generator to cpu 1 when there are 2 cores):
 #   a  echo, 100 connections, 16-byte text, 1 in flight      BENCH_SECONDS (10)
+#      (luaws also with --ondata, as p: ad)
 #   b  echo, 10 connections, 64 KiB binary, 1 in flight      BENCH_SECONDS (10)
 #   p  a with 16 messages in flight per connection           BENCH_SECONDS (10)
 #      (each read brings several messages: the cost per message with the per-read cost
@@ -384,7 +385,7 @@ start_peer() {
 # the highest KEY (msgs/s or MB/s) in R[PEER,TEST...]: a busy shared machine only ever
 # makes a run slower, so the best of BENCH_REPEAT is the closest to the real figure.
 # A test whose name starts with e runs over TLS; g, with permessage-deflate; i, over HTTP;
-# pd, on the echo server with --ondata.
+# pd and ad, on the echo server with --ondata.
 one() {
   local peer=$1 t=$2 key=$3 rc v
   shift 3
@@ -393,7 +394,7 @@ one() {
     e*) start_peer "$peer" tls; set -- "$1" -S "${@:2}" ;;
     g) start_peer "$peer" deflate; set -- "$1" -z "${@:2}" ;;
     i*) start_peer "$peer" http ;;
-    pd) start_peer "$peer" ondata ;;
+    pd|ad) start_peer "$peer" ondata ;;
     k1p) start_serve 1 "$peer" "$PIN_SRV" || die "the $peer workers did not start" ;;
     k1|k2) PIN_GEN=""; start_serve "${t#k}" "$peer" "" || die "the $peer workers did not start" ;;
     kz1|kz2) PIN_GEN=""; start_serve "${t#kz}" "$peer" "" --deflate || die "the $peer workers did not start"
@@ -597,6 +598,10 @@ has a && for r in $(seq "$REPEAT"); do
   for p in $(peers_of a); do
     say "a: echo $a_c conns, 16 B text, 1 in flight, ${SECS}s: $p (run $r)"
     one "$p" a msgs/s echo -c $a_c -s 16 -m 1 -d "$SECS"
+    case $p in ws|floor) continue ;; esac
+    [ $SMOKE = 1 ] && continue   # (p's pd runs the same way in smoke)
+    say "a: echo $a_c conns, 16 B text, 1 in flight, ${SECS}s, --ondata: $p (run $r)"
+    one "$p" ad msgs/s echo -c $a_c -s 16 -m 1 -d "$SECS"
   done
 done
 has b && for r in $(seq "$REPEAT"); do
@@ -742,6 +747,9 @@ row "a latency p50 / p99 us" a_lat
 row "a server CPU us/msg (ratio: ws/luaws)" a_cost inverse
 row "a  of which user / kernel us" a_split
 row "a cpu% server / generator" a_cpu
+row "a --ondata: msg/s (ratio: over ws's a)" ad ratio a
+row "a --ondata server CPU us/msg" ad_cost inverse a_cost
+row "a --ondata  of which user / kernel us" ad_split
 row "b echo ${b_c}x64 KiB binary: MB/s" b ratio
 row "b latency p50 / p99 us" b_lat
 row "b server CPU us/msg (ratio: ws/luaws)" b_cost inverse
@@ -854,7 +862,11 @@ for k in "${!R[@]}"; do case $k in floor,*|zfloor,*) floor_any=1 ;; esac; done
 if [ -n "$floor_any" ]; then
   say ""
   say "floor: bench/floor_echo.c (C, epoll, no libuv, no Lua), same generator; luaws/floor for rates, floor/luaws for CPU and memory"
-  floor_rate a msg/s msg $CMP && say "  $line"
+  if floor_rate a msg/s msg $CMP; then
+    line="$line; with --ondata, luaws/floor:"
+    for p in $LUAS; do line="$line $p $(ratio "${R[$p,ad]:-}" "${R[floor,a]}")"; done
+    say "  $line"
+  fi
   floor_rate b MB/s msg $CMP && say "  $line"
   if [ -n "${R[floor,p]:-}" ]; then
     line="p: ${R[floor,p]} msg/s; server us/msg ${R[floor,p_cost]} (user / kernel ${R[floor,p_split]});"
