@@ -15,6 +15,27 @@ local function pair(server_setup, protocols, options, client_options)
   return ws, rec, function() return server_ws end, s
 end
 
+-- A server whose sockets' handler `field` (onmessage or ondata) raises with the
+-- message's data: the client sees 1011, and onhandlererror gets one error, with the
+-- handler's line and a traceback.
+local function raising_handler_closes(field)
+  local errors = {}
+  WebSocket.onhandlererror = function(err) errors[#errors + 1] = err end
+  local s = H.server()
+  s.onupgrade = function(req)
+    local ws = H.track(WebSocket(req))
+    ws[field] = function(e) error("raised by " .. (type(e) == "string" and e or e.data)) end
+  end
+  local c, rec = H.client("ws://127.0.0.1:" .. s.port .. "/")
+  c:send("the handler")
+  H.wait(function() return #rec.closes == 1 end, 5, "1011")
+  WebSocket.onhandlererror = nil
+  assert.equal(1011, rec.closes[1].code)
+  assert.equal(1, #errors)
+  assert.truthy(errors[1]:find("lifecycle_spec.lua:%d+: raised by the handler"))
+  assert.truthy(errors[1]:find("stack traceback", 1, true))
+end
+
 describe("lifecycle", function()
   after_each(H.cleanup)
 
@@ -123,21 +144,7 @@ describe("lifecycle", function()
   end)
 
   it("names the raising onmessage handler's line in the traceback", function()
-    local errors = {}
-    WebSocket.onhandlererror = function(err) errors[#errors + 1] = err end
-    local s = H.server()
-    s.onupgrade = function(req)
-      local ws = H.track(WebSocket(req))
-      ws.onmessage = function(e) error("raised by " .. e.data) end
-    end
-    local c, rec = H.client("ws://127.0.0.1:" .. s.port .. "/")
-    c:send("the handler")
-    H.wait(function() return #rec.closes == 1 end, 5, "1011")
-    WebSocket.onhandlererror = nil
-    assert.equal(1011, rec.closes[1].code)
-    assert.equal(1, #errors)
-    assert.truthy(errors[1]:find("lifecycle_spec.lua:%d+: raised by the handler"))
-    assert.truthy(errors[1]:find("stack traceback", 1, true))
+    raising_handler_closes("onmessage")
   end)
 
   it("lets onhandlererror stop the loop and re-raise from run()", function()
@@ -653,18 +660,6 @@ describe("ondata(data, binary, ws): messages without event objects", function()
   end)
 
   it("closes the socket with 1011 when ondata raises, as any handler", function()
-    local s = H.server()
-    local errors = {}
-    WebSocket.onhandlererror = function(err) errors[#errors + 1] = err end
-    s.onupgrade = function(req)
-      local ws = H.track(WebSocket(req))
-      ws.ondata = function() error("boom") end
-    end
-    local c, rec = H.client("ws://127.0.0.1:" .. s.port .. "/")
-    c:send("x")
-    H.wait(function() return #rec.closes == 1 end, 5, "the close")
-    WebSocket.onhandlererror = nil
-    assert.equal(1011, rec.closes[1].code)
-    assert.equal(1, #errors)
+    raising_handler_closes("ondata")
   end)
 end)
