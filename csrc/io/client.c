@@ -370,7 +370,9 @@ static int queue_early(ws_conn_t *c, const char *frame, size_t len) {
   return ws__buf_append(&ws__r(c)->hs->early, frame, len);
 }
 
-static size_t early_len(const ws_conn_t *c) { return ws__r(c)->hs ? ws__buf_len(&ws__r(c)->hs->early) : 0; }
+static size_t early_len(const ws_conn_t *c) {
+  return ws__r(c)->hs ? ws__buf_len(&ws__r(c)->hs->early) : 0;
+}
 
 static void no_account(ws_conn_t *c, ssize_t delta) { (void)c, (void)delta; }
 

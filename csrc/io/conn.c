@@ -846,8 +846,8 @@ static void read_place(ws_conn_t *c, uv_buf_t *buf) {
   /* The rest of a big frame whose start is already in the message buffer: read it in
    * there, and the parser unmasks it in place (no copy out of the loop's buffer). The
    * read is no longer than the frame, so it never takes in the next frame's header. */
-  if (!c->tp && c->state == WS__S_OPEN && ws__buf_len(&c->msg) && !ws__buf_len(&c->in) && in_frame(c) &&
-      !c->parser.rfc.msg_rsv && c->parser.rfc.remaining >= WS__DIRECT_MIN) {
+  if (!c->tp && c->state == WS__S_OPEN && ws__buf_len(&c->msg) && !ws__buf_len(&c->in) &&
+      in_frame(c) && !c->parser.rfc.msg_rsv && c->parser.rfc.remaining >= WS__DIRECT_MIN) {
     size_t want = msg_ahead(c, ws__buf_len(&c->msg));
     char *p = ws__buf_reserve(&c->msg, want);
     if (p) {
@@ -1085,7 +1085,8 @@ uint32_t ws__conn_sweep(ws_conn_t *c, uint32_t now) {
   case WS__S_HTTP: {
     /* Between the requests of a keep-alive connection, its idle wait (idle_ms); once
      * a request head has begun, or for the first one, the handshake timeout. */
-    uint32_t ms = (c->flags & WS__F_KEPT) && !ws__buf_len(&c->in) ? c->lim->idle_ms : c->lim->handshake_ms;
+    uint32_t ms =
+        (c->flags & WS__F_KEPT) && !ws__buf_len(&c->in) ? c->lim->idle_ms : c->lim->handshake_ms;
     if (due(now, c->state_at, ms)) ws__conn_destroy(c, 1006, 0);
     return ms;
   }
