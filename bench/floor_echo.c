@@ -20,6 +20,16 @@
  *                   of each direction, as luaws does with an idle connection
  *   --workers N     a supervisor and N worker processes, each with a socket of its own
  *                   on the one port (SO_REUSEPORT), as `luaws serve --workers N`
+ *   --lua           (built with -DFLOOR_LUA and a Lua) every data message goes through a
+ *                   Lua function, in a protected call, before it is echoed:
+ *                   function(data, binary, fd) send(fd, data, binary) end, send being a
+ *                   C function that frames it. No userdata, no method look-up, no event
+ *                   table, no UTF-8 check: the least any server that calls Lua once per
+ *                   message can do, and so the ceiling for luaws's ws.ondata.
+ *   --lua-event     the same with what the browser's API asks for on top, at its cheapest:
+ *                   an event table per message, whose target is a socket userdata, and
+ *                   event.target:send(event.data) found in a plain methods table; the
+ *                   ceiling for luaws's onmessage.
  *
  * It is not a server to use: it trusts its peer (frames are whole messages of at most
  * MAX_MSG bytes, requests have no body, every write completes), and closes the
@@ -48,6 +58,12 @@
 #include <zlib.h>
 
 #include "ws.h"
+
+#ifdef FLOOR_LUA
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#endif
 
 #define BUF_SIZE (256 * 1024)
 #define MAX_MSG (BUF_SIZE / 2)
@@ -95,7 +111,10 @@ static void zpeer_free(zpeer_t *zp) {
   free(zp);
 }
 
+static void lua_drop(int fd);
+
 static void drop(int fd) {
+  lua_drop(fd);
   if (peers[fd].ws) ws_open--;
   free(peers[fd].buf);
   memset(&peers[fd], 0, sizeof peers[fd]);
@@ -246,6 +265,118 @@ static int z_echo(int fd, int op, const char *d, size_t len) {
   return put_frame(fd, WS_RSV1, op, zbuf, zlen);
 }
 
+/* ---- --lua, --lua-event: a Lua function per message -------------------------------- */
+
+static int lua_on;   /* 1: --lua, 2: --lua-event */
+#ifdef FLOOR_LUA
+static lua_State *Lst;
+static int lua_failed;   /* a put_frame that failed inside the handler */
+
+static int lua_put(lua_State *L, int fd) {
+  size_t len;
+  const char *d = lua_tolstring(L, 2, &len);
+  if (put_frame(fd, 0, lua_toboolean(L, 3) ? WS_OP_BINARY : WS_OP_TEXT, d, len) < 0)
+    lua_failed = 1;
+  return 0;
+}
+
+/* --lua: send(fd, data, binary) frames data for fd */
+static int lua_send_fd(lua_State *L) { return lua_put(L, (int)lua_tointeger(L, 1)); }
+
+/* --lua-event: ws:send(data [, "binary"]) on a socket userdata (its fd), checked as a
+ * good Lua C module checks its self: the metatable, upvalue 1, compared */
+static int lua_sock_send(lua_State *L) {
+  int *fd = lua_touserdata(L, 1), same = 0;
+  if (fd && lua_getmetatable(L, 1)) {
+    same = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+  }
+  if (!same) return luaL_argerror(L, 1, "a socket expected");
+  return lua_put(L, *fd);
+}
+
+/* --lua: the least a Lua handler per message can cost. --lua-event: what the browser's
+ * API adds to it, at its cheapest: an event table per message, a socket userdata as its
+ * target, ws:send found in a plain methods table (luaws's __index is a function, since a
+ * socket also has live fields); the handler is examples/echo_server.lua's, word for word. */
+static const char lua_code[] =
+    "local send, mode = ...\n"
+    "if mode == 1 then\n"
+    "  return function(data, binary, fd) send(fd, data, binary) end\n"
+    "end\n"
+    "pcall(collectgarbage, 'generational')\n"
+    "local function echo(event)\n"
+    "  event.target:send(event.data, event.binary and 'binary' or nil)\n"
+    "end\n"
+    "return function(data, binary, ws)\n"
+    "  echo({type = 'message', target = ws, data = data, binary = binary})\n"
+    "end\n";
+
+/* The handler at index 1; --lua-event: the socket metatable at 2 and the sockets (by
+ * fd) at 3. */
+static int lua_setup(void) {
+  lua_State *L = Lst = luaL_newstate();
+  if (!L) return -1;
+  luaL_openlibs(L);
+  if (luaL_loadstring(L, lua_code) != 0) return -1;
+  lua_newtable(L);                     /* the socket metatable */
+  lua_newtable(L);                     /* its methods */
+  lua_pushvalue(L, -2);
+  lua_pushcclosure(L, lua_sock_send, 1);
+  lua_setfield(L, -2, "send");
+  lua_setfield(L, -2, "__index");
+  lua_insert(L, 1);
+  lua_pushcfunction(L, lua_on == 1 ? lua_send_fd : lua_sock_send);
+  lua_pushinteger(L, lua_on);
+  if (lua_pcall(L, 2, 1, 0) != 0) return -1;
+  lua_insert(L, 1);
+  lua_newtable(L);
+  return 0;
+}
+
+/* the socket userdata of fd at the top, made at its first message */
+static void lua_push_sock(lua_State *L, int fd) {
+  lua_rawgeti(L, 3, fd);
+  if (!lua_isnil(L, -1)) return;
+  lua_pop(L, 1);
+  *(int *)lua_newuserdata(L, sizeof(int)) = fd;
+  lua_pushvalue(L, 2);
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, 3, fd);
+}
+
+static void lua_drop(int fd) {
+  if (lua_on != 2) return;
+  lua_pushnil(Lst);
+  lua_rawseti(Lst, 3, fd);
+}
+
+static int lua_echo(int fd, int op, const char *d, size_t len) {
+  lua_State *L = Lst;
+  lua_pushvalue(L, 1);
+  lua_pushlstring(L, d, len);
+  lua_pushboolean(L, op == WS_OP_BINARY);
+  if (lua_on == 1)
+    lua_pushinteger(L, fd);
+  else
+    lua_push_sock(L, fd);
+  lua_failed = 0;
+  if (lua_pcall(L, 3, 0, 0) != 0) {
+    lua_pop(L, 1);
+    return -1;
+  }
+  return lua_failed ? -1 : 0;
+}
+#else
+static int lua_setup(void) { return -1; }
+static void lua_drop(int fd) { (void)fd; }
+static int lua_echo(int fd, int op, const char *d, size_t len) {
+  (void)fd, (void)op, (void)d, (void)len;
+  return -1;
+}
+#endif
+
 /* ---- WebSocket ------------------------------------------------------------------- */
 
 /* Echoes the whole frames in p[0..n); returns the bytes used, or -1 to drop. */
@@ -278,6 +409,7 @@ static ssize_t frames(int fd, char *p, size_t n) {
       return -1;
     }
     int r = (h[0] & WS_RSV1) && zpeers[fd] ? z_echo(fd, op, d, (size_t)len)
+            : lua_on                        ? lua_echo(fd, op, d, (size_t)len)
                                             : put_frame(fd, 0, op, d, (size_t)len);
     if (r < 0) return -1;
   }
@@ -585,6 +717,10 @@ int main(int argc, char **argv) {
       key = argv[++i];
     } else if (strcmp(argv[i], "--deflate") == 0) {
       deflate_on = 1;
+    } else if (strcmp(argv[i], "--lua") == 0) {
+      lua_on = 1;
+    } else if (strcmp(argv[i], "--lua-event") == 0) {
+      lua_on = 2;
     } else if (strcmp(argv[i], "--park") == 0) {
       park = 1;
     } else if (strcmp(argv[i], "--workers") == 0 && i + 1 < argc) {
@@ -595,7 +731,11 @@ int main(int argc, char **argv) {
     }
   }
   if (workers < 0 || (park && !deflate_on)) {
-    fprintf(stderr, "usage: floor_echo [--tls CERT KEY] [--deflate [--park]] [--workers N]\n");
+    fprintf(stderr, "usage: floor_echo [--tls CERT KEY] [--deflate [--park]] [--workers N] [--lua | --lua-event]\n");
+    return 1;
+  }
+  if (lua_on && lua_setup() < 0) {
+    fprintf(stderr, "floor_echo: --lua and --lua-event need a build with -DFLOOR_LUA and a Lua\n");
     return 1;
   }
   if (cert && tls_setup(cert, key) < 0) return 1;

@@ -87,8 +87,7 @@ static void push_fields_made(lua_State *L, int ud) {
 
 /* Pushes a slot's value: from the shared values while the box holds it, else from the
  * uservalue table (a value that cannot be shared, or a box released). */
-static void push_slot(l_ctx_t *x, lua_State *L, int ud, int slot) {
-  l_sock_t *s = lua_touserdata(L, ud);
+static void push_slot(l_ctx_t *x, lua_State *L, l_sock_t *s, int ud, int slot) {
   if (s->slot[slot]) {
     l_shared_push(x, L, s->slot[slot]);
     return;
@@ -169,7 +168,7 @@ static void emit_at(l_ctx_t *x, lua_State *L, int ud, int uv, int tb, int ev, in
   if (handler < 0)
     lua_pushnil(L);
   else
-    push_slot(x, L, ud, handler);
+    push_slot(x, L, (l_sock_t *)b, ud, handler);
   if (lua_isfunction(L, -1)) {
     lua_pushvalue(L, ev);
     failed |= l_call(x, L, 1, tb, ud);
@@ -223,13 +222,13 @@ static void new_event(l_ctx_t *x, lua_State *L, int ud, int type, int extra) {
   lua_rawset(L, -3);
 }
 
-/* Does the socket at ud have a handler (an L_SLOT_*) or listeners for events of type (an
- * L_K_* key)? An event nobody listens to is not made. A slot says so without a look-up;
- * a socket without a uservalue table has nothing else. */
-static int listened(l_ctx_t *x, lua_State *L, int ud, int handler, int type) {
-  l_sock_t *s = lua_touserdata(L, ud);
+/* Does the socket s at ud have a handler (an L_SLOT_*) or listeners for events of type
+ * (an L_K_* key)? An event nobody listens to is not made. A slot says so without a
+ * look-up; a socket without a uservalue table has nothing else. */
+static int listened(l_ctx_t *x, lua_State *L, l_sock_t *s, int ud, int handler, int type) {
   if (s->slot[handler]) return 1;
-  if (!push_own_fields(L, ud)) return 0;
+  if (!s->fields) return 0;
+  ws_lua_getuv(L, ud);
   int uv = lua_gettop(L), yes;
   l_push_key(x, L, slot_keys[handler]);
   lua_rawget(L, uv);
@@ -261,7 +260,7 @@ static void ev_open(ws_conn_t *c, const ws_http_head_t *head) {
     lua_setfield(L, -2, "headers");
     lua_pop(L, 1);
   }
-  if (listened(x, L, ud, L_SLOT_ONOPEN, L_K_OPEN)) {
+  if (listened(x, L, (l_sock_t *)b, ud, L_SLOT_ONOPEN, L_K_OPEN)) {
     new_event(x, L, ud, L_K_OPEN, 0);
     emit(x, L, L_SLOT_ONOPEN, L_K_OPEN);
   }
@@ -297,15 +296,18 @@ static void ev_message(ws_conn_t *c, int binary, const char *data, size_t len) {
   l_box_t *b = box_of(c);
   l_sock_t *s = (l_sock_t *)b;
   int ud = lua_gettop(L), uv = ud + 1, tb = ud + 2;
-  push_fields(L, ud);
+  if (s->fields)
+    ws_lua_getuv(L, ud);
+  else
+    lua_pushnil(L);
   l_push_traceback(x, L);
-  push_slot(x, L, ud, L_SLOT_ONDATA);
+  push_slot(x, L, s, ud, L_SLOT_ONDATA);
   if (lua_isfunction(L, -1)) {
     lua_pushlstring(L, data, len);
     lua_pushboolean(L, binary);
     lua_pushvalue(L, ud);
     if (l_call(x, L, 3, tb, ud) && b->p) ws_conn_handler_failed(b->p);
-    if (!b->p || !listened(x, L, ud, L_SLOT_ONMESSAGE, L_K_MESSAGE)) {
+    if (!b->p || !listened(x, L, s, ud, L_SLOT_ONMESSAGE, L_K_MESSAGE)) {
       lua_settop(L, ud - 1);
       return;
     }
@@ -314,7 +316,7 @@ static void ev_message(ws_conn_t *c, int binary, const char *data, size_t len) {
   } else {
     lua_pop(L, 1);
   }
-  if (s->slot[L_SLOT_ONMESSAGE] && !has_fields(L, ud)) {   /* no listeners yet */
+  if (s->slot[L_SLOT_ONMESSAGE] && !s->fields) {   /* no listeners yet */
     l_push_ref(L, x->message_ref);
     l_shared_push(x, L, s->slot[L_SLOT_ONMESSAGE]);
     if (!lua_isfunction(L, -1)) {
@@ -326,7 +328,7 @@ static void ev_message(ws_conn_t *c, int binary, const char *data, size_t len) {
     lua_pushboolean(L, binary);
     if (l_calln(x, L, 4, 1, tb, ud)) {
       if (b->p) ws_conn_handler_failed(b->p);
-    } else if (has_fields(L, ud)) {   /* the handler may have added listeners */
+    } else if (s->fields) {   /* the handler may have added listeners */
       push_fields(L, ud);
       lua_replace(L, uv);
       emit_at(x, L, ud, uv, tb, tb + 1, -1, L_K_MESSAGE);
@@ -382,10 +384,10 @@ static void note_status(lua_State *L, int ud, ws_conn_t *c) {
 static void ev_error(ws_conn_t *c, int err, const char *message) {
   l_ctx_t *x = ctx_of(c);
   lua_State *L = x->L;
-  box_of(c);
+  l_box_t *b = box_of(c);
   int ud = lua_gettop(L);
   note_status(L, ud, c);
-  if (!listened(x, L, ud, L_SLOT_ONERROR, L_K_ERROR)) {
+  if (!listened(x, L, (l_sock_t *)b, ud, L_SLOT_ONERROR, L_K_ERROR)) {
     lua_pop(L, 1);
     return;
   }
@@ -419,7 +421,7 @@ static void ev_drain(ws_conn_t *c) {
   int ud = lua_gettop(L);
   if (b->kind == L_KIND_REQUEST) {   /* a plain HTTP response (res) */
     request_hook(x, L, "_onrequestdrain", ud);
-  } else if (listened(x, L, ud, L_SLOT_ONDRAIN, L_K_DRAIN)) {
+  } else if (listened(x, L, (l_sock_t *)b, ud, L_SLOT_ONDRAIN, L_K_DRAIN)) {
     new_event(x, L, ud, L_K_DRAIN, 0);
     emit(x, L, L_SLOT_ONDRAIN, L_K_DRAIN);
   }
@@ -433,7 +435,7 @@ static void ev_close(ws_conn_t *c, unsigned code, const char *reason, size_t rle
   int ud = lua_gettop(L);
   if (b->kind == L_KIND_REQUEST) {   /* a plain HTTP exchange ended (res, EventSource) */
     request_hook(x, L, "_onrequestclose", ud);
-  } else if (listened(x, L, ud, L_SLOT_ONCLOSE, L_K_CLOSE)) {
+  } else if (listened(x, L, (l_sock_t *)b, ud, L_SLOT_ONCLOSE, L_K_CLOSE)) {
     new_event(x, L, ud, L_K_CLOSE, 3);
     l_push_key(x, L, L_K_CODE);
     lua_pushinteger(L, code);

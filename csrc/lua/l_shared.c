@@ -64,7 +64,7 @@ void l_shared_push(l_ctx_t *x, lua_State *L, uint32_t i) {
   }
   l_push_ref(L, x->shared_ref);
   lua_rawgeti(L, -1, (int)i);
-  lua_remove(L, -2);
+  lua_replace(L, -2);   /* (less work than lua_remove's rotation) */
 }
 
 void l_shared_open(l_ctx_t *x, lua_State *L) {
