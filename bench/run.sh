@@ -61,6 +61,11 @@
 # alone; h: --deflate --park (only the windows kept between messages, as luaws parks an
 # idle connection; also without --park, for scale); i: its fixed 200 answer; j: its
 # /subscribe and /publish; k: --workers N (N processes on one SO_REUSEPORT port).
+# The Lua floors (a and p; smoke: a): floor_echo built with each Lua (rows lf:LUA). With
+# --lua-event every message goes through an event table and event.target:send(event.data)
+# on a socket userdata, at their cheapest, which is what the browser's API costs on that
+# Lua (luaws's onmessage is measured against it); with --lua, through one Lua call
+# (luaws's ws.ondata against it).
 # Other knobs: BENCH_TESTS ("a b c d e f g h i j k p": the tests to run), BENCH_LUAS ("lua5.4 luajit"),
 # BENCH_NODE (1; 0 skips Node ws and http), BENCH_FLOOR (1; 0 skips the floors),
 # BENCH_DEFLATE_IDLE_CONNS (2000: h), BENCH_TOPIC_CONNS (10000: j), BENCH_PUBLISHES (100: j),
@@ -142,6 +147,24 @@ if [ "${BENCH_FLOOR:-1}" = 1 ]; then
   else
     say "skip the floor: bench/floor_echo.c did not build (see $LOG)"
   fi
+fi
+# The Lua floors: floor_echo built with each Lua, whose --lua-event and --lua run a's and
+# p's load through a Lua handler (test a and p, rows lf:LUA)
+LFLOORS=""
+if [ "$FLOOR_ON" = 1 ]; then
+  for lua in $LUAS; do
+    pc=$lua; [ "$lua" = luajit ] && pc=luajit
+    if pkg-config --exists "$pc" 2>/dev/null &&
+       ${CC:-cc} -O2 -Wall -Wextra -DFLOOR_LUA $(pkg-config --cflags "$pc") -Icsrc/core \
+         -o "$OUT/floor_echo_$lua" bench/floor_echo.c csrc/core/*.c -lssl -lcrypto -lz \
+         $(pkg-config --libs "$pc") >>"$LOG" 2>&1; then
+      LFLOORS="$LFLOORS lf:$lua"
+    elif [ $SMOKE = 1 ]; then
+      die "cannot build bench/floor_echo.c with $lua (see $LOG)"
+    else
+      say "skip the $lua floor: bench/floor_echo.c did not build with $lua (see $LOG)"
+    fi
+  done
 fi
 ZFLOOR=$OUT/zlib_floor
 if [ "${BENCH_FLOOR:-1}" = 1 ] && [ $SMOKE = 0 ] &&
@@ -373,6 +396,8 @@ start_peer() {
     ws,http) start_server ws node spec/peers/http_server.js ;;
     ws,topics) start_server ws node bench/topics_server.js ;;
     ws,*) start_server ws node spec/peers/ws_echo_server.js "${flags[@]}" ;;
+    lf:*,ondata) start_server floor - "$OUT/floor_echo_${1#lf:}" --lua ;;
+    lf:*,*) start_server floor - "$OUT/floor_echo_${1#lf:}" --lua-event ;;
     floor,*) start_server floor - "$FLOOR" "${flags[@]}" ;;
     *,broadcast) start_server luaws "$1" bench/broadcast_server.lua ;;
     *,http) start_server luaws "$1" bench/http_server.lua ;;
@@ -594,12 +619,18 @@ floor_runs() {   # TEST
 peers_of() {   # TEST: PEERS, and the floor when it runs TEST
   if floor_runs "$1"; then echo "$PEERS floor"; else echo "$PEERS"; fi
 }
+lpeers_of() {   # TEST: peers_of, and the Lua floors for a and p (smoke: a's only)
+  case $1 in
+    a) echo "$(peers_of a)$LFLOORS" ;;
+    p) if [ $SMOKE = 1 ]; then peers_of p; else echo "$(peers_of p)$LFLOORS"; fi ;;
+  esac
+}
 has a && for r in $(seq "$REPEAT"); do
-  for p in $(peers_of a); do
+  for p in $(lpeers_of a); do
     say "a: echo $a_c conns, 16 B text, 1 in flight, ${SECS}s: $p (run $r)"
     one "$p" a msgs/s echo -c $a_c -s 16 -m 1 -d "$SECS"
     case $p in ws|floor) continue ;; esac
-    [ $SMOKE = 1 ] && continue   # (p's pd runs the same way in smoke)
+    [ $SMOKE = 1 ] && case $p in lf:*) ;; *) continue ;; esac   # (p's pd runs the same way)
     say "a: echo $a_c conns, 16 B text, 1 in flight, ${SECS}s, --ondata: $p (run $r)"
     one "$p" ad msgs/s echo -c $a_c -s 16 -m 1 -d "$SECS"
   done
@@ -612,7 +643,7 @@ has b && for r in $(seq "$REPEAT"); do
 done
 # p: a's load with p_m messages in flight; luaws runs twice, onmessage (p) and ondata (pd)
 has p && for r in $(seq "$REPEAT"); do
-  for p in $(peers_of p); do
+  for p in $(lpeers_of p); do
     say "p: echo $p_c conns, 16 B text, $p_m in flight, ${SECS}s: $p (run $r)"
     one "$p" p msgs/s echo -c $p_c -s 16 -m $p_m -d "$SECS"
     case $p in ws|floor) continue ;; esac
@@ -857,6 +888,26 @@ floor_mem() {   # TEST WHAT PEERS...: RSS per connection, as floor_rate
   line="$t: ${R[floor,$t]} B per $what; floor/luaws:"
   for p; do line="$line $p $(ratio "${R[$p,$t]:-}" "${R[floor,$t]}" 1)"; done
 }
+# The Lua floors of test T (a or p): what each Lua allows a server that calls it for every
+# message, as shares of the floor, and luaws as a share of them (onmessage of the
+# --lua-event floor, ws.ondata of the --lua floor)
+lfloor_lines() {   # T
+  local t=$1 d lf lua
+  d=${t}d; [ "$t" = a ] && d=ad
+  for lf in $LFLOORS; do
+    lua=${lf#lf:}
+    [ -n "${R[$lf,$t]:-}${R[$lf,$d]:-}" ] || continue
+    line="$t, the $lua floor (floor_echo --lua-event, an event table and ws:send at their cheapest):"
+    line="$line ${R[$lf,$t]:--} msg/s; server us/msg ${R[$lf,${t}_cost]:--} (user / kernel"
+    line="$line ${R[$lf,${t}_split]:--}); of the floor $(ratio "${R[$lf,$t]:-}" "${R[floor,$t]:-}");"
+    line="$line luaws onmessage of it $(ratio "${R[$lua,$t]:-}" "${R[$lf,$t]:-}")"
+    line="$line | --lua, one Lua call per message: ${R[$lf,$d]:--} msg/s; server us/msg"
+    line="$line ${R[$lf,${d}_cost]:--} (user / kernel ${R[$lf,${d}_split]:--}); of the floor"
+    line="$line $(ratio "${R[$lf,$d]:-}" "${R[floor,$t]:-}"); luaws ondata of it"
+    line="$line $(ratio "${R[$lua,$d]:-}" "${R[$lf,$d]:-}")"
+    say "  $line"
+  done
+}
 floor_any=""
 for k in "${!R[@]}"; do case $k in floor,*|zfloor,*) floor_any=1 ;; esac; done
 if [ -n "$floor_any" ]; then
@@ -867,6 +918,7 @@ if [ -n "$floor_any" ]; then
     for p in $LUAS; do line="$line $p $(ratio "${R[$p,ad]:-}" "${R[floor,a]}")"; done
     say "  $line"
   fi
+  lfloor_lines a
   floor_rate b MB/s msg $CMP && say "  $line"
   if [ -n "${R[floor,p]:-}" ]; then
     line="p: ${R[floor,p]} msg/s; server us/msg ${R[floor,p_cost]} (user / kernel ${R[floor,p_split]});"
@@ -882,6 +934,7 @@ if [ -n "$floor_any" ]; then
     [ "$NODE" = 1 ] && line="$line ws $(ratio "${R[ws,p_cost]:-}" "${R[floor,p_cost]}" 1)"
     say "  $line"
   fi
+  lfloor_lines p
   if floor_mem c "idle conn" $CMP; then
     line="$line; projected for 1M idle conns, GB:"
     for p in $LUAS floor; do
