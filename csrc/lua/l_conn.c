@@ -301,7 +301,10 @@ static void ev_message(ws_conn_t *c, int binary, const char *data, size_t len) {
   else
     lua_pushnil(L);
   l_push_traceback(x, L);
-  push_slot(x, L, s, ud, L_SLOT_ONDATA);
+  if (!s->slot[L_SLOT_ONDATA] && !s->fields)   /* no ondata: nothing to look up */
+    lua_pushnil(L);
+  else
+    push_slot(x, L, s, ud, L_SLOT_ONDATA);
   if (lua_isfunction(L, -1)) {
     lua_pushlstring(L, data, len);
     lua_pushboolean(L, binary);
