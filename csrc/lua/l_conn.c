@@ -1,6 +1,8 @@
 /* The socket userdata: a box holding a ws_conn_t*, anchored while the conn lives;
  * methods, live fields, and the I/O events turned into Lua handler calls. */
 #include <string.h>
+#include <lualib.h>   /* LUA_JITLIBNAME: LuaJIT */
+
 #include "binding.h"
 
 /* luaL_checkudata without its registry look-up by name on every method call: the
@@ -741,6 +743,33 @@ static const luaL_Reg methods[] = {
   {NULL, NULL}
 };
 
+#ifdef LUA_JITLIBNAME
+/* LuaJIT: a Lua __index finds a method in the methods table itself and calls the C one
+ * for the rest, since its calls into C cost more than a compiled table look-up (a method
+ * call in an echo handler: 160 instructions fewer). Lua 5.x calls the C one directly: its
+ * Lua call would cost 60 more. */
+static const char index_code[] =
+    "local methods, index = ...\n"
+    "return function(ws, k)\n"
+    "  local m = methods[k]\n"
+    "  if m ~= nil then return m end\n"
+    "  return index(ws, k)\n"
+    "end\n";
+
+/* Replaces the C __index function at the top with index_code's; the methods at m. */
+static void push_index(lua_State *L, int m) {
+  m = m < 0 ? lua_gettop(L) + m + 1 : m;
+  if (luaL_loadbuffer(L, index_code, sizeof index_code - 1, "=luaws socket index") != 0)
+    lua_error(L);
+  lua_pushvalue(L, m);
+  lua_pushvalue(L, -3);
+  lua_call(L, 2, 1);
+  lua_replace(L, -2);
+}
+#else
+static void push_index(lua_State *L, int m) { (void)L, (void)m; }
+#endif
+
 void l_conn_open(lua_State *L) {
   luaL_newmetatable(L, L_CONN_MT);
   lua_newtable(L);
@@ -758,6 +787,7 @@ void l_conn_open(lua_State *L) {
   lua_pushvalue(L, -3);             /* slot names */
   lua_pushvalue(L, -3);
   lua_pushcclosure(L, l_conn_index, 3);
+  push_index(L, -3);
   lua_setfield(L, -4, "__index");
   lua_pushvalue(L, -3);             /* __newindex: the metatable, the slot names */
   lua_insert(L, -2);
