@@ -2,7 +2,7 @@
 # Instructions per message of the luaws echo server, counted by callgrind: deterministic,
 # so a change to the message path shows even on a busy shared machine, where times do not.
 #
-#   bench/callgrind.sh [LUA] [onmessage|ondata] [IN_FLIGHT] [SECONDS]
+#   bench/callgrind.sh [LUA] [onmessage|ondata|floor|lua-floor|event-floor] [IN_FLIGHT] [SECONDS]
 #       defaults: lua5.4 onmessage 16 15
 #
 # Runs examples/echo_server.lua (with --ondata for ondata) under callgrind, loads it with
@@ -12,7 +12,9 @@
 # (ev_message, inclusive). The profile stays in build/bench/callgrind.out for
 # callgrind_annotate. With LUAWS_HOST=path, that program runs the script instead of the
 # interpreter (an interpreter linked with the Lua static library, whose functions
-# callgrind can then name).
+# callgrind can then name). floor, lua-floor and event-floor count bench/floor_echo.c
+# instead: alone, with --lua and with --lua-event (build/bench/floor_echo and
+# floor_echo_LUA, which bench/run.sh builds).
 set -eu
 cd "$(dirname "$0")/.."
 LUA=${1:-lua5.4}; MODE=${2:-onmessage}; M=${3:-16}; SECS=${4:-15}
@@ -20,12 +22,19 @@ OUT=build/bench
 LOADGEN=$OUT/loadgen
 [ -x "$LOADGEN" ] || { echo "no $LOADGEN: run make bench-smoke first" >&2; exit 1; }
 command -v valgrind >/dev/null || { echo "valgrind is not installed" >&2; exit 1; }
-extra=()
-[ "$MODE" = ondata ] && extra=(--ondata)
+cmd=("${LUAWS_HOST:-$LUA}" examples/echo_server.lua 0)
+case $MODE in
+  ondata) cmd+=(--ondata) ;;
+  floor) cmd=("$OUT/floor_echo") ;;
+  lua-floor) cmd=("$OUT/floor_echo_$LUA" --lua) ;;
+  event-floor) cmd=("$OUT/floor_echo_$LUA" --lua-event) ;;
+esac
+[ -x "${cmd[0]}" ] || command -v "${cmd[0]}" >/dev/null ||
+  { echo "no ${cmd[0]}: run bench/run.sh --smoke first" >&2; exit 1; }
 rm -f "$OUT/callgrind.out" "$OUT/callgrind.srv"
 LUA_CPATH="build/$LUA/?.so;;" LUA_PATH="lua/?.lua;lua/?/init.lua;;" \
   valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out" \
-  "${LUAWS_HOST:-$LUA}" examples/echo_server.lua 0 "${extra[@]}" >"$OUT/callgrind.srv" 2>&1 &
+  "${cmd[@]}" >"$OUT/callgrind.srv" 2>&1 &
 srv=$!
 port=""
 for _ in $(seq 300); do   # callgrind starts slowly: up to 30 s
