@@ -92,16 +92,14 @@ static void push_fields_made(lua_State *L, int ud) {
 static void push_slot(l_ctx_t *x, lua_State *L, l_sock_t *s, int ud, int slot) {
   if (s->slot[slot]) {
     l_shared_push(x, L, s->slot[slot]);
-    return;
-  }
-  push_fields(L, ud);
-  if (lua_istable(L, -1)) {
+  } else if (!s->fields) {
+    lua_pushnil(L);
+  } else {
+    ws_lua_getuv(L, ud);
     l_push_key(x, L, slot_keys[slot]);
     lua_rawget(L, -2);
-  } else {
-    lua_pushnil(L);
+    lua_replace(L, -2);
   }
-  lua_remove(L, -2);
 }
 
 /* The box lets go of its conn and of its anchor; the slots' values move to the
@@ -298,15 +296,9 @@ static void ev_message(ws_conn_t *c, int binary, const char *data, size_t len) {
   l_box_t *b = box_of(c);
   l_sock_t *s = (l_sock_t *)b;
   int ud = lua_gettop(L), uv = ud + 1, tb = ud + 2;
-  if (s->fields)
-    ws_lua_getuv(L, ud);
-  else
-    lua_pushnil(L);
+  push_fields(L, ud);
   l_push_traceback(x, L);
-  if (!s->slot[L_SLOT_ONDATA] && !s->fields)   /* no ondata: nothing to look up */
-    lua_pushnil(L);
-  else
-    push_slot(x, L, s, ud, L_SLOT_ONDATA);
+  push_slot(x, L, s, ud, L_SLOT_ONDATA);
   if (lua_isfunction(L, -1)) {
     lua_pushlstring(L, data, len);
     lua_pushboolean(L, binary);
